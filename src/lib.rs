@@ -9,3 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod run;
+pub mod convnet;
+pub mod cuda_graph;
+pub mod device;
+pub mod train;

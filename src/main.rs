@@ -8,13 +8,16 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
+    nnmnist::run::install_ctrlc_handler();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Convnet(_args) => todo!(),
-        Command::Mlp(_args) => todo!(),
-        Command::Eval(_args) => todo!(),
-        Command::Show(_args) => todo!(),
+        Command::Convnet(args) => nnmnist::train::run(&args),
+        Command::Mlp(_args) => Err(anyhow::anyhow!("nnmnist mlp: not wired yet")),
+        Command::Eval(args) => match args.model {
+            nnmnist::cli::ModelKind::Convnet => nnmnist::train::eval(&args),
+            nnmnist::cli::ModelKind::Mlp => Err(anyhow::anyhow!("not wired yet")),
+        },
+        Command::Show(_args) => Err(anyhow::anyhow!("nnmnist show: not wired yet")),
     };
-    #[allow(unreachable_code)]
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -20,7 +20,9 @@ pub struct EpochMetrics {
     pub test_total: usize,
     pub test_accuracy: f64,
     pub test_loss: f64,
-    pub train_loss: f64,
+    /// None where nothing was trained (`nnmnist eval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
     pub train_seconds: f64,
     pub eval_seconds: f64,
     pub device: String,

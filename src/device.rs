@@ -1,0 +1,46 @@
+//! `--device auto|cpu|cuda|cuda:N`: which device the convnet trains on.
+use anyhow::{bail, Result};
+use tch::{Cuda, Device};
+
+/// Resolves a `--device` value. `auto` is CUDA (GPU 0) when available, else the CPU; asking
+/// for CUDA where there is none is an error, not a silent fall back to the CPU.
+pub fn resolve(spec: &str) -> Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    let gpus = if spec == "cpu" { 0 } else { Cuda::device_count() as usize };
+    match spec.as_str() {
+        "auto" => Ok(if gpus > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => cuda(0, gpus),
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => cuda(n, gpus),
+            _ => bail!("--device {spec}: expected auto, cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+fn cuda(n: usize, gpus: usize) -> Result<Device> {
+    if gpus == 0 {
+        bail!("--device cuda: no CUDA device is available here (libtorch sees none); use --device cpu or auto");
+    }
+    if n >= gpus {
+        bail!("--device cuda:{n}: only {gpus} CUDA device(s) here (cuda:0 to cuda:{})", gpus - 1);
+    }
+    Ok(Device::Cuda(n))
+}
+
+/// The name nn_convnet.py prints in `Using {name} device`: `cpu` or `cuda`.
+pub fn console_name(device: Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
+/// The name recorded in metrics: `cpu` or `cuda:N`.
+pub fn metrics_name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".to_string(),
+    }
+}
