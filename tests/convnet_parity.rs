@@ -1,0 +1,180 @@
+//! Parity of the tch convnet with PyTorch, on fixtures PyTorch wrote.
+//!
+//! The fixture tests/fixtures/convnet/parity.safetensors is rebuilt by
+//!     .venv/bin/python scripts/reference/make_convnet_fixtures.py
+//! (its docstring lists every tensor). It holds PyTorch's initial weights for seed 1234, the
+//! logits, loss and every parameter's gradient for 16 test images, and 3 SGD steps (lr 0.05,
+//! weight decay 0.001) on 3 batches of 64 training images: the step losses and the weights
+//! after. Images come from data/ through the Rust loader, by the indices the fixture stores.
+//!
+//! Tolerances (max abs difference, float32 throughout; both sides run libtorch 2.11's CPU
+//! kernels with 1 thread, so on the machine that wrote the fixture every tensor is expected
+//! to be bit-identical, and was when this test was written):
+//! - initial weights: 0 (the same mt19937 draws and the same bound arithmetic; 1e-7 allowed);
+//! - logits 1e-5, loss 1e-6, gradients 1e-6, step losses 1e-6, weights after 3 steps 1e-6:
+//!   room for another CPU's SIMD path (AVX2 vs AVX-512) summing in a different order (about
+//!   1e-7 here), while a real mismatch is far larger: a wrong weight decay alone moves the
+//!   conv0 weights by ~5e-5 over 3 steps, a wrong init or layer by ~1e-1.
+//!
+//! On failure each check prints the tensor name and its largest absolute difference; with
+//! `cargo test --test convnet_parity -- --nocapture` every measured difference is printed.
+use nnmnist::convnet::{images_tensor, labels_tensor, Net};
+use nnmnist::data::{Mnist, Split};
+use nnmnist::train;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tch::{Device, Kind, Tensor};
+
+const REBUILD: &str = ".venv/bin/python scripts/reference/make_convnet_fixtures.py";
+const SEED: u64 = 1234;
+const LR: f64 = 0.05;
+const WD: f64 = 0.001;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture() -> HashMap<String, Tensor> {
+    let path = root().join("tests/fixtures/convnet/parity.safetensors");
+    let tensors = Tensor::read_safetensors(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}); rebuild it with: {REBUILD}", path.display()));
+    tensors.into_iter().collect()
+}
+
+fn get<'a>(fx: &'a HashMap<String, Tensor>, name: &str) -> &'a Tensor {
+    fx.get(name).unwrap_or_else(|| panic!("fixture lacks {name}; rebuild it with: {REBUILD}"))
+}
+
+fn mnist() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| Mnist::load(&root().join("data")).expect("MNIST in data/ (scripts/make_data.py rebuilds it)"))
+}
+
+/// The images and labels at `idx` (any shape of i64 indices), as the convnet takes them.
+fn batch(split: &Split, idx: &Tensor) -> (Tensor, Tensor) {
+    let idx = Vec::<i64>::try_from(idx.flatten(0, -1)).expect("i64 indices");
+    let mut images = Vec::with_capacity(idx.len() * 784);
+    let mut labels = Vec::with_capacity(idx.len());
+    for &i in &idx {
+        images.extend_from_slice(split.image(i as usize));
+        labels.push(split.labels[i as usize]);
+    }
+    (images_tensor(&images, Device::Cpu), labels_tensor(&labels, Device::Cpu))
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
+}
+
+/// Collects comparisons; panics at the end listing every tensor over its tolerance.
+struct Checks {
+    what: &'static str,
+    failures: Vec<String>,
+}
+
+impl Checks {
+    fn new(what: &'static str) -> Checks {
+        tch::set_num_threads(1); // as the fixture script; see the module comment
+        Checks { what, failures: Vec::new() }
+    }
+
+    fn compare(&mut self, name: &str, ours: &Tensor, pytorch: &Tensor, tol: f64) {
+        let d = max_abs_diff(&ours.detach(), pytorch);
+        eprintln!("{}: {name}: max abs diff {d:e} (tolerance {tol:e})", self.what);
+        if !(d <= tol) {
+            self.failures.push(format!("{name}: max abs diff {d:e} > tolerance {tol:e}"));
+        }
+    }
+
+    fn finish(self) {
+        if !self.failures.is_empty() {
+            panic!(
+                "{}: {} tensor(s) differ from PyTorch's:\n  {}\n(if the fixture is stale, rebuild it with: {REBUILD})",
+                self.what,
+                self.failures.len(),
+                self.failures.join("\n  ")
+            );
+        }
+    }
+}
+
+/// Overwrites the network's parameters with the fixture's `{prefix}model.*` tensors.
+fn set_weights(net: &Net, fx: &HashMap<String, Tensor>, prefix: &str) {
+    for (name, mut p) in net.parameters() {
+        let src = get(fx, &format!("{prefix}{name}"));
+        tch::no_grad(|| p.copy_(src));
+    }
+}
+
+#[test]
+fn labels_of_the_fixture_batches_match_the_rust_loader() {
+    let fx = fixture();
+    let (_, y) = batch(&mnist().test, get(&fx, "x_idx"));
+    assert!(y.equal(get(&fx, "x_labels")), "x_labels differ: data/ is not the data the fixture was made from");
+    let (_, y) = batch(&mnist().train, get(&fx, "steps_idx"));
+    assert!(y.equal(&get(&fx, "steps_labels").flatten(0, -1)), "steps_labels differ: data/ is not the fixture's data");
+}
+
+#[test]
+fn initial_weights_equal_pytorch_for_the_same_seed() {
+    let fx = fixture();
+    let net = Net::new(Device::Cpu, SEED);
+    let mut checks = Checks::new("init (seed 1234)");
+    for (name, p) in net.parameters() {
+        checks.compare(&name, &p, get(&fx, &name), 1e-7);
+    }
+    checks.finish();
+}
+
+#[test]
+fn logits_loss_and_gradients_match_pytorch() {
+    let fx = fixture();
+    let net = Net::new(Device::Cpu, SEED);
+    set_weights(&net, &fx, "");
+    let (x, y) = batch(&mnist().test, get(&fx, "x_idx"));
+    let logits = net.forward_t(&x, true);
+    let loss = train::loss(&logits, &y);
+    loss.backward();
+    let mut checks = Checks::new("forward/backward");
+    checks.compare("logits", &logits, get(&fx, "logits"), 1e-5);
+    checks.compare("loss", &loss.reshape([1]), get(&fx, "loss"), 1e-6);
+    for (name, p) in net.parameters() {
+        checks.compare(&format!("grad.{name}"), &p.grad(), get(&fx, &format!("grad.{name}")), 1e-6);
+    }
+    checks.finish();
+}
+
+#[test]
+fn three_sgd_steps_match_pytorch() {
+    let fx = fixture();
+    let net = Net::new(Device::Cpu, SEED);
+    set_weights(&net, &fx, "");
+    let mut opt = train::sgd(&net, LR, WD).expect("SGD optimizer");
+    let steps_idx = get(&fx, "steps_idx");
+    let k = steps_idx.size()[0];
+    let mut losses = Vec::new();
+    for i in 0..k {
+        let (x, y) = batch(&mnist().train, &steps_idx.get(i));
+        let loss = train::loss(&net.forward_t(&x, true), &y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        losses.push(loss.detach().reshape([1]));
+    }
+    let mut checks = Checks::new("3 SGD steps");
+    checks.compare("steps_loss", &Tensor::cat(&losses, 0), get(&fx, "steps_loss"), 1e-6);
+    for (name, p) in net.parameters() {
+        checks.compare(&format!("after.{name}"), &p, get(&fx, &format!("after.{name}")), 1e-6);
+    }
+    checks.finish();
+}
+
+#[test]
+fn fixture_is_small_and_names_its_maker() {
+    let path = root().join("tests/fixtures/convnet/parity.safetensors");
+    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(len > 0 && len < 1 << 20, "{}: {len} bytes; expected a file under 1 MiB (rebuild: {REBUILD})", path.display());
+    assert!(Path::new(&root().join("scripts/reference/make_convnet_fixtures.py")).exists());
+}
