@@ -53,11 +53,25 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
 /// The order of the `n` training images in epoch `epoch`: (n) i64 on the CPU.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Tensor {
     if shuffle {
+        let _rng = crate::convnet::lock_rng();
         tch::manual_seed(epoch_seed(seed, epoch));
         Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu))
     } else {
         Tensor::arange(n as i64, (Kind::Int64, Device::Cpu))
     }
+}
+
+/// The number of batches in an epoch of `n` images: the last partial batch is dropped, so
+/// every batch has the same shape (which a captured CUDA graph needs).
+pub fn batch_count(n: usize, batch_size: usize) -> usize {
+    n / batch_size
+}
+
+/// Batch `batch` of an epoch: the images and labels at `order[batch*bs..(batch+1)*bs]`,
+/// x (bs, 1, 28, 28) and y (bs).
+pub fn batch_tensors(order: &Tensor, x: &Tensor, y: &Tensor, batch: usize, batch_size: usize) -> (Tensor, Tensor) {
+    let idx = order.narrow(0, (batch * batch_size) as i64, batch_size as i64);
+    (x.index_select(0, &idx), y.index_select(0, &idx))
 }
 
 /// Mean cross-entropy of a batch: logits (N, 10), labels (N) -> scalar, as nn.CrossEntropyLoss.
@@ -255,7 +269,7 @@ impl Trainer<'_> {
     fn run_epochs(&mut self, metrics: &mut MetricsWriter) -> Result<()> {
         let h = &self.plan.hyper;
         let n = self.train_x.size()[0] as usize;
-        let batches = n / h.batch_size;
+        let batches = batch_count(n, h.batch_size);
         for epoch in self.plan.start_epoch..h.epochs {
             let first = if epoch == self.plan.start_epoch { self.plan.start_batch } else { 0 };
             self.console.line(&format!("Epoch {}\n-------------------------------", epoch + 1));
@@ -288,7 +302,6 @@ impl Trainer<'_> {
     /// One epoch from batch `first` on; returns the mean batch loss.
     fn train_epoch(&mut self, epoch: usize, first: usize, batches: usize, n: usize) -> Result<f64> {
         let h = &self.plan.hyper;
-        let bs = h.batch_size as i64;
         let order = epoch_order(n, self.plan.seed, epoch, h.shuffle).to_device(self.train_x.device());
         let cuda = self.train_x.device().is_cuda();
         let mut loss_sum = Tensor::zeros([], (Kind::Float, self.train_x.device()));
@@ -306,9 +319,7 @@ impl Trainer<'_> {
                 })
                 .into());
             }
-            let idx = order.narrow(0, batch as i64 * bs, bs);
-            let x = self.train_x.index_select(0, &idx);
-            let y = self.train_y.index_select(0, &idx);
+            let (x, y) = batch_tensors(&order, &self.train_x, &self.train_y, batch, h.batch_size);
             let loss = self.stepper.step(&self.net, &x, &y)?;
             loss_sum += &loss;
             let report = batch % 20 == 0;
