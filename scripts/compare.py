@@ -1,0 +1,555 @@
+"""Runs nnmnist (Rust) and the PyTorch reference side by side, and compares them.
+
+Run it through scripts/compare (which uses .venv/bin/python). Modes:
+  (default)     convnet 20 epochs + MLP 30 epochs, one seed
+  --quick       convnet 1 epoch + MLP 3 epochs
+  --lockstep    both sides start from the same weights file (written by PyTorch) and follow the
+                same batch order (the shared shuffle contract; --no-shuffle for data order);
+                reports the largest parameter difference after the run (both --save files),
+                per-epoch test-loss agreement in significant digits, and whether the two
+                stdouts are identical. Default 1 convnet epoch, 3 MLP epochs.
+  --seeds N     N seeds per side (seed, seed+1, ...): min/mean/max of the final accuracy and loss
+Every mode also times one epoch of nn_convnet.py as written (DataLoader + per-sample
+ToTensor) for the speed section (--no-dataloader skips it).
+
+What it writes under --out (default target/compare/): each run's metrics (JSON lines), stdout,
+stderr and weights; report.txt (what it prints); compare.png (or --plot-format svg).
+Runs go one after the other (never in parallel), so the timings do not disturb each other.
+Exit status: 0 when every run succeeded, 1 when one failed (the others are still reported),
+2 when the set-up is incomplete (it says which command fixes it).
+"""
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+REF = os.path.join(ROOT, "scripts", "reference")
+CONVNET_PY = os.path.join(REF, "nn_convnet.py")
+MLP_PY = os.path.join(REF, "nn_torch.py")
+DATA_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+SIDES = ("nnmnist", "pytorch")
+LABEL = {"nnmnist": "Rust", "pytorch": "PyTorch", "pytorch-dataloader": "PyTorch DataLoader"}
+
+
+def rel(path):
+    r = os.path.relpath(path, os.getcwd())
+    return path if r.startswith("..") else r
+
+
+# ------------------------------------------------------------------------------ set-up
+
+def check_setup(a):
+    """Problems that stop everything, each with the command that fixes it; and warnings."""
+    problems, warnings = [], []
+    try:
+        import matplotlib  # noqa: F401
+        import numpy  # noqa: F401
+        import safetensors  # noqa: F401
+    except ImportError as e:
+        problems.append(f"{PY} lacks a package ({e.name}): run scripts/setup")
+    r = subprocess.run([PY, "-c", "import torch"], capture_output=True, text=True)
+    if r.returncode != 0:
+        problems.append(f"torch does not import in .venv: run scripts/setup ({r.stderr.strip().splitlines()[-1:]})")
+    if not os.access(a.bin, os.X_OK):
+        problems.append(f"{rel(a.bin)} is missing: run cargo build --release")
+    else:
+        newest = newest_source()
+        if newest and os.path.getmtime(newest[1]) > os.path.getmtime(a.bin):
+            warnings.append(f"{rel(a.bin)} is older than {rel(newest[1])}: run cargo build --release to compare the current code")
+    if not os.path.isdir(a.data_dir):
+        problems.append(f"data directory {a.data_dir} does not exist: run .venv/bin/python scripts/make_data.py "
+                        "(it rebuilds data/), or pass --data-dir")
+    for name in DATA_FILES if os.path.isdir(a.data_dir) else []:
+        if not any(os.path.exists(os.path.join(a.data_dir, name + ext)) for ext in ("", ".gz")):
+            problems.append(f"{os.path.join(a.data_dir, name)}(.gz) is missing: run .venv/bin/python scripts/make_data.py")
+    if not os.path.exists(CONVNET_PY):
+        problems.append(f"{rel(CONVNET_PY)} is missing (it belongs to the repository: git checkout it)")
+    return problems, warnings
+
+
+def newest_source():
+    files = [os.path.join(ROOT, f) for f in ("Cargo.toml", "build.rs")]
+    src = os.path.join(ROOT, "src")
+    for d, _, names in os.walk(src):
+        files += [os.path.join(d, n) for n in names]
+    files = [f for f in files if os.path.exists(f)]
+    if not files:
+        return None
+    f = max(files, key=os.path.getmtime)
+    return os.path.getmtime(f), f
+
+
+_help_cache = {}
+
+
+def supported_flags(cmd):
+    """The --flags a command's --help mentions (so options are passed only where they exist)."""
+    key = tuple(cmd)
+    if key not in _help_cache:
+        r = subprocess.run(cmd + ["--help"], capture_output=True, text=True, cwd=ROOT)
+        text = r.stdout + r.stderr if r.returncode == 0 else ""
+        _help_cache[key] = {w.strip(",.[]=") .split("=")[0] for w in text.split() if w.startswith("--")}
+    return _help_cache[key]
+
+
+# ------------------------------------------------------------------------------ runs
+
+class Run:
+    def __init__(self, model, impl, seed, cmd, out, tag=""):
+        self.model, self.impl, self.seed, self.cmd = model, impl, seed, cmd
+        stem = f"{model}_{impl}_seed{seed}{tag}"
+        self.metrics = os.path.join(out, stem + ".jsonl")
+        self.stdout = os.path.join(out, stem + ".stdout")
+        self.stderr = os.path.join(out, stem + ".stderr")
+        self.weights = os.path.join(out, stem + ".safetensors")
+        self.records, self.rc, self.wall, self.error = [], None, None, None
+
+    @property
+    def ok(self):
+        return self.rc == 0 and self.error is None
+
+    def label(self):
+        return f"{self.model} {LABEL.get(self.impl, self.impl)} seed {self.seed}"
+
+
+def execute(run):
+    for f in (run.metrics, run.weights):
+        if os.path.exists(f):
+            os.remove(f)
+    shown = " ".join(shlex.quote(rel(c) if os.path.isabs(c) else c) for c in run.cmd)
+    print(f"[compare] {run.label()}: {shown}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        with open(run.stdout, "w") as so, open(run.stderr, "w") as se:
+            run.rc = subprocess.run(run.cmd, stdout=so, stderr=se, cwd=ROOT).returncode
+    except OSError as e:
+        run.rc, run.error = -1, str(e)
+    run.wall = time.perf_counter() - t0
+    if os.path.exists(run.metrics):
+        with open(run.metrics) as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        run.records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        run.error = f"{rel(run.metrics)}: unreadable line"
+    if run.rc != 0 and run.error is None:
+        with open(run.stderr) as f:
+            tail = [l.rstrip() for l in f.read().strip().splitlines()[-3:]]
+        run.error = f"exit status {run.rc}: " + " | ".join(tail)
+    status = "ok" if run.ok else f"FAILED ({run.error})"
+    print(f"[compare]   {status}, {run.wall:.1f} s, {len(run.records)} epoch record(s)", file=sys.stderr, flush=True)
+    return run
+
+
+def convnet_cmd(a, impl, seed, epochs, run_out, extra=()):
+    if impl == "nnmnist":
+        cmd = [a.bin, "convnet"]
+    else:
+        cmd = [PY, CONVNET_PY]
+    cmd += ["--epochs", str(epochs), "--seed", str(seed), "--device", a.device, "--data-dir", a.data_dir]
+    if a.threads:
+        cmd += ["--threads", str(a.threads)]
+    if a.train_size:
+        cmd += ["--train-size", str(a.train_size)]
+    if a.test_size:
+        cmd += ["--test-size", str(a.test_size)]
+    return cmd + list(extra)
+
+
+def mlp_cmd(a, impl, seed, epochs, extra=()):
+    base = [a.bin, "mlp"] if impl == "nnmnist" else [PY, MLP_PY]
+    flags = supported_flags(base)
+    cmd = base + ["--epochs", str(epochs), "--seed", str(seed), "--data-dir", a.data_dir]
+    if impl == "pytorch" and "--device" in flags:
+        cmd += ["--device", a.device]
+    if a.train_size and "--train-size" in flags:
+        cmd += ["--train-size", str(a.train_size)]
+    if a.test_size and "--test-size" in flags:
+        cmd += ["--test-size", str(a.test_size)]
+    return cmd + list(extra)
+
+
+def mlp_available(a):
+    """(rust_ok, pytorch_ok, messages) for the MLP sides."""
+    msgs = []
+    rust = os.access(a.bin, os.X_OK) and "--metrics" in supported_flags([a.bin, "mlp"])
+    if rust:
+        r = subprocess.run([a.bin, "mlp", "--epochs", "1", "--train-size", "1", "--test-size", "1",
+                            "--data-dir", a.data_dir], capture_output=True, text=True, cwd=ROOT)
+        if r.returncode != 0 and "not wired" in (r.stderr + r.stdout):
+            rust = False
+    if not rust:
+        msgs.append("the Rust MLP side is skipped: `nnmnist mlp` does not run yet in this build")
+    torch_side = os.path.exists(MLP_PY)
+    if not torch_side:
+        msgs.append(f"the PyTorch MLP side is skipped: {rel(MLP_PY)} does not exist yet")
+    return rust, torch_side, msgs
+
+
+# ------------------------------------------------------------------------------ plans
+
+def plan_and_run(a):
+    os.makedirs(a.out, exist_ok=True)
+    runs, notes, lock = [], [], {}
+    seeds = list(range(a.seed, a.seed + a.seeds))
+    models = ["convnet", "mlp"] if a.model == "both" else [a.model]
+
+    if "convnet" in models:
+        extra_both = ["--no-shuffle"] if a.no_shuffle else []
+        init = None
+        if a.lockstep:
+            init = os.path.join(a.out, f"convnet_init_seed{a.seed}.safetensors")
+            r = execute(Run("convnet", "pytorch", a.seed, [PY, CONVNET_PY, "--epochs", "0", "--seed", str(a.seed),
+                                                          "--device", "cpu", "--data-dir", a.data_dir,
+                                                          "--test-size", "1", "--save", init], a.out, "_init"))
+            if not r.ok:
+                notes.append(f"convnet lockstep: writing the shared initial weights failed ({r.error})")
+                runs.append(r)
+                init = None
+        for seed in seeds:
+            for impl in SIDES:
+                run = Run("convnet", impl, seed, None, a.out)
+                extra = extra_both + ["--metrics", run.metrics, "--save", run.weights]
+                if init:
+                    extra += ["--init-from", init]
+                if impl == "pytorch":
+                    extra += ["--loader", "tensors"]
+                run.cmd = convnet_cmd(a, impl, seed, a.epochs, a.out, extra)
+                runs.append(execute(run))
+        if a.dataloader_epochs > 0:
+            run = Run("convnet", "pytorch-dataloader", a.seed, None, a.out)
+            run.cmd = convnet_cmd(a, "pytorch", a.seed, a.dataloader_epochs, a.out,
+                                  ["--loader", "dataloader", "--metrics", run.metrics])
+            runs.append(execute(run))
+        if a.lockstep and init:
+            lock["convnet"] = (init, [r for r in runs if r.model == "convnet" and r.impl in SIDES and r.seed == a.seed])
+
+    if "mlp" in models:
+        rust_ok, torch_ok, msgs = mlp_available(a)
+        notes += msgs
+        init, extra_both = None, (["--no-shuffle"] if (a.no_shuffle or a.lockstep) else [])
+        if a.lockstep and rust_ok and torch_ok:
+            init = os.path.join(a.out, f"mlp_init_seed{a.seed}.safetensors")
+            # the initial weights come from one side (PyTorch if it can save an untrained net)
+            for impl, base in (("pytorch", [PY, MLP_PY]), ("nnmnist", [a.bin, "mlp"])):
+                r = execute(Run("mlp", impl, a.seed, base + ["--epochs", "0", "--seed", str(a.seed), "--data-dir",
+                                                             a.data_dir, "--save", init], a.out, "_init"))
+                if r.ok and os.path.exists(init):
+                    break
+            else:
+                notes.append("MLP lockstep: neither side could save untrained weights (--epochs 0 --save); "
+                             "the MLP runs use the same seed and --no-shuffle only")
+                init = None
+        for seed in seeds:
+            for impl, ok in (("nnmnist", rust_ok), ("pytorch", torch_ok)):
+                if not ok:
+                    continue
+                run = Run("mlp", impl, seed, None, a.out)
+                extra = extra_both + ["--metrics", run.metrics, "--save", run.weights]
+                if init:
+                    extra += ["--init-from", init]
+                run.cmd = mlp_cmd(a, impl, seed, a.mlp_epochs, extra)
+                runs.append(execute(run))
+        if a.lockstep:
+            lock["mlp"] = (init, [r for r in runs if r.model == "mlp" and r.impl in SIDES and r.seed == a.seed])
+    return runs, notes, lock
+
+
+# ------------------------------------------------------------------------------ report
+
+def fmt(v, spec, missing="-"):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        width = "".join(c for c in spec.split(".")[0] if c.isdigit())
+        return missing.rjust(int(width) if width else 0)
+    return format(v, spec)
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def by_epoch(runs, model, impl):
+    """{epoch: [record per seed]} over the successful-or-partial runs of one side."""
+    out = {}
+    for r in runs:
+        if r.model == model and r.impl == impl:
+            for rec in r.records:
+                out.setdefault(rec["epoch"], []).append(rec)
+    return out
+
+
+def sub(a, b):
+    return None if a is None or b is None else a - b
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def epoch_table(runs, model, nseeds):
+    rs, pt = by_epoch(runs, model, "nnmnist"), by_epoch(runs, model, "pytorch")
+    epochs = sorted(set(rs) | set(pt))
+    if not epochs:
+        return [f"  (no epoch records for the {model})"]
+    head = (f"{'epoch':>5}  {'Rust acc':>9} {'PT acc':>9} {'diff':>7}  {'Rust loss':>10} {'PT loss':>10} {'diff':>9}"
+            f"  {'Rust s/ep':>9} {'PT s/ep':>8} {'ratio':>6}")
+    lines = [head, "-" * len(head)]
+    for e in epochs:
+        ra = mean([100 * x["test_accuracy"] for x in rs.get(e, [])])
+        pa = mean([100 * x["test_accuracy"] for x in pt.get(e, [])])
+        rl = mean([x["test_loss"] for x in rs.get(e, [])])
+        pl = mean([x["test_loss"] for x in pt.get(e, [])])
+        rsec = mean([x["train_seconds"] for x in rs.get(e, [])])
+        psec = mean([x["train_seconds"] for x in pt.get(e, [])])
+        lines.append(f"{e:>5}  {fmt(ra, '9.2f')} {fmt(pa, '9.2f')} {fmt(sub(ra, pa), '+7.2f')}  "
+                     f"{fmt(rl, '10.6f')} {fmt(pl, '10.6f')} {fmt(sub(rl, pl), '+9.1e')}  "
+                     f"{fmt(rsec, '9.2f')} {fmt(psec, '8.2f')} {fmt(ratio(rsec, psec), '6.2f')}")
+    if nseeds > 1:
+        lines.append(f"(accuracy in %, diff in percentage points; each cell is the mean over {nseeds} seeds)")
+    else:
+        lines.append("(accuracy in %, diff in percentage points; ratio = Rust s/epoch / PyTorch s/epoch, train loop only)")
+    return lines
+
+
+def final_summary(runs, model):
+    lines = []
+    for impl in SIDES:
+        finals = [r.records[-1] for r in runs if r.model == model and r.impl == impl and r.records]
+        if not finals:
+            continue
+        acc = [100 * f["test_accuracy"] for f in finals]
+        loss = [f["test_loss"] for f in finals]
+        lines.append(f"  {LABEL[impl]:>8}, {len(finals)} seed(s), after epoch {finals[0]['epoch']}: accuracy "
+                     f"min {min(acc):.2f} / mean {statistics.mean(acc):.2f} / max {max(acc):.2f} %, test loss "
+                     f"min {min(loss):.6f} / mean {statistics.mean(loss):.6f} / max {max(loss):.6f}")
+    return lines
+
+
+def median_train_seconds(runs, model, impl):
+    xs = [rec["train_seconds"] for r in runs if r.model == model and r.impl == impl for rec in r.records]
+    return (statistics.median(xs), len(xs)) if xs else (None, 0)
+
+
+def speed_section(runs, model):
+    rust, n_r = median_train_seconds(runs, model, "nnmnist")
+    pt, n_p = median_train_seconds(runs, model, "pytorch")
+    lines = []
+    if model == "convnet":
+        dl, n_d = median_train_seconds(runs, model, "pytorch-dataloader")
+        lines.append(f"  train loop, median seconds per epoch: Rust {fmt(rust, '.3f')} ({n_r} epochs), "
+                     f"PyTorch eager with tensors {fmt(pt, '.3f')} ({n_p}), "
+                     f"nn_convnet.py-style DataLoader {fmt(dl, '.3f')} ({n_d})")
+        if rust and pt:
+            lines.append(f"  Rust / PyTorch tensors:    {rust / pt:.2f}x the time ({pt / rust:.2f}x as fast)")
+        if rust and dl:
+            lines.append(f"  Rust / PyTorch DataLoader: {rust / dl:.2f}x the time ({dl / rust:.2f}x as fast)")
+    else:
+        lines.append(f"  train loop, median seconds per epoch: Rust {fmt(rust, '.3f')} ({n_r} epochs), "
+                     f"PyTorch {fmt(pt, '.3f')} ({n_p})")
+        if rust and pt:
+            lines.append(f"  Rust / PyTorch: {rust / pt:.2f}x the time ({pt / rust:.2f}x as fast)")
+    return lines
+
+
+def sig_digits(a, b):
+    if a == b:
+        return "identical"
+    if b == 0:
+        return "-"
+    d = -math.log10(abs(a - b) / abs(b))
+    return f"{max(0, math.floor(d))}"
+
+
+def lockstep_section(model, init, pair):
+    lines = []
+    rust = next((r for r in pair if r.impl == "nnmnist"), None)
+    pt = next((r for r in pair if r.impl == "pytorch"), None)
+    lines.append(f"  shared initial weights: {rel(init) if init else '(none: same seed only)'}")
+    if not (rust and pt and rust.ok and pt.ok):
+        lines.append("  (one side failed: no lockstep comparison)")
+        return lines, False
+    from safetensors.numpy import load_file
+    try:
+        wr, wp = load_file(rust.weights), load_file(pt.weights)
+    except Exception as e:  # noqa: BLE001
+        lines.append(f"  cannot load the saved weights ({e})")
+        return lines, False
+    worst, worst_name = 0.0, None
+    for k in sorted(set(wr) | set(wp)):
+        if k not in wr or k not in wp:
+            lines.append(f"  {k}: only in {'Rust' if k in wr else 'PyTorch'}'s file")
+            continue
+        if wr[k].shape != wp[k].shape:
+            lines.append(f"  {k}: shapes differ {wr[k].shape} vs {wp[k].shape}")
+            continue
+        d = float(abs(wr[k].astype("float64") - wp[k].astype("float64")).max()) if wr[k].size else 0.0
+        lines.append(f"  {k:<20} max abs diff {d:.3e}")
+        if d >= worst:
+            worst, worst_name = d, k
+    lines.append(f"  largest parameter difference after {len(rust.records)} epoch(s): {worst:.3e} ({worst_name})")
+    lines.append(f"  {'epoch':>5} {'Rust test loss':>18} {'PyTorch test loss':>18} {'|diff|':>9} {'sig. digits':>11}"
+                 f" {'correct R/PT':>13}")
+    for rr, pp in zip(rust.records, pt.records):
+        lines.append(f"  {rr['epoch']:>5} {rr['test_loss']:>18.12f} {pp['test_loss']:>18.12f} "
+                     f"{abs(rr['test_loss'] - pp['test_loss']):>9.1e} {sig_digits(rr['test_loss'], pp['test_loss']):>11}"
+                     f" {rr['test_correct']:>6}/{pp['test_correct']:<6}")
+    with open(rust.stdout) as f1, open(pt.stdout) as f2:
+        l1, l2 = f1.read().splitlines(), f2.read().splitlines()
+    diff = [(i, x, y) for i, (x, y) in enumerate(zip(l1, l2)) if x != y]
+    if not diff and len(l1) == len(l2):
+        lines.append(f"  stdout: identical ({len(l1)} lines)")
+    else:
+        lines.append(f"  stdout: {len(diff)} of {max(len(l1), len(l2))} lines differ"
+                     + (f"; first at line {diff[0][0] + 1}: Rust {diff[0][1]!r} vs PyTorch {diff[0][2]!r}" if diff else
+                        f"; lengths {len(l1)} vs {len(l2)}"))
+    return lines, True
+
+
+def plot(runs, models, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    models = [m for m in models if any(r.model == m and r.records for r in runs)]
+    if not models:
+        return None
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.6 * len(models)), squeeze=False)
+    colors = {"nnmnist": "tab:orange", "pytorch": "tab:blue"}
+    for row, model in enumerate(models):
+        ax_acc, ax_loss = axes[row]
+        for impl in ("pytorch", "nnmnist"):  # Rust drawn on top: hollow markers over PyTorch's
+            side = [r for r in runs if r.model == model and r.impl == impl and r.records]
+            for i, r in enumerate(side):
+                ep = [x["epoch"] for x in r.records]
+                kw = dict(color=colors[impl], alpha=0.9 if len(side) == 1 else 0.6, lw=1.6,
+                          ls="-" if impl == "pytorch" else "--", marker="o" if len(ep) < 6 else None,
+                          ms=4 if impl == "pytorch" else 9, mfc=colors[impl] if impl == "pytorch" else "none",
+                          label=f"{LABEL[impl]}" + (f" ({len(side)} seeds)" if len(side) > 1 else "") if i == 0 else None)
+                ax_acc.plot(ep, [100 * x["test_accuracy"] for x in r.records], **kw)
+                ax_loss.plot(ep, [x["test_loss"] for x in r.records], **kw)
+        ax_acc.set_title(f"{model}: test accuracy")
+        ax_acc.set_ylabel("%")
+        ax_loss.set_title(f"{model}: test loss" + (" (mean batch cross-entropy)" if model == "convnet" else ""))
+        for ax in (ax_acc, ax_loss):
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------ main
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="scripts/compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="convnet 1 epoch, MLP 3 epochs")
+    mode.add_argument("--lockstep", action="store_true", help="same initial weights and batch order on both sides")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds per side (distribution mode when > 1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--model", choices=["convnet", "mlp", "both"], default="both")
+    p.add_argument("--epochs", type=int, help="convnet epochs (default 20; --quick and --lockstep 1)")
+    p.add_argument("--mlp-epochs", type=int, help="MLP epochs (default 30; --quick and --lockstep 3)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N, for the convnet on both sides")
+    p.add_argument("--threads", type=int, help="CPU threads for both convnet sides (default: libtorch's choice)")
+    p.add_argument("--no-shuffle", action="store_true", help="batches in data order on both sides")
+    p.add_argument("--dataloader-epochs", type=int, default=1,
+                   help="epochs of nn_convnet.py as written (DataLoader) for the speed section; 0 skips it")
+    p.add_argument("--no-dataloader", action="store_true", help="same as --dataloader-epochs 0")
+    p.add_argument("--train-size", type=int, help="first N training images (both sides)")
+    p.add_argument("--test-size", type=int, help="first N test images (both sides)")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "nnmnist"), help="the nnmnist binary")
+    p.add_argument("--out", default=os.path.join(ROOT, "target", "compare"), help="output directory")
+    p.add_argument("--plot-format", choices=["png", "svg"], default="png")
+    a = p.parse_args(argv)
+    if a.seeds < 1:
+        p.error("--seeds must be >= 1")
+    if a.lockstep and a.seeds > 1:
+        p.error("--lockstep compares one seed; leave out --seeds")
+    short = a.quick or a.lockstep
+    a.epochs = a.epochs if a.epochs is not None else (1 if short else 20)
+    a.mlp_epochs = a.mlp_epochs if a.mlp_epochs is not None else (3 if short else 30)
+    if a.epochs < 1 or a.mlp_epochs < 1:
+        p.error("--epochs and --mlp-epochs must be >= 1")
+    if a.no_dataloader or a.model == "mlp":
+        a.dataloader_epochs = 0
+    a.bin = os.path.abspath(a.bin)
+    a.out = os.path.abspath(a.out)
+    a.data_dir = os.path.abspath(a.data_dir) if not os.path.isabs(a.data_dir) else a.data_dir
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    problems, warnings = check_setup(a)
+    for w in warnings:
+        print(f"scripts/compare: warning: {w}", file=sys.stderr)
+    if problems:
+        print("scripts/compare: the set-up is incomplete:", file=sys.stderr)
+        for pr in problems:
+            print(f"  - {pr}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    runs, notes, lock = plan_and_run(a)
+    models = ["convnet", "mlp"] if a.model == "both" else [a.model]
+    mode = "lockstep" if a.lockstep else "quick" if a.quick else f"{a.seeds} seeds" if a.seeds > 1 else "default"
+    out = [f"scripts/compare ({mode}): device {a.device}, seeds {a.seed}..{a.seed + a.seeds - 1}, "
+           f"convnet {a.epochs} epoch(s), MLP {a.mlp_epochs} epoch(s); {time.perf_counter() - t0:.0f} s in all",
+           f"devices used: " + ", ".join(sorted({f"{r.model} {LABEL.get(r.impl, r.impl)}: {r.records[0]['device']}"
+                                                for r in runs if r.records and r.impl in SIDES + ('pytorch-dataloader',)})),
+           ""]
+    for model in models:
+        if not any(r.model == model for r in runs):
+            continue
+        out.append(f"== {model} ==")
+        out += epoch_table(runs, model, a.seeds)
+        out.append("")
+        out.append("final epoch:")
+        out += final_summary(runs, model) or ["  (no results)"]
+        out.append("speed:")
+        out += speed_section(runs, model)
+        if model in lock:
+            out.append("lockstep:")
+            lines, _ = lockstep_section(model, *lock[model])
+            out += lines
+        out.append("")
+    failed = [r for r in runs if not r.ok]
+    if notes:
+        out.append("notes:")
+        out += [f"  - {n}" for n in notes]
+    if failed:
+        out.append("FAILED runs (their partial records, if any, are in the tables above):")
+        for r in failed:
+            out.append(f"  - {r.label()}: {r.error} (stderr: {rel(r.stderr)})")
+    title = f"nnmnist (Rust) vs PyTorch: {mode}, device {a.device}"
+    try:
+        png = plot(runs, models, os.path.join(a.out, f"compare.{a.plot_format}"), title)
+        out.append(f"plot: {rel(png)}" if png else "plot: nothing to draw")
+    except Exception as e:  # noqa: BLE001 - a failed plot must not hide the numbers
+        out.append(f"plot: failed ({e})")
+        failed.append(None)
+    out.append(f"files: {rel(a.out)}/ (metrics *.jsonl, *.stdout, *.stderr, weights *.safetensors, report.txt)")
+    text = "\n".join(out)
+    print(text)
+    with open(os.path.join(a.out, "report.txt"), "w") as f:
+        f.write(text + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
