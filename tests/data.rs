@@ -1,0 +1,353 @@
+//! The IDX loader (src/data.rs) on valid and broken inputs. Every broken case checks that the
+//! error names the file and says what is wrong with it; a property test shows the parsers
+//! never panic, whatever the bytes.
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use nnmnist::data::{self, Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
+use proptest::prelude::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tempfile::TempDir;
+
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// The committed data/, loaded once for every test of this binary.
+fn real() -> &'static Mnist {
+    static REAL: OnceLock<Mnist> = OnceLock::new();
+    REAL.get_or_init(|| Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data")).expect("data/ loads"))
+}
+
+/// IDX bytes: big-endian magic, big-endian dims, then `body`.
+fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn images_idx(pixels: &[u8]) -> Vec<u8> {
+    idx(IMAGE_MAGIC, &[(pixels.len() / PIXELS) as u32, 28, 28], pixels)
+}
+
+fn labels_idx(labels: &[u8]) -> Vec<u8> {
+    idx(LABEL_MAGIC, &[labels.len() as u32], labels)
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A data directory holding the first `n` training and test images of the real data, as
+/// raw IDX files (or gzipped with `gzip`).
+fn small_dir(n: usize, gzip: bool) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let m = real();
+    let (train, test) = (m.train.take(n), m.test.take(n));
+    let files = [
+        (TRAIN_IMAGES, images_idx(&train.images)),
+        (TRAIN_LABELS, labels_idx(&train.labels)),
+        (TEST_IMAGES, images_idx(&test.images)),
+        (TEST_LABELS, labels_idx(&test.labels)),
+    ];
+    for (name, bytes) in files {
+        if gzip {
+            std::fs::write(dir.path().join(format!("{name}.gz")), gz(&bytes)).unwrap();
+        } else {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+    }
+    dir
+}
+
+/// Replaces `name` (raw) in `dir` by `bytes` written under `file_name`, returning its path.
+fn replace(dir: &TempDir, name: &str, file_name: &str, bytes: &[u8]) -> PathBuf {
+    let _ = std::fs::remove_file(dir.path().join(name));
+    let _ = std::fs::remove_file(dir.path().join(format!("{name}.gz")));
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Loading `dir` fails with an error (all causes joined) containing every one of `phrases`.
+fn assert_load_fails(dir: &Path, phrases: &[&str]) -> String {
+    let err = match Mnist::load(dir) {
+        Ok(_) => panic!("{} loaded, expected an error mentioning {phrases:?}", dir.display()),
+        Err(e) => format!("{e:#}"),
+    };
+    for p in phrases {
+        assert!(err.contains(p), "error {err:?} does not mention {p:?}");
+    }
+    err
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn committed_data_loads_with_known_labels() {
+    let m = real();
+    assert_eq!(m.train.len(), 60_000);
+    assert_eq!(m.test.len(), 10_000);
+    assert_eq!(m.train.images.len(), 60_000 * PIXELS);
+    assert_eq!(m.test.images.len(), 10_000 * PIXELS);
+    assert_eq!(&m.train.labels[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+    assert_eq!(&m.test.labels[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+    assert!(m.train.labels.iter().chain(&m.test.labels).all(|&l| l < 10));
+    // Every digit occurs, and images are not blank.
+    for d in 0..10u8 {
+        assert!(m.test.labels.contains(&d));
+    }
+    assert!(m.train.image(0).iter().any(|&p| p > 200));
+    assert_eq!(
+        m.loaded_lines(),
+        "Loaded 60000 images of shape (28, 28) and 60000 labels.\n\
+         Loaded 10000 test images of shape (28, 28) and 10000 labels."
+    );
+}
+
+#[test]
+fn raw_and_gz_load_the_same() {
+    let raw = small_dir(100, false);
+    let gzd = small_dir(100, true);
+    let a = Mnist::load(raw.path()).unwrap();
+    let b = Mnist::load(gzd.path()).unwrap();
+    assert_eq!(a.train.len(), 100);
+    assert_eq!(a.test.len(), 100);
+    assert_eq!(a.train.images, b.train.images);
+    assert_eq!(a.train.labels, b.train.labels);
+    assert_eq!(a.test.images, b.test.images);
+    assert_eq!(a.test.labels, b.test.labels);
+    assert_eq!(a.train.images, real().train.take(100).images);
+    assert_eq!(a.test.labels, real().test.take(100).labels);
+    // read_images / read_labels directly, raw and gz.
+    let ri = data::read_images(&raw.path().join(TRAIN_IMAGES)).unwrap();
+    let gi = data::read_images(&gzd.path().join(format!("{TRAIN_IMAGES}.gz"))).unwrap();
+    assert_eq!(ri, gi);
+    let rl = data::read_labels(&raw.path().join(TEST_LABELS)).unwrap();
+    let gl = data::read_labels(&gzd.path().join(format!("{TEST_LABELS}.gz"))).unwrap();
+    assert_eq!(rl, gl);
+}
+
+#[test]
+fn dotted_file_names_are_accepted() {
+    let dir = small_dir(20, false);
+    for name in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
+        let dotted = name.replace("-idx", ".idx");
+        std::fs::rename(dir.path().join(name), dir.path().join(dotted)).unwrap();
+    }
+    let m = Mnist::load(dir.path()).unwrap();
+    assert_eq!(m.train.len(), 20);
+}
+
+#[test]
+fn missing_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("no-such-dir");
+    assert_load_fails(&dir, &[&s(&dir), "does not exist"]);
+}
+
+#[test]
+fn missing_file() {
+    for name in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
+        let dir = small_dir(10, false);
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+        assert_load_fails(dir.path(), &[name, "missing"]);
+    }
+}
+
+#[test]
+fn empty_file_raw_and_gz() {
+    for name in [TRAIN_IMAGES, TEST_LABELS] {
+        for file_name in [name.to_string(), format!("{name}.gz")] {
+            let dir = small_dir(10, false);
+            let path = replace(&dir, name, &file_name, &[]);
+            assert_load_fails(dir.path(), &[&s(&path), "empty file"]);
+        }
+    }
+}
+
+#[test]
+fn truncated_raw() {
+    let dir = small_dir(10, false);
+    let full = images_idx(&real().train.take(10).images);
+    // Cut inside the data.
+    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &full[..full.len() - 100]);
+    assert_load_fails(dir.path(), &[&s(&path), "truncated", "7740"]);
+    // Cut inside the header.
+    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &full[..10]);
+    assert_load_fails(dir.path(), &[&s(&path), "truncated", "header"]);
+    // Labels cut inside the data.
+    let labels = labels_idx(&real().test.take(10).labels);
+    let dir = small_dir(10, false);
+    let path = replace(&dir, TEST_LABELS, TEST_LABELS, &labels[..labels.len() - 3]);
+    assert_load_fails(dir.path(), &[&s(&path), "truncated"]);
+}
+
+#[test]
+fn truncated_gz() {
+    let full = gz(&images_idx(&real().train.take(10).images));
+    for cut in [full.len() / 2, full.len() - 4, 5] {
+        let dir = small_dir(10, false);
+        let name = format!("{TRAIN_IMAGES}.gz");
+        let path = replace(&dir, TRAIN_IMAGES, &name, &full[..cut]);
+        let err = assert_load_fails(dir.path(), &[&s(&path)]);
+        assert!(err.contains("truncated") || err.contains("corrupt"), "cut at {cut}: {err}");
+    }
+}
+
+#[test]
+fn gz_of_truncated_idx() {
+    // A well-formed gzip stream whose content is a truncated IDX file.
+    let full = images_idx(&real().train.take(10).images);
+    let dir = small_dir(10, false);
+    let name = format!("{TRAIN_IMAGES}.gz");
+    let path = replace(&dir, TRAIN_IMAGES, &name, &gz(&full[..full.len() - 1]));
+    assert_load_fails(dir.path(), &[&s(&path), "truncated"]);
+}
+
+#[test]
+fn corrupt_gzip() {
+    // Not gzip at all (raw IDX bytes under a .gz name).
+    let dir = small_dir(10, false);
+    let name = format!("{TEST_LABELS}.gz");
+    let path = replace(&dir, TEST_LABELS, &name, &labels_idx(&real().test.take(10).labels));
+    assert_load_fails(dir.path(), &[&s(&path), "corrupt"]);
+    // A gzip stream with its deflate data flipped in the middle.
+    let mut bytes = gz(&images_idx(&real().train.take(10).images));
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 16] {
+        *b ^= 0x5a;
+    }
+    let dir = small_dir(10, false);
+    let name = format!("{TRAIN_IMAGES}.gz");
+    let path = replace(&dir, TRAIN_IMAGES, &name, &bytes);
+    let err = assert_load_fails(dir.path(), &[&s(&path)]);
+    assert!(err.contains("corrupt") || err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn wrong_magic() {
+    // Labels where images belong, and a random magic.
+    let dir = small_dir(10, false);
+    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &labels_idx(&[1; 10]));
+    assert_load_fails(dir.path(), &[&s(&path), "wrong magic", "0x00000801", "0x00000803"]);
+    let dir = small_dir(10, false);
+    let mut bytes = labels_idx(&real().test.take(10).labels);
+    bytes[..4].copy_from_slice(b"\x1f\x8b\x08\x00");
+    let path = replace(&dir, TEST_LABELS, TEST_LABELS, &bytes);
+    assert_load_fails(dir.path(), &[&s(&path), "wrong magic", "0x1f8b0800"]);
+}
+
+#[test]
+fn images_not_28x28() {
+    let dir = small_dir(10, false);
+    let pixels = &real().train.take(10).images;
+    let bytes = idx(IMAGE_MAGIC, &[10, 32, 24], &pixels[..10 * 32 * 24]);
+    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &bytes);
+    assert_load_fails(dir.path(), &[&s(&path), "32x24", "expected 28x28"]);
+}
+
+#[test]
+fn count_mismatch() {
+    let dir = small_dir(10, false);
+    let path = replace(&dir, TEST_LABELS, TEST_LABELS, &labels_idx(&real().test.take(9).labels));
+    let images = dir.path().join(TEST_IMAGES);
+    assert_load_fails(dir.path(), &[&s(&path), &s(&images), "10 images", "9 labels", "must match"]);
+}
+
+#[test]
+fn label_out_of_range() {
+    let dir = small_dir(10, false);
+    let mut labels = real().train.take(10).labels;
+    labels[7] = 10;
+    let path = replace(&dir, TRAIN_LABELS, TRAIN_LABELS, &labels_idx(&labels));
+    assert_load_fails(dir.path(), &[&s(&path), "label 10 at index 7", "out of range"]);
+    let mut labels = real().test.take(10).labels;
+    labels[0] = 255;
+    let dir = small_dir(10, false);
+    let name = format!("{TEST_LABELS}.gz");
+    let path = replace(&dir, TEST_LABELS, &name, &gz(&labels_idx(&labels)));
+    assert_load_fails(dir.path(), &[&s(&path), "label 255 at index 0"]);
+}
+
+#[test]
+fn trailing_bytes() {
+    let dir = small_dir(10, false);
+    let mut bytes = images_idx(&real().train.take(10).images);
+    bytes.extend_from_slice(&[0; 5]);
+    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &bytes);
+    assert_load_fails(dir.path(), &[&s(&path), "5 unexpected bytes"]);
+}
+
+#[test]
+fn huge_dimensions_are_an_error_not_an_allocation() {
+    assert!(format!("{:#}", data::parse_images(&idx(IMAGE_MAGIC, &[u32::MAX, 28, 28], &[])).unwrap_err()).contains("truncated"));
+    let err = format!("{:#}", data::parse_images(&idx(IMAGE_MAGIC, &[u32::MAX, u32::MAX, u32::MAX], &[])).unwrap_err());
+    assert!(err.contains("expected 28x28"), "{err}");
+    let err = format!("{:#}", data::parse_labels(&idx(LABEL_MAGIC, &[u32::MAX], &[0; 3])).unwrap_err());
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn parsers_accept_exact_files() {
+    assert_eq!(data::parse_labels(&labels_idx(&[0, 9, 3])).unwrap(), vec![0, 9, 3]);
+    assert_eq!(data::parse_labels(&labels_idx(&[])).unwrap(), Vec::<u8>::new());
+    let px: Vec<u8> = (0..2 * PIXELS).map(|i| i as u8).collect();
+    assert_eq!(data::parse_images(&images_idx(&px)).unwrap(), px);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = data::parse_images(&bytes);
+        let _ = data::parse_labels(&bytes);
+    }
+
+    #[test]
+    fn parsers_never_panic_after_a_valid_magic(
+        dims in proptest::collection::vec(prop_oneof![0u32..40, any::<u32>()], 0..4),
+        body in proptest::collection::vec(any::<u8>(), 0..3000),
+    ) {
+        for magic in [IMAGE_MAGIC, LABEL_MAGIC] {
+            let bytes = idx(magic, &dims, &body);
+            let images = data::parse_images(&bytes);
+            let labels = data::parse_labels(&bytes);
+            // Whatever they accept is consistent with the header.
+            if let Ok(px) = images {
+                prop_assert_eq!(magic, IMAGE_MAGIC);
+                prop_assert_eq!(px.len() % PIXELS, 0);
+                prop_assert_eq!(px.len(), bytes.len() - 16);
+            }
+            if let Ok(l) = labels {
+                prop_assert_eq!(magic, LABEL_MAGIC);
+                prop_assert!(l.iter().all(|&x| x < 10));
+                prop_assert_eq!(l.len(), bytes.len() - 8);
+            }
+        }
+    }
+
+    #[test]
+    fn image_parser_never_panics_near_valid_files(count in 0u32..4, extra in -20i64..20, fill in any::<u8>()) {
+        // A 28x28 header with a body just short of, exactly, or just past what it promises.
+        let len = (count as i64 * PIXELS as i64 + extra).max(0) as usize;
+        let bytes = idx(IMAGE_MAGIC, &[count, 28, 28], &vec![fill; len]);
+        let result = data::parse_images(&bytes);
+        prop_assert_eq!(result.is_ok(), len == count as usize * PIXELS);
+    }
+
+    #[test]
+    fn labels_round_trip(labels in proptest::collection::vec(0u8..10, 0..500)) {
+        prop_assert_eq!(data::parse_labels(&labels_idx(&labels)).unwrap(), labels);
+    }
+}
