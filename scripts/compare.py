@@ -35,7 +35,8 @@ CONVNET_PY = os.path.join(REF, "nn_convnet.py")
 MLP_PY = os.path.join(REF, "nn_torch.py")
 DATA_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 SIDES = ("nnmnist", "pytorch")
-LABEL = {"nnmnist": "Rust", "pytorch": "PyTorch", "pytorch-dataloader": "PyTorch DataLoader"}
+LABEL = {"nnmnist": "Rust", "pytorch": "PyTorch", "pytorch-dataloader": "PyTorch DataLoader",
+         "pytorch-cudagraph": "PyTorch CUDA graph"}
 
 
 def rel(path):
@@ -229,6 +230,13 @@ def plan_and_run(a):
             run.cmd = convnet_cmd(a, "pytorch", a.seed, a.dataloader_epochs, a.out,
                                   ["--loader", "dataloader", "--metrics", run.metrics])
             runs.append(execute(run))
+        on_cuda = any(rec["device"].startswith("cuda") for r in runs if r.model == "convnet" for rec in r.records)
+        if on_cuda and a.dataloader_epochs > 0:
+            # on CUDA nnmnist replays one captured CUDA graph per step: time PyTorch doing the same
+            run = Run("convnet", "pytorch-cudagraph", a.seed, None, a.out)
+            run.cmd = convnet_cmd(a, "pytorch", a.seed, a.dataloader_epochs, a.out,
+                                  ["--loader", "tensors", "--cuda-graph", "--metrics", run.metrics])
+            runs.append(execute(run))
         if a.lockstep and init:
             lock["convnet"] = (init, [r for r in runs if r.model == "convnet" and r.impl in SIDES and r.seed == a.seed])
 
@@ -352,6 +360,10 @@ def speed_section(runs, model):
             lines.append(f"  Rust / PyTorch tensors:    {rust / pt:.2f}x the time ({pt / rust:.2f}x as fast)")
         if rust and dl:
             lines.append(f"  Rust / PyTorch DataLoader: {rust / dl:.2f}x the time ({dl / rust:.2f}x as fast)")
+        cg, n_c = median_train_seconds(runs, model, "pytorch-cudagraph")
+        if cg:
+            lines.append(f"  PyTorch with the train step as one CUDA graph: {cg:.3f} s ({n_c} epochs); "
+                         f"Rust / that: {fmt(ratio(rust, cg), '.2f')}x the time")
     else:
         lines.append(f"  train loop, median seconds per epoch: Rust {fmt(rust, '.3f')} ({n_r} epochs), "
                      f"PyTorch {fmt(pt, '.3f')} ({n_p})")
@@ -395,7 +407,8 @@ def lockstep_section(model, init, pair):
         lines.append(f"  {k:<20} max abs diff {d:.3e}")
         if d >= worst:
             worst, worst_name = d, k
-    lines.append(f"  largest parameter difference after {len(rust.records)} epoch(s): {worst:.3e} ({worst_name})")
+    lines.append(f"  largest parameter difference after {len(rust.records)} epoch(s): {worst:.3e} "
+                 f"({'every tensor bit-identical' if worst == 0 else worst_name})")
     lines.append(f"  {'epoch':>5} {'Rust test loss':>18} {'PyTorch test loss':>18} {'|diff|':>9} {'sig. digits':>11}"
                  f" {'correct R/PT':>13}")
     for rr, pp in zip(rust.records, pt.records):
@@ -504,14 +517,16 @@ def main(argv=None):
         for pr in problems:
             print(f"  - {pr}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     runs, notes, lock = plan_and_run(a)
+    load_after = os.getloadavg()[0]
     models = ["convnet", "mlp"] if a.model == "both" else [a.model]
     mode = "lockstep" if a.lockstep else "quick" if a.quick else f"{a.seeds} seeds" if a.seeds > 1 else "default"
     out = [f"scripts/compare ({mode}): device {a.device}, seeds {a.seed}..{a.seed + a.seeds - 1}, "
            f"convnet {a.epochs} epoch(s), MLP {a.mlp_epochs} epoch(s); {time.perf_counter() - t0:.0f} s in all",
-           f"devices used: " + ", ".join(sorted({f"{r.model} {LABEL.get(r.impl, r.impl)}: {r.records[0]['device']}"
-                                                for r in runs if r.records and r.impl in SIDES + ('pytorch-dataloader',)})),
+           "devices used: " + (", ".join(sorted({f"{r.model} {LABEL.get(r.impl, r.impl)}: {r.records[0]['device']}"
+                                                for r in runs if r.records})) or "-"),
            ""]
     for model in models:
         if not any(r.model == model for r in runs):
@@ -529,6 +544,11 @@ def main(argv=None):
             out += lines
         out.append("")
     failed = [r for r in runs if not r.ok]
+    cpus = os.cpu_count() or 1
+    if max(load_before, load_after) > cpus + 0.5:
+        notes.append(f"the load average was {load_before:.1f} before and {load_after:.1f} after the runs on {cpus} CPUs: "
+                     "other processes competed for the CPU, so the seconds and speed ratios are unreliable "
+                     "(the accuracies and losses are not affected)")
     if notes:
         out.append("notes:")
         out += [f"  - {n}" for n in notes]
@@ -548,6 +568,9 @@ def main(argv=None):
     print(text)
     with open(os.path.join(a.out, "report.txt"), "w") as f:
         f.write(text + "\n")
+    if not any(r.records for r in runs):
+        print("scripts/compare: nothing was compared", file=sys.stderr)
+        return 1
     return 1 if failed else 0
 
 
