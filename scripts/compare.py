@@ -110,7 +110,7 @@ class Run:
         self.stdout = os.path.join(out, stem + ".stdout")
         self.stderr = os.path.join(out, stem + ".stderr")
         self.weights = os.path.join(out, stem + ".safetensors")
-        self.records, self.rc, self.wall, self.error = [], None, None, None
+        self.records, self.rc, self.wall, self.error, self.others = [], None, None, None, None
 
     @property
     def ok(self):
@@ -120,12 +120,31 @@ class Run:
         return f"{self.model} {LABEL.get(self.impl, self.impl)} seed {self.seed}"
 
 
+def system_busy_seconds():
+    """CPU seconds all CPUs have spent busy since boot (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    busy = sum(v[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def execute(run):
     for f in (run.metrics, run.weights):
         if os.path.exists(f):
             os.remove(f)
     shown = " ".join(shlex.quote(rel(c) if os.path.isabs(c) else c) for c in run.cmd)
     print(f"[compare] {run.label()}: {shown}", file=sys.stderr, flush=True)
+    busy0, child0 = system_busy_seconds(), children_cpu_seconds()
     t0 = time.perf_counter()
     try:
         with open(run.stdout, "w") as so, open(run.stderr, "w") as se:
@@ -133,6 +152,10 @@ def execute(run):
     except OSError as e:
         run.rc, run.error = -1, str(e)
     run.wall = time.perf_counter() - t0
+    busy1, child1 = system_busy_seconds(), children_cpu_seconds()
+    if busy0 is not None and busy1 is not None and run.wall > 0:
+        # CPU time the rest of the machine used while this run ran, as a share of all CPUs
+        run.others = max(0.0, (busy1 - busy0) - (child1 - child0)) / (run.wall * (os.cpu_count() or 1))
     if os.path.exists(run.metrics):
         with open(run.metrics) as f:
             for line in f:
@@ -146,7 +169,8 @@ def execute(run):
             tail = [l.rstrip() for l in f.read().strip().splitlines()[-3:]]
         run.error = f"exit status {run.rc}: " + " | ".join(tail)
     status = "ok" if run.ok else f"FAILED ({run.error})"
-    print(f"[compare]   {status}, {run.wall:.1f} s, {len(run.records)} epoch record(s)", file=sys.stderr, flush=True)
+    busy = f", other processes used {100 * run.others:.0f}% of the CPUs meanwhile" if run.others is not None else ""
+    print(f"[compare]   {status}, {run.wall:.1f} s, {len(run.records)} epoch record(s){busy}", file=sys.stderr, flush=True)
     return run
 
 
@@ -520,7 +544,6 @@ def main(argv=None):
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     runs, notes, lock = plan_and_run(a)
-    load_after = os.getloadavg()[0]
     models = ["convnet", "mlp"] if a.model == "both" else [a.model]
     mode = "lockstep" if a.lockstep else "quick" if a.quick else f"{a.seeds} seeds" if a.seeds > 1 else "default"
     out = [f"scripts/compare ({mode}): device {a.device}, seeds {a.seed}..{a.seed + a.seeds - 1}, "
@@ -545,10 +568,15 @@ def main(argv=None):
         out.append("")
     failed = [r for r in runs if not r.ok]
     cpus = os.cpu_count() or 1
-    if max(load_before, load_after) > cpus + 0.5:
-        notes.append(f"the load average was {load_before:.1f} before and {load_after:.1f} after the runs on {cpus} CPUs: "
-                     "other processes competed for the CPU, so the seconds and speed ratios are unreliable "
-                     "(the accuracies and losses are not affected)")
+    busy_runs = [r for r in runs if r.others is not None and r.others > 0.10]
+    if busy_runs:
+        worst = max(busy_runs, key=lambda r: r.others)
+        notes.append(f"other processes used up to {100 * worst.others:.0f}% of the {cpus} CPUs during the runs "
+                     f"({len(busy_runs)} run(s) over 10%, worst: {worst.label()}): the seconds and speed ratios "
+                     "are unreliable; rerun on a quiet machine (accuracies and losses are not affected)")
+    elif all(r.others is None for r in runs) and load_before > cpus + 0.5:
+        notes.append(f"the load average was {load_before:.1f} on {cpus} CPUs before the runs: other processes "
+                     "competed for the CPU, so the seconds and speed ratios may be unreliable")
     if notes:
         out.append("notes:")
         out += [f"  - {n}" for n in notes]
