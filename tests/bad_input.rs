@@ -1,0 +1,554 @@
+//! Every bad input of issues 2 and 6, end to end through the built binary: a non-zero exit
+//! code, one clear message on stderr naming the file (where there is one) and the problem,
+//! never a panic or a backtrace, and (except for a diverging run) no training started.
+//!
+//! All cases go through one function, [`expect_failure`]; the data cases are small IDX files
+//! (100 images) cut from the committed data/ and broken one way each.
+use nnmnist::checkpoint::{self, Entry, RunState};
+use nnmnist::data::{Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// Where a failure may happen.
+#[derive(Clone, Copy, PartialEq)]
+enum When {
+    /// Before any data is trained on: stdout must not show an epoch.
+    BeforeTraining,
+    /// During training (a diverging loss).
+    DuringTraining,
+}
+
+/// Exit codes: 1 for nnmnist's own errors, 2 for clap's usage errors.
+const ERROR: i32 = 1;
+const USAGE: i32 = 2;
+
+/// Runs `nnmnist args...` and checks that it fails cleanly: exit code `code`, stderr holding
+/// every one of `phrases`, no panic, no backtrace hint, no training started unless `when`
+/// allows it. Returns stderr.
+fn expect_failure(args: &[&str], code: i32, phrases: &[&str], when: When) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!("nnmnist {}\n--- exit: {:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}", args.join(" "), out.status);
+    // Shown with --nocapture (and for a failing test): what each bad input gets.
+    eprintln!("[{:?}] nnmnist {} => {}", out.status.code(), args.join(" "), stderr.trim_end());
+    assert_eq!(out.status.code(), Some(code), "wrong exit code (a signal if None)\n{context}");
+    for phrase in phrases {
+        assert!(stderr.contains(phrase), "stderr lacks {phrase:?}\n{context}");
+    }
+    assert!(stderr.contains("error:"), "no error line\n{context}");
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!stderr.contains(bad) && !stdout.contains(bad), "{bad:?} in the output\n{context}");
+    }
+    if when == When::BeforeTraining {
+        assert!(!stdout.contains("Epoch 1") && !stdout.contains("Epoch 0"), "training started\n{context}");
+    }
+    stderr.into_owned()
+}
+
+/// A bad input that nnmnist rejects before training: exit code 1.
+fn fails(args: &[&str], phrases: &[&str]) -> String {
+    expect_failure(args, ERROR, phrases, When::BeforeTraining)
+}
+
+/// A command line clap rejects: exit code 2.
+fn usage_error(args: &[&str], phrases: &[&str]) -> String {
+    expect_failure(args, USAGE, phrases, When::BeforeTraining)
+}
+
+fn repo_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+fn real() -> &'static Mnist {
+    static REAL: OnceLock<Mnist> = OnceLock::new();
+    REAL.get_or_init(|| Mnist::load(&repo_data()).expect("data/ loads"))
+}
+
+fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn images_idx(pixels: &[u8]) -> Vec<u8> {
+    idx(IMAGE_MAGIC, &[(pixels.len() / PIXELS) as u32, 28, 28], pixels)
+}
+
+fn labels_idx(labels: &[u8]) -> Vec<u8> {
+    idx(LABEL_MAGIC, &[labels.len() as u32], labels)
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A data directory with the first 100 training and test images, raw IDX.
+fn small_data() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = (real().train.take(100), real().test.take(100));
+    std::fs::write(dir.path().join(TRAIN_IMAGES), images_idx(&train.images)).unwrap();
+    std::fs::write(dir.path().join(TRAIN_LABELS), labels_idx(&train.labels)).unwrap();
+    std::fs::write(dir.path().join(TEST_IMAGES), images_idx(&test.images)).unwrap();
+    std::fs::write(dir.path().join(TEST_LABELS), labels_idx(&test.labels)).unwrap();
+    dir
+}
+
+/// A small data directory where `name` is replaced by `bytes` stored as `file_name`.
+fn broken_data(name: &str, file_name: &str, bytes: &[u8]) -> (TempDir, PathBuf) {
+    let dir = small_data();
+    std::fs::remove_file(dir.path().join(name)).unwrap();
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+/// Checks one broken data directory: `nnmnist convnet` fails naming `file` and saying all of
+/// `phrases`. (Every command reads data through the same loader; `every_command_reports_bad_data`
+/// checks the others once, since each run of the binary costs a libtorch start.)
+fn data_fails(dir: &Path, file: &Path, phrases: &[&str]) {
+    let all: Vec<&str> = std::iter::once(s(file)).chain(phrases.iter().copied()).collect();
+    fails(&["convnet", "--device", "cpu", "--epochs", "1", "--data-dir", s(dir)], &all);
+}
+
+// ---------------------------------------------------------------- data files
+
+#[test]
+fn small_data_dir_trains() {
+    // The baseline the broken directories differ from: it works.
+    let dir = small_data();
+    let out = Command::new(BIN)
+        .args(["convnet", "--device", "cpu", "--epochs", "1", "--batch-size", "10", "--data-dir", s(dir.path())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Done!"));
+}
+
+#[test]
+fn missing_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nowhere");
+    fails(&["convnet", "--device", "cpu", "--data-dir", s(&dir)], &[s(&dir), "data directory", "does not exist"]);
+    fails(&["show", "0", "--data-dir", s(&dir)], &[s(&dir), "does not exist"]);
+    fails(&["eval", "--model", "convnet", "--weights", s(&weights_file(tmp.path())), "--device", "cpu", "--data-dir", s(&dir)], &[
+        s(&dir),
+        "does not exist",
+    ]);
+}
+
+#[test]
+fn missing_data_file() {
+    for name in [TRAIN_IMAGES, TEST_LABELS] {
+        let dir = small_data();
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+        fails(&["convnet", "--device", "cpu", "--data-dir", s(dir.path())], &[s(dir.path()), name, "missing MNIST file"]);
+    }
+}
+
+#[test]
+fn empty_data_file() {
+    let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &[]);
+    data_fails(dir.path(), &file, &["empty file"]);
+    let gz_name = format!("{TEST_IMAGES}.gz");
+    let (dir, file) = broken_data(TEST_IMAGES, &gz_name, &[]);
+    data_fails(dir.path(), &file, &["empty file"]);
+}
+
+#[test]
+fn truncated_data_file() {
+    let full = images_idx(&real().test.take(100).images);
+    let (dir, file) = broken_data(TEST_IMAGES, TEST_IMAGES, &full[..full.len() - 784]);
+    data_fails(dir.path(), &file, &["truncated", "promises 78400 data bytes, the file has 77616"]);
+    let (dir, file) = broken_data(TEST_IMAGES, TEST_IMAGES, &full[..7]);
+    data_fails(dir.path(), &file, &["truncated", "header"]);
+}
+
+#[test]
+fn truncated_gz_data_file() {
+    let packed = gz(&images_idx(&real().train.take(100).images));
+    let gz_name = format!("{TRAIN_IMAGES}.gz");
+    let (dir, file) = broken_data(TRAIN_IMAGES, &gz_name, &packed[..packed.len() / 2]);
+    data_fails(dir.path(), &file, &["corrupt or truncated gzip"]);
+}
+
+#[test]
+fn corrupt_gz_data_file() {
+    let gz_name = format!("{TRAIN_LABELS}.gz");
+    let (dir, file) = broken_data(TRAIN_LABELS, &gz_name, b"this is not gzip data at all");
+    data_fails(dir.path(), &file, &["corrupt or truncated gzip"]);
+}
+
+#[test]
+fn wrong_magic() {
+    // A label file where the images belong.
+    let (dir, file) = broken_data(TEST_IMAGES, TEST_IMAGES, &labels_idx(&real().test.take(100).labels));
+    data_fails(dir.path(), &file, &["wrong magic number 0x00000801, expected 0x00000803"]);
+}
+
+#[test]
+fn images_not_28x28() {
+    let bytes = idx(IMAGE_MAGIC, &[100, 28, 27], &real().train.take(100).images[..100 * 28 * 27]);
+    let (dir, file) = broken_data(TRAIN_IMAGES, TRAIN_IMAGES, &bytes);
+    data_fails(dir.path(), &file, &["images are 28x27, expected 28x28"]);
+}
+
+#[test]
+fn image_label_count_mismatch() {
+    let (dir, labels) = broken_data(TEST_LABELS, TEST_LABELS, &labels_idx(&real().test.take(99).labels));
+    let images = dir.path().join(TEST_IMAGES);
+    data_fails(dir.path(), &labels, &[s(&images), "100 images", "99 labels", "counts must match"]);
+}
+
+#[test]
+fn label_out_of_range() {
+    let mut labels = real().train.take(100).labels;
+    labels[42] = 10;
+    let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &labels_idx(&labels));
+    data_fails(dir.path(), &file, &["label 10 at index 42 is out of range"]);
+}
+
+#[test]
+fn trailing_bytes() {
+    let mut bytes = labels_idx(&real().test.take(100).labels);
+    bytes.push(0);
+    let (dir, file) = broken_data(TEST_LABELS, TEST_LABELS, &bytes);
+    data_fails(dir.path(), &file, &["1 unexpected bytes"]);
+}
+
+#[test]
+fn every_command_reports_bad_data() {
+    let mut labels = real().test.take(100).labels;
+    labels[3] = 200;
+    let (dir, file) = broken_data(TEST_LABELS, TEST_LABELS, &labels_idx(&labels));
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = weights_file(tmp.path());
+    let phrases = [s(&file), "label 200 at index 3 is out of range"];
+    fails(&["show", "0", "--data-dir", s(dir.path())], &phrases);
+    fails(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(&weights), "--data-dir", s(dir.path())], &phrases);
+}
+
+// ---------------------------------------------------------------- weights files
+
+/// Valid convnet weights (random, PyTorch's init) in `dir`.
+fn weights_file(dir: &Path) -> PathBuf {
+    let path = dir.join("good.safetensors");
+    write_entries(&path, convnet_entries());
+    path
+}
+
+/// The eight tensors of a fresh convnet, F32, with PyTorch's names.
+fn convnet_entries() -> Vec<Entry> {
+    static ENTRIES: OnceLock<Vec<Entry>> = OnceLock::new();
+    ENTRIES.get_or_init(|| nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries()).clone()
+}
+
+fn write_entries(path: &Path, entries: Vec<Entry>) {
+    checkpoint::save(path, &entries, None).unwrap();
+}
+
+/// Checks one bad weights file with `eval`, and with `convnet --init-from` and `show
+/// --weights` too when `every_command` (each run of the binary costs a libtorch start, so
+/// the cases that share a code path check it once).
+fn weights_fail_in(file: &Path, phrases: &[&str], every_command: bool) {
+    let all: Vec<&str> = std::iter::once(s(file)).chain(phrases.iter().copied()).collect();
+    let data = repo_data();
+    fails(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(file), "--data-dir", s(&data)], &all);
+    if every_command {
+        fails(&["convnet", "--device", "cpu", "--epochs", "1", "--init-from", s(file), "--data-dir", s(&data)], &all);
+        fails(&["show", "0", "--weights", s(file), "--data-dir", s(&data)], &all);
+    }
+}
+
+fn weights_fail(file: &Path, phrases: &[&str]) {
+    weights_fail_in(file, phrases, false)
+}
+
+#[test]
+fn weights_missing_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    weights_fail_in(&tmp.path().join("absent.safetensors"), &["cannot read weights file"], true);
+}
+
+#[test]
+fn weights_empty_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("empty.safetensors");
+    std::fs::write(&path, b"").unwrap();
+    weights_fail(&path, &["empty file, not a safetensors"]);
+}
+
+#[test]
+fn weights_not_safetensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A PyTorch pickle (zip) and plain text: neither is safetensors.
+    let path = tmp.path().join("model.pt");
+    std::fs::write(&path, b"PK\x03\x04\x14\x00\x00\x00\x08\x00 not a safetensors header at all").unwrap();
+    weights_fail(&path, &["not a safetensors file"]);
+    let path = tmp.path().join("notes.safetensors");
+    std::fs::write(&path, "weights: see the README\n".repeat(10)).unwrap();
+    weights_fail_in(&path, &["not a safetensors file"], true);
+    // A safetensors file cut short.
+    let good = std::fs::read(weights_file(tmp.path())).unwrap();
+    let path = tmp.path().join("cut.safetensors");
+    std::fs::write(&path, &good[..good.len() - 100]).unwrap();
+    weights_fail(&path, &["not a safetensors file"]);
+}
+
+#[test]
+fn weights_missing_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("nobias.safetensors");
+    write_entries(&path, convnet_entries().into_iter().filter(|e| e.name != "model.9.bias").collect());
+    weights_fail_in(&path, &["missing tensor model.9.bias"], true);
+}
+
+#[test]
+fn weights_wrong_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("shape.safetensors");
+    let entries = convnet_entries()
+        .into_iter()
+        .map(|e| if e.name == "model.7.weight" { Entry::f32(e.name, vec![100, 575], vec![0.0; 100 * 575]) } else { e })
+        .collect();
+    write_entries(&path, entries);
+    weights_fail_in(&path, &["tensor model.7.weight has shape [100, 575], expected [100, 576]"], true);
+}
+
+/// Writes the convnet's tensors with `model.0.weight` stored as `dtype` (raw bytes of the
+/// right size), using the safetensors crate directly since nnmnist writes F32/F64 only.
+fn write_with_dtype(path: &Path, dtype: safetensors::Dtype, bytes_per_value: usize) {
+    let entries = convnet_entries();
+    let raw: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = entries
+        .iter()
+        .map(|e| {
+            if e.name == "model.0.weight" {
+                (e.name.clone(), e.shape.clone(), dtype, vec![0u8; 72 * bytes_per_value])
+            } else {
+                (e.name.clone(), e.shape.clone(), safetensors::Dtype::F32, e.to_f32().iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = raw
+        .iter()
+        .map(|(n, shape, dt, b)| (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+}
+
+#[test]
+fn weights_unsupported_dtype() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dtype, size, name) in [(safetensors::Dtype::I64, 8, "I64"), (safetensors::Dtype::F16, 2, "F16")] {
+        let path = tmp.path().join(format!("{name}.safetensors"));
+        write_with_dtype(&path, dtype, size);
+        weights_fail_in(&path, &[&format!("tensor model.0.weight has dtype {name}"), "F32 or F64"], name == "I64");
+    }
+}
+
+#[test]
+fn weights_of_neither_network_for_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("other.safetensors");
+    write_entries(&path, vec![Entry::f32("encoder.weight", vec![2, 2], vec![0.0; 4])]);
+    fails(&["show", "0", "--weights", s(&path), "--data-dir", s(&repo_data())], &[
+        s(&path),
+        "neither convnet weights",
+        "encoder.weight",
+    ]);
+}
+
+#[test]
+fn resume_from_a_file_that_is_no_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = weights_file(tmp.path());
+    fails(&["convnet", "--device", "cpu", "--resume", s(&plain), "--data-dir", s(&repo_data())], &[
+        s(&plain),
+        "cannot be resumed",
+    ]);
+    let mlp = tmp.path().join("mlp.safetensors");
+    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, seed: 0, args: serde_json::json!({}) };
+    checkpoint::save(&mlp, &convnet_entries(), Some(&state)).unwrap();
+    fails(&["convnet", "--device", "cpu", "--resume", s(&mlp), "--data-dir", s(&repo_data())], &[
+        s(&mlp),
+        "a checkpoint of the mlp model",
+    ]);
+    let missing = tmp.path().join("gone.safetensors");
+    fails(&["convnet", "--device", "cpu", "--resume", s(&missing)], &[s(&missing), "cannot read"]);
+}
+
+// ---------------------------------------------------------------- output files
+
+#[test]
+fn save_into_a_missing_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("no/such/dir/convnet.safetensors");
+    let err = fails(&["convnet", "--device", "cpu", "--epochs", "1", "--save", s(&target), "--data-dir", s(&repo_data())], &[
+        s(&target),
+        "does not exist",
+    ]);
+    assert!(!err.contains("Using"), "{err}");
+    assert!(!target.exists());
+}
+
+#[test]
+fn save_into_an_unwritable_place() {
+    // /proc takes no new files, even for root (chmod would not stop root).
+    fails(&["convnet", "--device", "cpu", "--epochs", "1", "--save", "/proc/nnmnist.safetensors"], &[
+        "/proc/nnmnist.safetensors",
+        "not writable",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    fails(&["convnet", "--device", "cpu", "--epochs", "1", "--save", s(tmp.path())], &[s(tmp.path()), "it is a directory"]);
+}
+
+#[test]
+fn metrics_into_a_missing_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("no/m.jsonl");
+    let data = small_data();
+    fails(&["convnet", "--device", "cpu", "--epochs", "1", "--metrics", s(&target), "--data-dir", s(data.path())], &[
+        s(&target),
+        "cannot open metrics file",
+    ]);
+}
+
+// ---------------------------------------------------------------- devices and values
+
+#[test]
+fn cuda_without_a_gpu() {
+    if tch::Cuda::device_count() > 0 {
+        eprintln!("skipped: this machine has a CUDA device");
+        return;
+    }
+    fails(&["convnet", "--device", "cuda", "--epochs", "1"], &["--device cuda", "no CUDA device is available"]);
+    fails(&["convnet", "--device", "cuda:1", "--epochs", "1"], &["no CUDA device is available"]);
+    let tmp = tempfile::tempdir().unwrap();
+    fails(&["eval", "--model", "convnet", "--device", "cuda", "--weights", s(&weights_file(tmp.path()))], &[
+        "no CUDA device is available",
+    ]);
+}
+
+#[test]
+fn unknown_device() {
+    fails(&["convnet", "--device", "tpu"], &["--device tpu", "expected auto, cpu, cuda or cuda:N"]);
+}
+
+#[test]
+fn convnet_bad_values() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch-size", "0"], "--batch-size must be at least 1"),
+        (&["--epochs", "0"], "--epochs must be at least 1"),
+        (&["--train-size", "0"], "--train-size must be at least 1"),
+        (&["--test-size", "0"], "--test-size must be at least 1"),
+        (&["--lr", "nan"], "--lr must be a finite number above 0, got NaN"),
+        (&["--lr=-1"], "--lr must be a finite number above 0, got -1"),
+        (&["--lr", "0"], "--lr must be a finite number above 0"),
+        (&["--lr", "inf"], "--lr must be a finite number above 0, got inf"),
+        (&["--weight-decay", "inf"], "--weight-decay must be a finite number, 0 or above, got inf"),
+        (&["--weight-decay=-0.1"], "--weight-decay must be a finite number, 0 or above"),
+        (&["--threads", "0"], "--threads must be at least 1"),
+    ];
+    for (extra, phrase) in cases {
+        let args: Vec<&str> = ["convnet", "--device", "cpu"].iter().copied().chain(extra.iter().copied()).collect();
+        fails(&args, &[phrase]);
+    }
+}
+
+#[test]
+fn convnet_sizes_beyond_the_data() {
+    let data = small_data();
+    let dir = s(data.path());
+    fails(&["convnet", "--device", "cpu", "--train-size", "999999", "--data-dir", dir], &["--train-size 999999", "only 100 images"]);
+    fails(&["convnet", "--device", "cpu", "--test-size", "101", "--data-dir", dir], &["--test-size 101", "only 100 images"]);
+    fails(&["convnet", "--device", "cpu", "--batch-size", "101", "--data-dir", dir], &["--batch-size 101", "larger than the 100 training images"]);
+}
+
+#[test]
+fn unparsable_values() {
+    usage_error(&["convnet", "--lr", "fast"], &["invalid value 'fast'", "--lr"]);
+    usage_error(&["convnet", "--batch-size", "-1"], &["-1"]);
+    usage_error(&["convnet", "--epochs", "1.5"], &["invalid value '1.5'", "--epochs"]);
+    usage_error(&["show", "minus-one"], &["invalid value 'minus-one'"]);
+    usage_error(&["convnet", "--no-such-flag"], &["--no-such-flag"]);
+    usage_error(&["eval", "--model", "resnet", "--weights", "x"], &["invalid value 'resnet'"]);
+    usage_error(&["convnet", "--resume", "a", "--init-from", "b"], &["--init-from", "cannot be used with"]);
+}
+
+#[test]
+fn diverging_loss_stops_the_run() {
+    let data = small_data();
+    expect_failure(
+        &["convnet", "--device", "cpu", "--epochs", "1", "--batch-size", "10", "--lr", "1e12", "--data-dir", s(data.path())],
+        ERROR,
+        &["in epoch 1, batch", "diverged", "smaller learning rate (--lr)"],
+        When::DuringTraining,
+    );
+}
+
+#[test]
+fn show_index_out_of_range() {
+    fails(&["show", "10000", "--data-dir", s(&repo_data())], &["test image 10000 does not exist", "10000 images (0 to 9999)"]);
+    let data = small_data();
+    fails(&["show", "100", "--data-dir", s(data.path())], &["test image 100 does not exist", "100 images (0 to 99)"]);
+}
+
+// ---------------------------------------------------------------- the MLP's values
+
+#[test]
+#[ignore = "`nnmnist mlp` is not wired in src/main.rs yet"]
+fn mlp_bad_values() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--sizes", "100,30,10"], "--sizes must start at 784"),
+        (&["--sizes", "784,30,9"], "--sizes must end at 10"),
+        (&["--sizes", "784"], "--sizes needs at least an input and an output layer"),
+        (&["--sizes", "784,0,10"], "every layer needs at least one neuron"),
+        (&["--eta", "nan"], "--eta must be a finite number above 0, got NaN"),
+        (&["--eta=-3"], "--eta must be a finite number above 0"),
+        (&["--lambda", "inf"], "--lambda must be a finite number, 0 or above"),
+        (&["--epochs", "0"], "--epochs must be at least 1"),
+        (&["--batch-size", "0"], "--batch-size must be at least 1"),
+    ];
+    for (extra, phrase) in cases {
+        let args: Vec<&str> = ["mlp"].iter().copied().chain(extra.iter().copied()).collect();
+        fails(&args, &[phrase]);
+    }
+    fails(&["mlp", "--train-size", "999999"], &["--train-size 999999", "60000"]);
+}
+
+#[test]
+#[ignore = "`nnmnist mlp` is not wired in src/main.rs yet"]
+fn mlp_bad_data_and_weights() {
+    let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &[]);
+    fails(&["mlp", "--epochs", "1", "--data-dir", s(dir.path())], &[s(&file), "empty file"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("nobias.safetensors");
+    let net = nnmnist::mlp::Network::seeded(&[784, 30, 10], nnmnist::cli::Init::Normal, 0);
+    write_entries(&path, net.entries().into_iter().filter(|e| e.name != "2.bias").collect());
+    fails(&["eval", "--model", "mlp", "--weights", s(&path), "--data-dir", s(&repo_data())], &[s(&path), "missing tensor 2.bias"]);
+    fails(&["mlp", "--init-from", s(&path), "--data-dir", s(&repo_data())], &[s(&path), "missing tensor 2.bias"]);
+}
