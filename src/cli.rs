@@ -78,10 +78,10 @@ pub struct ConvnetArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// SGD learning rate
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub lr: f64,
     /// SGD weight decay (L2)
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, allow_negative_numbers = true)]
     pub weight_decay: f64,
     /// auto (CUDA when available), cpu, cuda or cuda:N
     #[arg(long, default_value = "auto")]
@@ -118,13 +118,13 @@ pub struct MlpArgs {
     #[arg(long, default_value = "784,30,10", value_delimiter = ',')]
     pub sizes: Vec<usize>,
     /// Learning rate
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
     pub eta: f64,
     /// Cost function
     #[arg(long, value_enum, default_value_t = Cost::Quadratic)]
     pub cost: Cost,
     /// L2 regularisation parameter (network2.py's lmbda): w *= 1 - eta*lambda/n
-    #[arg(long = "lambda", default_value_t = 0.0)]
+    #[arg(long = "lambda", default_value_t = 0.0, allow_negative_numbers = true)]
     pub lambda: f64,
     /// Weight initialisation
     #[arg(long, value_enum, default_value_t = Init::Normal)]
