@@ -458,24 +458,44 @@ fn unknown_device() {
     fails(&["convnet", "--device", "tpu"], &["--device tpu", "expected auto, cpu, cuda or cuda:N"]);
 }
 
+/// (extra arguments of `nnmnist convnet`, the phrase its error must hold); the first six are
+/// the values issue 6 names, checked end to end, the others through the library.
+const CONVNET_BAD_VALUES: &[(&[&str], &str)] = &[
+    (&["--batch-size", "0"], "--batch-size must be at least 1"),
+    (&["--epochs", "0"], "--epochs must be at least 1"),
+    (&["--lr", "nan"], "--lr must be a finite number above 0, got NaN"),
+    (&["--lr", "-1"], "--lr must be a finite number above 0, got -1"),
+    (&["--weight-decay", "inf"], "--weight-decay must be a finite number, 0 or above, got inf"),
+    (&["--threads", "0"], "--threads must be at least 1"),
+    (&["--train-size", "0"], "--train-size must be at least 1"),
+    (&["--test-size", "0"], "--test-size must be at least 1"),
+    (&["--lr", "0"], "--lr must be a finite number above 0, got 0"),
+    (&["--lr", "inf"], "--lr must be a finite number above 0, got inf"),
+    (&["--weight-decay", "-0.1"], "--weight-decay must be a finite number, 0 or above, got -0.1"),
+    (&["--lr=-1"], "--lr must be a finite number above 0, got -1"),
+];
+
+fn convnet_argv<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    ["convnet", "--device", "cpu"].iter().copied().chain(extra.iter().copied()).collect()
+}
+
 #[test]
 fn convnet_bad_values() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["--batch-size", "0"], "--batch-size must be at least 1"),
-        (&["--epochs", "0"], "--epochs must be at least 1"),
-        (&["--train-size", "0"], "--train-size must be at least 1"),
-        (&["--test-size", "0"], "--test-size must be at least 1"),
-        (&["--lr", "nan"], "--lr must be a finite number above 0, got NaN"),
-        (&["--lr=-1"], "--lr must be a finite number above 0, got -1"),
-        (&["--lr", "0"], "--lr must be a finite number above 0"),
-        (&["--lr", "inf"], "--lr must be a finite number above 0, got inf"),
-        (&["--weight-decay", "inf"], "--weight-decay must be a finite number, 0 or above, got inf"),
-        (&["--weight-decay=-0.1"], "--weight-decay must be a finite number, 0 or above"),
-        (&["--threads", "0"], "--threads must be at least 1"),
-    ];
-    for (extra, phrase) in cases {
-        let args: Vec<&str> = ["convnet", "--device", "cpu"].iter().copied().chain(extra.iter().copied()).collect();
-        fails(&args, &[phrase]);
+    for (extra, phrase) in &CONVNET_BAD_VALUES[..6] {
+        fails(&convnet_argv(extra), &[phrase]);
+    }
+}
+
+#[test]
+fn convnet_bad_values_in_process() {
+    use clap::Parser;
+    for (extra, phrase) in CONVNET_BAD_VALUES {
+        let argv: Vec<&str> = std::iter::once("nnmnist").chain(convnet_argv(extra)).collect();
+        let nnmnist::cli::Command::Convnet(args) = nnmnist::cli::Cli::try_parse_from(&argv).unwrap().command else {
+            unreachable!()
+        };
+        let err = args.validate().expect_err(phrase).to_string();
+        assert!(err.contains(phrase), "{argv:?}: {err}");
     }
 }
 
@@ -490,13 +510,26 @@ fn convnet_sizes_beyond_the_data() {
 
 #[test]
 fn unparsable_values() {
+    // End to end: clap's usage errors exit with 2.
     usage_error(&["convnet", "--lr", "fast"], &["invalid value 'fast'", "--lr"]);
-    usage_error(&["convnet", "--batch-size", "-1"], &["-1"]);
-    usage_error(&["convnet", "--epochs", "1.5"], &["invalid value '1.5'", "--epochs"]);
-    usage_error(&["show", "minus-one"], &["invalid value 'minus-one'"]);
-    usage_error(&["convnet", "--no-such-flag"], &["--no-such-flag"]);
-    usage_error(&["eval", "--model", "resnet", "--weights", "x"], &["invalid value 'resnet'"]);
-    usage_error(&["convnet", "--resume", "a", "--init-from", "b"], &["--init-from", "cannot be used with"]);
+    // The rest through clap in process (the same parser).
+    use clap::Parser;
+    let cases: &[(&[&str], &str)] = &[
+        (&["convnet", "--batch-size", "-1"], "'-1'"),
+        (&["convnet", "--epochs", "1.5"], "invalid value '1.5'"),
+        (&["show", "minus-one"], "invalid value 'minus-one'"),
+        (&["show", "-1"], "'-1'"),
+        (&["convnet", "--no-such-flag"], "--no-such-flag"),
+        (&["eval", "--model", "resnet", "--weights", "x"], "invalid value 'resnet'"),
+        (&["eval", "--model", "convnet"], "--weights"),
+        (&["convnet", "--resume", "a", "--init-from", "b"], "cannot be used with"),
+    ];
+    for (args, phrase) in cases {
+        let argv: Vec<&str> = std::iter::once("nnmnist").chain(args.iter().copied()).collect();
+        let err = nnmnist::cli::Cli::try_parse_from(&argv).expect_err(phrase);
+        assert_eq!(err.exit_code(), USAGE, "{argv:?}");
+        assert!(err.to_string().contains(phrase), "{argv:?}: {err}");
+    }
 }
 
 #[test]
@@ -528,7 +561,8 @@ fn mlp_bad_values() {
         (&["--sizes", "784"], "--sizes needs at least an input and an output layer"),
         (&["--sizes", "784,0,10"], "every layer needs at least one neuron"),
         (&["--eta", "nan"], "--eta must be a finite number above 0, got NaN"),
-        (&["--eta=-3"], "--eta must be a finite number above 0"),
+        (&["--eta", "-3"], "--eta must be a finite number above 0, got -3"),
+        (&["--lambda", "-1"], "--lambda must be a finite number, 0 or above, got -1"),
         (&["--lambda", "inf"], "--lambda must be a finite number, 0 or above"),
         (&["--epochs", "0"], "--epochs must be at least 1"),
         (&["--batch-size", "0"], "--batch-size must be at least 1"),
