@@ -581,8 +581,12 @@ fn mlp_bad_data_and_weights() {
     fails(&["mlp", "--epochs", "1", "--data-dir", s(dir.path())], &[s(&file), "empty file"]);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("nobias.safetensors");
-    let net = nnmnist::mlp::Network::seeded(&[784, 30, 10], nnmnist::cli::Init::Normal, 0);
-    write_entries(&path, net.entries().into_iter().filter(|e| e.name != "2.bias").collect());
+    // An nn.Sequential(Linear(784, 30), Sigmoid(), Linear(30, 10)) state_dict without 2.bias.
+    write_entries(&path, vec![
+        Entry::f64("0.weight", vec![30, 784], vec![0.0; 30 * 784]),
+        Entry::f64("0.bias", vec![30], vec![0.0; 30]),
+        Entry::f64("2.weight", vec![10, 30], vec![0.0; 300]),
+    ]);
     fails(&["eval", "--model", "mlp", "--weights", s(&path), "--data-dir", s(&repo_data())], &[s(&path), "missing tensor 2.bias"]);
     fails(&["mlp", "--init-from", s(&path), "--data-dir", s(&repo_data())], &[s(&path), "missing tensor 2.bias"]);
 }
