@@ -1,0 +1,207 @@
+//! `nnmnist show N [--weights F]`: draws test image N in the terminal, prints its label and,
+//! given weights (convnet or MLP, told apart by their keys), the prediction and the ten class
+//! probabilities as a bar chart: the original's `show_image`, in a terminal.
+//!
+//! The image takes 14 lines of 28 characters, two pixel rows per line (Unicode half blocks).
+//! On a colour terminal each pixel gets its own grey (ANSI 256 colours, `▀` with the top
+//! pixel as foreground, the bottom one as background). Where NO_COLOR is set or stdout is
+//! not a terminal (a log, a pipe), the pair is drawn with plain characters ` ░▒▓█▀▄`, which
+//! read well in any file.
+use crate::checkpoint::Weights;
+use crate::cli::ShowArgs;
+use crate::data::{Mnist, CLASSES, COLS, PIXELS, ROWS};
+use anyhow::{bail, Context, Result};
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Shades from blank to full, for the plain drawing.
+const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
+
+/// The `nnmnist show` command.
+pub fn run(args: &ShowArgs) -> Result<()> {
+    // Weights first: a bad file is reported without waiting for the data.
+    let model = args.weights.as_deref().map(Model::load).transpose()?;
+    let mnist = Mnist::load(&args.data_dir)?;
+    let test = &mnist.test;
+    if args.index >= test.len() {
+        bail!(
+            "test image {} does not exist: the test set in {} has {} images (0 to {})",
+            args.index,
+            args.data_dir.display(),
+            test.len(),
+            test.len().saturating_sub(1)
+        );
+    }
+    let image = test.image(args.index);
+    let label = test.labels[args.index];
+    let color = use_color();
+    print!("{}", render(image, color));
+    println!("Test image {}: label {label}", args.index);
+    if let Some(model) = model {
+        let probs = model.probabilities(image)?;
+        let predicted = argmax(&probs);
+        let verdict = if predicted == label as usize { "correct" } else { "wrong" };
+        println!("Prediction: {predicted} ({verdict}; {})", model.describe());
+        print!("{}", bar_chart(&probs, predicted, label as usize));
+    }
+    Ok(())
+}
+
+/// Colour unless NO_COLOR is set (to anything non-empty, see no-color.org) or stdout is not
+/// a terminal.
+pub fn use_color() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}
+
+/// Draws a 28x28 image (784 u8, row-major, 0 = background) as 14 framed lines of 28
+/// characters, each showing two pixel rows.
+pub fn render(pixels: &[u8], color: bool) -> String {
+    assert_eq!(pixels.len(), PIXELS, "render: an image has {PIXELS} pixels");
+    let mut out = String::new();
+    out.push('┌');
+    out.extend(std::iter::repeat('─').take(COLS));
+    out.push_str("┐\n");
+    for row in (0..ROWS).step_by(2) {
+        out.push('│');
+        for col in 0..COLS {
+            let top = pixels[row * COLS + col];
+            let bottom = pixels[(row + 1) * COLS + col];
+            if color {
+                out.push_str(&format!("\x1b[38;5;{}m\x1b[48;5;{}m▀", grey(top), grey(bottom)));
+            } else {
+                out.push(plain_cell(top, bottom));
+            }
+        }
+        if color {
+            out.push_str("\x1b[0m");
+        }
+        out.push_str("│\n");
+    }
+    out.push('└');
+    out.extend(std::iter::repeat('─').take(COLS));
+    out.push_str("┘\n");
+    out
+}
+
+/// The ANSI 256-colour grey ramp (232 = near black .. 255 = near white) for a pixel, with
+/// 0 (background) as 16, pure black.
+fn grey(p: u8) -> u8 {
+    if p == 0 {
+        16
+    } else {
+        232 + (p as u16 * 23 / 255) as u8
+    }
+}
+
+/// One character for a top and a bottom pixel: a shade when they are alike, a half block
+/// when one is ink and the other blank.
+fn plain_cell(top: u8, bottom: u8) -> char {
+    let level = |p: u8| ((p as usize * 4 + 127) / 255).min(4);
+    let (t, b) = (level(top), level(bottom));
+    match (t, b) {
+        _ if t == b => SHADES[t],
+        (3.., ..=1) => '▀',
+        (..=1, 3..) => '▄',
+        _ => SHADES[(t + b + 1) / 2],
+    }
+}
+
+/// The ten probabilities as bars of up to 30 characters, with percentages; the prediction
+/// and the label are marked.
+pub fn bar_chart(probs: &[f64], predicted: usize, label: usize) -> String {
+    const WIDTH: f64 = 30.0;
+    const EIGHTHS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let mut out = String::new();
+    for (digit, &p) in probs.iter().enumerate() {
+        let eighths = (p.clamp(0.0, 1.0) * WIDTH * 8.0).round() as usize;
+        let mut bar: String = std::iter::repeat('█').take(eighths / 8).collect();
+        if eighths % 8 > 0 {
+            bar.push(EIGHTHS[eighths % 8]);
+        }
+        let mut marks = Vec::new();
+        if digit == predicted {
+            marks.push("prediction");
+        }
+        if digit == label {
+            marks.push("label");
+        }
+        let marks = if marks.is_empty() { String::new() } else { format!("  <- {}", marks.join(", ")) };
+        out.push_str(&format!("  {digit} {bar:<30} {:>5.1}%{marks}\n", 100.0 * p));
+    }
+    out
+}
+
+/// First index of the largest value.
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Weights to classify with, of either network.
+pub enum Model {
+    Convnet(crate::convnet::Net),
+    Mlp(crate::mlp::Network),
+}
+
+impl Model {
+    /// Reads `path` and tells the network by its keys: `model.0.weight` is nn_convnet.py's
+    /// convnet (loaded on the CPU), `0.weight` an MLP (nn.Sequential of Linear layers).
+    pub fn load(path: &Path) -> Result<Model> {
+        let weights = Weights::load(path)?;
+        if weights.entries.contains_key("model.0.weight") {
+            let net = crate::convnet::Net::new(tch::Device::Cpu, 0);
+            net.copy_from(&weights)?;
+            Ok(Model::Convnet(net))
+        } else if weights.entries.contains_key("0.weight") {
+            Ok(Model::Mlp(crate::mlp::load_network(path)?))
+        } else {
+            let keys: Vec<&str> = weights.entries.keys().map(|k| k.as_str()).collect();
+            bail!(
+                "{}: neither convnet weights (model.0.weight, ...) nor MLP weights (0.weight, ...); the file has: {}",
+                path.display(),
+                if keys.is_empty() { "no tensors".to_string() } else { keys.join(", ") }
+            )
+        }
+    }
+
+    /// How the probabilities are obtained, for the output.
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Convnet(_) => "convnet; probabilities: softmax of the logits".to_string(),
+            Model::Mlp(n) => format!(
+                "MLP {}; probabilities: the sigmoid outputs divided by their sum",
+                crate::mlp::join_sizes(&n.sizes)
+            ),
+        }
+    }
+
+    /// The ten class probabilities for one image (784 u8 pixels), summing to 1.
+    pub fn probabilities(&self, pixels: &[u8]) -> Result<Vec<f64>> {
+        let probs = match self {
+            Model::Convnet(net) => {
+                let x = crate::convnet::images_tensor(pixels, tch::Device::Cpu);
+                let p = tch::no_grad(|| net.forward_t(&x, false).softmax(-1, tch::Kind::Double).view([-1]));
+                Vec::<f64>::try_from(p).context("reading the convnet's output")?
+            }
+            Model::Mlp(net) => {
+                let out = net.feedforward(&crate::mlp::pixels_f64(pixels));
+                let sum: f64 = out.iter().sum();
+                if sum > 0.0 {
+                    out.iter().map(|a| a / sum).collect()
+                } else {
+                    vec![1.0 / CLASSES as f64; CLASSES]
+                }
+            }
+        };
+        if probs.len() != CLASSES || probs.iter().any(|p| !p.is_finite()) {
+            bail!("the network gave {} outputs ({probs:?}), expected {CLASSES} finite values", probs.len());
+        }
+        Ok(probs)
+    }
+}
