@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod metrics;
+pub mod mlp;
 pub mod run;
 pub mod convnet;
 pub mod cuda_graph;
