@@ -10,6 +10,7 @@ pub mod data;
 pub mod metrics;
 pub mod mlp;
 pub mod run;
+pub mod show;
 pub mod convnet;
 pub mod cuda_graph;
 pub mod device;

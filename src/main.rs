@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             nnmnist::cli::ModelKind::Convnet => nnmnist::train::eval(&args),
             nnmnist::cli::ModelKind::Mlp => Err(anyhow::anyhow!("not wired yet")),
         },
-        Command::Show(_args) => Err(anyhow::anyhow!("nnmnist show: not wired yet")),
+        Command::Show(args) => nnmnist::show::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
