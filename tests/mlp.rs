@@ -1,0 +1,336 @@
+//! The from-scratch MLP: gradients against finite differences, the fast path against the
+//! reference, learning, bad input, checkpoints and resume. (Parity with PyTorch and the
+//! numpy nn.py: tests/mlp_parity.rs.)
+use clap::Parser;
+use nnmnist::checkpoint::{self, Weights};
+use nnmnist::cli::{Cli, Command, Cost, Init, MlpArgs};
+use nnmnist::data::Mnist;
+use nnmnist::mlp::fast::{FastNet, Simd, SparseImages};
+use nnmnist::mlp::{self, cost_fn, epoch_order, one_hot, pixels_f64, sigmoid, Network};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+fn mnist() -> &'static Mnist {
+    static M: OnceLock<Mnist> = OnceLock::new();
+    M.get_or_init(|| Mnist::load(&data_dir()).expect("MNIST in data/"))
+}
+
+fn args(extra: &[&str]) -> MlpArgs {
+    let dir = data_dir();
+    let mut v = vec!["nnmnist", "mlp", "--data-dir", dir.to_str().unwrap()];
+    v.extend(extra);
+    match Cli::try_parse_from(v).expect("arguments parse").command {
+        Command::Mlp(a) => a,
+        _ => unreachable!(),
+    }
+}
+
+fn never() -> impl FnMut() -> bool {
+    || false
+}
+
+fn err_of(a: &MlpArgs) -> String {
+    format!("{:#}", mlp::run_with(a, &mut never()).expect_err("must fail"))
+}
+
+// ---------------------------------------------------------------- gradients
+
+/// Central finite differences for every weight and bias against backprop.
+/// Tolerance: |numeric - backprop| <= 1e-6 |backprop| + 1e-8 (h = 1e-5: truncation ~1e-10,
+/// rounding ~1e-11 for costs of order 1).
+fn gradient_check(sizes: &[usize], x: &[f64], labels: &[usize], cost: Cost) {
+    let m = labels.len();
+    let k = *sizes.last().unwrap();
+    let mut y = vec![0.0; m * k];
+    for (j, &l) in labels.iter().enumerate() {
+        y[j * k + l] = 1.0;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let net = Network::new(sizes, Init::Normal, &mut rng);
+    let (nabla_b, nabla_w) = net.backprop(x, &y, m, cost);
+    let h = 1e-5;
+    // worst = the largest |numeric - backprop| / tolerance; it must stay <= 1.
+    let (mut worst, mut worst_at) = (-1.0f64, String::new());
+    let mut checked = 0;
+    let mut check = |numeric: f64, analytic: f64, name: String| {
+        let ratio = (numeric - analytic).abs() / (1e-6 * analytic.abs() + 1e-8);
+        if ratio > worst || ratio.is_nan() {
+            worst = ratio;
+            worst_at = format!("{name}: numeric {numeric:e}, backprop {analytic:e}, |difference| / tolerance {ratio:.3}");
+        }
+        checked += 1;
+    };
+    for l in 0..net.num_layers() {
+        for i in 0..net.weights[l].len() {
+            let mut p = net.clone();
+            p.weights[l][i] += h;
+            let up = p.total_cost(x, &y, m, cost);
+            p.weights[l][i] -= 2.0 * h;
+            let down = p.total_cost(x, &y, m, cost);
+            check((up - down) / (2.0 * h), nabla_w[l][i], format!("weights[{l}][{i}]"));
+        }
+        for i in 0..net.biases[l].len() {
+            let mut p = net.clone();
+            p.biases[l][i] += h;
+            let up = p.total_cost(x, &y, m, cost);
+            p.biases[l][i] -= 2.0 * h;
+            let down = p.total_cost(x, &y, m, cost);
+            check((up - down) / (2.0 * h), nabla_b[l][i], format!("biases[{l}][{i}]"));
+        }
+    }
+    let total: usize = net.weights.iter().chain(&net.biases).map(|v| v.len()).sum();
+    assert_eq!(checked, total);
+    assert!(worst <= 1.0, "{cost:?} {sizes:?}: finite differences disagree beyond tolerance; worst at {worst_at}");
+    eprintln!("{cost:?} {sizes:?}: {checked} parameters checked; worst {worst_at}");
+}
+
+#[test]
+fn gradients_match_finite_differences_small_network() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<f64> = (0..4 * 6).map(|_| rng.gen_range(0.0..1.0)).collect();
+    for cost in [Cost::Quadratic, Cost::CrossEntropy] {
+        gradient_check(&[6, 5, 4, 3], &x, &[0, 2, 1, 2], cost);
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences_on_mnist_images() {
+    let train = &mnist().train;
+    let x = pixels_f64(&train.images[..2 * 784]);
+    let labels: Vec<usize> = train.labels[..2].iter().map(|&l| l as usize).collect();
+    for cost in [Cost::Quadratic, Cost::CrossEntropy] {
+        gradient_check(&[784, 5, 4, 10], &x, &labels, cost);
+    }
+}
+
+// ---------------------------------------------------------------- math pieces
+
+#[test]
+fn exp_is_within_one_ulp_of_libm_on_the_sigmoid_range() {
+    let n = 400_000;
+    let mut worst = 0i64;
+    for i in 0..=n {
+        let x = -100.0 + 200.0 * i as f64 / n as f64;
+        let d = (mlp::exp(x).to_bits() as i64 - x.exp().to_bits() as i64).abs();
+        assert!(d <= 1, "exp({x}) = {} differs from libm's {} by {d} ulp", mlp::exp(x), x.exp());
+        worst = worst.max(d);
+    }
+    assert_eq!(mlp::exp(0.0), 1.0);
+    assert!(mlp::exp(f64::NAN).is_nan());
+}
+
+#[test]
+fn sigmoid_clips_z_and_cross_entropy_stays_finite() {
+    assert_eq!(sigmoid(1000.0), sigmoid(100.0));
+    assert_eq!(sigmoid(-1000.0), sigmoid(-100.0));
+    assert!(sigmoid(-1000.0) > 0.0);
+    assert_eq!(sigmoid(0.0), 0.5);
+    // Saturated output (a rounds to 1.0 for a wrong class): Nielsen's form is infinite,
+    // ours is the exact value, about z.
+    let z = [50.0, -3.0];
+    let a: Vec<f64> = z.iter().map(|&z| sigmoid(z)).collect();
+    let c = cost_fn(Cost::CrossEntropy, &z, &a, &[0.0, 1.0]);
+    assert!((c - (50.0 + (1.0 + 3f64.exp()).ln())).abs() < 1e-12, "{c}");
+    // Moderate z: equal to -y ln a - (1-y) ln(1-a).
+    let z = [0.3, -1.2, 2.0];
+    let a: Vec<f64> = z.iter().map(|&z| sigmoid(z)).collect();
+    let y = [0.0, 1.0, 0.0];
+    let nielsen: f64 = a.iter().zip(&y).map(|(a, y)| -y * a.ln() - (1.0 - y) * (1.0 - a).ln()).sum();
+    assert!((cost_fn(Cost::CrossEntropy, &z, &a, &y) - nielsen).abs() < 1e-14);
+}
+
+// ---------------------------------------------------------------- fast == reference
+
+/// Several steps of the fast path equal Network::update_mini_batch bit for bit, for every
+/// SIMD kernel set the CPU has, batches by pixel (<= 64 images) and by image (> 64), both
+/// costs, with and without L2, one and two hidden layers (widths 30 and 40 exercise the
+/// 32- and 8-lane blocks).
+#[test]
+fn fast_path_equals_reference_bit_for_bit() {
+    let train = &mnist().train;
+    let n = 600;
+    let images = SparseImages::from_split(train, n);
+    let x = pixels_f64(&train.images[..n * 784]);
+    let y = one_hot(&train.labels[..n]);
+    let configs: [(&[usize], usize, Cost, f64, f64); 4] = [
+        (&[784, 30, 10], 10, Cost::Quadratic, 3.0, 0.0),
+        (&[784, 40, 20, 10], 10, Cost::CrossEntropy, 0.5, 5.0),
+        (&[784, 30, 10], 100, Cost::Quadratic, 3.0, 0.0),
+        (&[784, 40, 20, 10], 70, Cost::CrossEntropy, 0.5, 5.0),
+    ];
+    for (sizes, m, cost, eta, lambda) in configs {
+        let start = Network::seeded(sizes, Init::Normal, 11);
+        let mut reference = start.clone();
+        let order = epoch_order(5, 0, n, false);
+        let batches: Vec<&[u32]> = order.chunks(m).take(6).collect();
+        let mut ref_costs = Vec::new();
+        for b in &batches {
+            let xb: Vec<f64> = b.iter().flat_map(|&i| x[i as usize * 784..(i as usize + 1) * 784].to_vec()).collect();
+            let yb: Vec<f64> = b.iter().flat_map(|&i| y[i as usize * 10..(i as usize + 1) * 10].to_vec()).collect();
+            ref_costs.push(reference.update_mini_batch(&xb, &yb, b.len(), eta, cost, lambda, n));
+        }
+        for simd in [Simd::Avx512, Simd::Avx2, Simd::Baseline] {
+            let mut fast = FastNet::from_network(&start, m);
+            fast.set_simd(simd);
+            let costs: Vec<f64> = batches.iter().map(|b| fast.train_batch(&images, b, eta, cost, lambda, n)).collect();
+            assert_eq!(costs, ref_costs, "{sizes:?} m={m} {cost:?} {:?}: batch costs", fast.simd());
+            assert!(fast.to_network() == reference, "{sizes:?} m={m} {cost:?} {:?}: weights differ from the reference", fast.simd());
+            // Evaluation agrees with nn.py's evaluate.
+            let (correct, _) = fast.evaluate(&images, cost);
+            assert_eq!(correct, reference.evaluate(&x, &train.labels[..n]));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- learning
+
+#[test]
+fn learns_on_a_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.jsonl");
+    let a = args(&["--train-size", "2000", "--test-size", "1000", "--epochs", "5", "--seed", "1", "--metrics", metrics.to_str().unwrap()]);
+    mlp::run_with(&a, &mut never()).unwrap();
+    let recs = nnmnist::metrics::read(&metrics).unwrap();
+    assert_eq!(recs.len(), 5);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!((r.epoch, r.model.as_str(), r.implementation.as_str(), r.device.as_str(), r.seed), (i + 1, "mlp", "nnmnist", "cpu", 1));
+        assert_eq!(r.test_total, 1000);
+        assert!(r.train_loss.unwrap().is_finite() && r.test_loss.is_finite() && r.train_seconds > 0.0);
+    }
+    let last = recs.last().unwrap();
+    assert!(last.test_accuracy > 0.6, "after 5 epochs of nn.py on 2,000 images: accuracy {} (chance is 0.1)", last.test_accuracy);
+    assert!(last.test_loss < recs[0].test_loss);
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--sizes", "785,30,10"], "must start at 784"),
+        (&["--sizes", "784,30,9"], "must end at 10"),
+        (&["--sizes", "784,0,10"], "at least one neuron"),
+        (&["--batch-size", "0"], "--batch-size must be at least 1"),
+        (&["--epochs", "0"], "--epochs must be at least 1"),
+        (&["--eta", "NaN"], "--eta must be a finite number"),
+        (&["--train-size", "60001"], "larger than the 60000 training images"),
+        (&["--train-size", "50", "--batch-size", "100"], "--batch-size 100 is larger than the training set"),
+    ];
+    for (extra, want) in cases {
+        let msg = err_of(&args(extra));
+        assert!(msg.contains(want), "{extra:?}: error {msg:?} should say {want:?}");
+    }
+    let msg = err_of(&args(&["--test-size", "10001", "--train-size", "100"]));
+    assert!(msg.contains("--test-size 10001 is larger"), "{msg}");
+    let msg = err_of(&args(&["--save", "/nonexistent-dir/x.safetensors"]));
+    assert!(msg.contains("does not exist"), "{msg}");
+}
+
+#[test]
+fn weights_of_the_wrong_shape_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("w.safetensors");
+    checkpoint::save(&f, &Network::seeded(&[784, 20, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = err_of(&args(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]));
+    assert!(msg.contains("w.safetensors") && msg.contains("0.weight") && msg.contains("[20, 784]") && msg.contains("[30, 784]"), "{msg}");
+    // Deeper file than --sizes.
+    checkpoint::save(&f, &Network::seeded(&[784, 30, 20, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = err_of(&args(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]));
+    assert!(msg.contains("shape") || msg.contains("more layers"), "{msg}");
+    // A plain weights file cannot be resumed; a missing file is named.
+    checkpoint::save(&f, &Network::seeded(&[784, 30, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = err_of(&args(&["--resume", f.to_str().unwrap()]));
+    assert!(msg.contains("no nnmnist run state"), "{msg}");
+    let msg = err_of(&args(&["--init-from", "/nonexistent.safetensors"]));
+    assert!(msg.contains("/nonexistent.safetensors"), "{msg}");
+    // load_network (eval, show) infers the sizes and checks them.
+    checkpoint::save(&f, &Network::seeded(&[100, 30, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = format!("{:#}", mlp::load_network(&f).unwrap_err());
+    assert!(msg.contains("784"), "{msg}");
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+#[test]
+fn save_and_load_round_trip_f64_and_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("net.safetensors");
+    let net = Network::seeded(&[784, 100, 30, 10], Init::Scaled, 3);
+    checkpoint::save(&f, &net.entries(), None).unwrap();
+    let back = mlp::load_network(&f).unwrap();
+    assert_eq!(back, net);
+    let keys: Vec<String> = Weights::load(&f).unwrap().entries.keys().cloned().collect();
+    assert_eq!(keys, ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"]);
+    // PyTorch's float32 weights load too (widened exactly).
+    let f32_entries: Vec<_> = net.entries().iter().map(|e| checkpoint::Entry::f32(e.name.clone(), e.shape.clone(), e.to_f32())).collect();
+    checkpoint::save(&f, &f32_entries, None).unwrap();
+    let back = mlp::load_network(&f).unwrap();
+    assert_eq!(back.weights[1][5], net.weights[1][5] as f32 as f64);
+    let out = back.feedforward(&pixels_f64(mnist().test.image(0)));
+    assert_eq!(out.len(), 10);
+}
+
+fn entries_of(p: &Path) -> Vec<(String, Vec<f64>)> {
+    Weights::load(p).unwrap().entries.into_values().map(|e| (e.name.clone(), e.to_f64())).collect()
+}
+
+/// Stopped mid-epoch (and at an epoch boundary), then resumed: the same weights, bit for
+/// bit, as the run that was never stopped.
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let common = ["--train-size", "1000", "--test-size", "100", "--epochs", "3", "--seed", "42", "--batch-size", "10", "--lambda", "1.0", "--cost", "cross-entropy", "--eta", "0.5"];
+    let full = path("full.safetensors");
+    mlp::run_with(&args(&[&common[..], &["--save", &full]].concat()), &mut never()).unwrap();
+    for stop_after in [130usize, 200] {
+        let part = path(&format!("part{stop_after}.safetensors"));
+        let metrics = path(&format!("m{stop_after}.jsonl"));
+        let mut calls = 0;
+        let mut stop = || {
+            calls += 1;
+            calls > stop_after
+        };
+        let err = mlp::run_with(&args(&[&common[..], &["--save", &part, "--metrics", &metrics]].concat()), &mut stop).unwrap_err();
+        let interrupted = err.downcast_ref::<nnmnist::run::Interrupted>().expect("an Interrupted error");
+        assert!(interrupted.0.contains(&format!("--resume {part}")), "{}", interrupted.0);
+        let state = Weights::load(Path::new(&part)).unwrap().state.unwrap();
+        assert_eq!((state.epochs_done, state.next_batch), (stop_after / 100, stop_after % 100));
+        // Resume with different values on the command line: the checkpoint's win.
+        mlp::run_with(&args(&["--resume", &part, "--eta", "9.0", "--seed", "1", "--metrics", &metrics, "--test-size", "100"]), &mut never()).unwrap();
+        assert!(entries_of(Path::new(&part)) == entries_of(Path::new(&full)), "stopped after {stop_after} batches and resumed: weights differ");
+        let state = Weights::load(Path::new(&part)).unwrap().state.unwrap();
+        assert_eq!((state.epochs_done, state.next_batch, state.seed), (3, 0, 42));
+        let recs = nnmnist::metrics::read(Path::new(&metrics)).unwrap();
+        assert_eq!(recs.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3][..recs.len()].to_vec());
+        assert_eq!(recs.len(), 3);
+    }
+    // --epochs extends a finished run.
+    mlp::run_with(&args(&["--resume", &full, "--epochs", "4", "--test-size", "100"]), &mut never()).unwrap();
+    assert_eq!(Weights::load(Path::new(&full)).unwrap().state.unwrap().epochs_done, 4);
+}
+
+#[test]
+fn stop_without_save_says_nothing_was_saved() {
+    let mut stop = || true;
+    let err = mlp::run_with(&args(&["--train-size", "100", "--test-size", "10"]), &mut stop).unwrap_err();
+    let i = err.downcast_ref::<nnmnist::run::Interrupted>().expect("Interrupted");
+    assert!(i.0.contains("nothing saved"), "{}", i.0);
+}
+
+#[test]
+fn eval_reads_sizes_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("e.safetensors");
+    let m = dir.path().join("e.jsonl");
+    mlp::run_with(&args(&["--sizes", "784,20,10", "--train-size", "500", "--test-size", "50", "--epochs", "1", "--save", f.to_str().unwrap()]), &mut never()).unwrap();
+    mlp::eval(&f, &data_dir(), Some(300), Some(&m)).unwrap();
+    let recs = nnmnist::metrics::read(&m).unwrap();
+    assert_eq!((recs[0].test_total, recs[0].epoch, recs[0].train_loss), (300, 1, None));
+    assert!(mlp::eval(&f, &data_dir(), Some(20000), None).is_err());
+}
