@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""nnmnist's MLP (nn.py, Nielsen's network.py) in PyTorch: the reference for lockstep runs.
+
+torch.float64, nn.Sequential(Linear, Sigmoid, Linear, Sigmoid, ...) (the sigmoid with z
+clipped to [-100, 100], as nn.py), so the state_dict keys are 0.weight, 0.bias, 2.weight, ...
+exactly as `nnmnist mlp --save` writes them. Gradients by autograd of the cost summed over
+the mini-batch; the step is nn.py's rule (network2.py's L2 with --lambda):
+    w <- (1 - eta*lambda/n) w - (eta/m) dC/dw,   b <- b - (eta/m) dC/db
+Costs: quadratic 0.5 ||a - y||^2; cross-entropy y softplus(-z) + (1-y) softplus(z), which is
+-y ln a - (1-y) ln(1-a) without overflow (the same definition as nnmnist). Init: every bias
+and weight N(0, 1), or weights N(0, 1/fan_in) with --init scaled, from torch.Generator
+seeded with --seed (a different random stream from nnmnist's: use --init-from and
+--no-shuffle for lockstep runs). Shuffle: torch.randperm with the generator seeded from
+common.epoch_seed(seed, epoch).
+
+Prints what `nnmnist mlp` prints: the two `Loaded ...` lines, then per epoch
+`Epoch {i}: {correct} / {total}  test cost {cost:.6f}`. --metrics: nnmnist's JSON-lines
+schema, implementation "pytorch".
+
+    .venv/bin/python scripts/reference/nn_torch.py --epochs 1 --init-from w.safetensors --no-shuffle --save out.safetensors
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+class ClippedSigmoid(torch.nn.Module):
+    """nn.py's sigmoid: 1 / (1 + exp(-clip(z, -100, 100)))."""
+
+    def forward(self, z):
+        return torch.sigmoid(z.clamp(-100, 100))
+
+
+def build(sizes):
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [torch.nn.Linear(n_in, n_out, dtype=torch.float64), ClippedSigmoid()]
+    return torch.nn.Sequential(*layers)
+
+
+def init_normal(model, sizes, gen, scaled):
+    """nn.py: biases then weights, N(0, 1); network2.py's scaled init divides weights by sqrt(fan_in)."""
+    with torch.no_grad():
+        linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+        for lin in linears:
+            lin.bias.copy_(torch.randn(lin.bias.shape, generator=gen, dtype=torch.float64))
+        for lin, n_in in zip(linears, sizes[:-1]):
+            w = torch.randn(lin.weight.shape, generator=gen, dtype=torch.float64)
+            lin.weight.copy_(w / np.sqrt(n_in) if scaled else w)
+
+
+def logits_and_output(model, x):
+    """(z of the last layer, its activation a)."""
+    z = model[:-1](x)
+    return z, model[-1](z)
+
+
+def cost_sum(cost, z, a, y):
+    if cost == "quadratic":
+        return 0.5 * ((a - y) ** 2).sum()
+    z = z.clamp(-100, 100)
+    sp = torch.nn.functional.softplus
+    return (y * sp(-z) + (1 - y) * sp(z)).sum()
+
+
+def load_init(model, path, sizes):
+    from safetensors.torch import load_file
+    try:
+        tensors = load_file(path)
+    except Exception as e:  # noqa: BLE001 (any unreadable file)
+        common.fail(f"{path}: not a safetensors weights file ({e})")
+    state = model.state_dict()
+    for k, v in state.items():
+        if k not in tensors:
+            common.fail(f"{path}: missing tensor {k} (the file has: {', '.join(sorted(tensors))})")
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            common.fail(f"{path}: tensor {k} has shape {list(tensors[k].shape)}, expected {list(v.shape)} "
+                        f"for --sizes {','.join(map(str, sizes))}")
+    extra = f"{2 * (len(sizes) - 1)}.weight"
+    if extra in tensors:
+        common.fail(f"{path}: has more layers than --sizes {','.join(map(str, sizes))}")
+    model.load_state_dict({k: tensors[k].to(torch.float64) for k in state})
+
+
+def save(model, path):
+    from safetensors.torch import save_file
+    tmp = path + ".tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="784,30,10")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--eta", type=float, default=3.0)
+    p.add_argument("--cost", choices=["quadratic", "cross-entropy"], default="quadratic")
+    p.add_argument("--lambda", dest="lmbda", type=float, default=0.0)
+    p.add_argument("--init", choices=["normal", "scaled"], default="normal")
+    p.add_argument("--train-size", type=int, default=50000)
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--metrics", default=None)
+    p.add_argument("--init-from", default=None)
+    p.add_argument("--save", default=None)
+    p.add_argument("--no-shuffle", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    args = p.parse_args()
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        common.fail(f"--sizes must be integers separated by commas, got {args.sizes}")
+    if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
+        common.fail(f"--sizes must run from 784 to 10 with no empty layer, got {args.sizes}")
+    for name in ("epochs", "batch_size", "train_size"):
+        if getattr(args, name) < 1:
+            common.fail(f"--{name.replace('_', '-')} must be at least 1")
+    if not np.isfinite(args.eta) or args.eta <= 0:
+        common.fail(f"--eta must be a finite number above 0, got {args.eta}")
+    if not np.isfinite(args.lmbda) or args.lmbda < 0:
+        common.fail(f"--lambda must be a finite number, 0 or above, got {args.lmbda}")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    common.check_writable(args.metrics, "metrics file")
+    common.check_writable(args.save, "--save")
+
+    (tr_x, tr_y), (te_x, te_y) = common.load_mnist(args.data_dir)
+    print(f"Loaded {len(tr_x)} images of shape (28, 28) and {len(tr_y)} labels.")
+    print(f"Loaded {len(te_x)} test images of shape (28, 28) and {len(te_y)} labels.")
+    n = args.train_size
+    if n > len(tr_x):
+        common.fail(f"--train-size {n} is larger than the {len(tr_x)} training images")
+    test_size = args.test_size or len(te_x)
+    if test_size > len(te_x):
+        common.fail(f"--test-size {test_size} is larger than the {len(te_x)} test images")
+    if args.batch_size > n:
+        common.fail(f"--batch-size {args.batch_size} is larger than the training set (--train-size {n})")
+
+    def tensors(x, y, k):
+        x = torch.tensor(x[:k].reshape(-1, 784), dtype=torch.float64, device=device) / 255.0
+        labels = torch.tensor(y[:k], dtype=torch.int64, device=device)
+        return x, labels, torch.nn.functional.one_hot(labels, 10).to(torch.float64)
+
+    X, L, Y = tensors(tr_x, tr_y, n)
+    Xt, Lt, Yt = tensors(te_x, te_y, test_size)
+
+    model = build(sizes)
+    if args.init_from:
+        load_init(model, args.init_from, sizes)
+    else:
+        init_normal(model, sizes, torch.Generator().manual_seed(args.seed), args.init == "scaled")
+    model.to(device)
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    metrics = common.Metrics(args.metrics)
+    print(f"nn_torch.py: seed {args.seed}", file=sys.stderr)
+
+    for epoch in range(args.epochs):
+        if args.no_shuffle:
+            order = torch.arange(n)
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(common.epoch_seed(args.seed, epoch)))
+        order = order.to(device)
+        losses = []
+        t0 = time.perf_counter()
+        for k in range(0, n, args.batch_size):
+            idx = order[k:k + args.batch_size]
+            m = len(idx)
+            model.zero_grad(set_to_none=True)
+            z, a = logits_and_output(model, X[idx])
+            c = cost_sum(args.cost, z, a, Y[idx])
+            c.backward()
+            losses.append(c.item() / m)
+            if not np.isfinite(losses[-1]):
+                common.fail(f"the training loss became {losses[-1]} in epoch {epoch}, batch {k // args.batch_size}: "
+                            "training diverged; try a smaller learning rate (--eta)")
+            with torch.no_grad():
+                if args.lmbda:
+                    for w in weights:
+                        w.mul_(1 - args.eta * (args.lmbda / n))
+                for prm in model.parameters():
+                    prm.sub_((args.eta / m) * prm.grad)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            z, a = logits_and_output(model, Xt)
+            correct = int((a.argmax(dim=1) == Lt).sum())
+            test_cost = cost_sum(args.cost, z, a, Yt).item() / test_size
+        eval_seconds = time.perf_counter() - t0
+        print(f"Epoch {epoch}: {correct} / {test_size}  test cost {test_cost:.6f}", flush=True)
+        metrics.write(model="mlp", implementation="pytorch", epoch=epoch + 1, test_correct=correct,
+                      test_total=test_size, test_accuracy=correct / test_size, test_loss=test_cost,
+                      train_loss=float(np.mean(losses)), train_seconds=train_seconds, eval_seconds=eval_seconds,
+                      device=str(device), seed=args.seed)
+        if args.save:
+            save(model, args.save)
+
+
+if __name__ == "__main__":
+    main()
