@@ -60,7 +60,7 @@ pub fn render(pixels: &[u8], color: bool) -> String {
     assert_eq!(pixels.len(), PIXELS, "render: an image has {PIXELS} pixels");
     let mut out = String::new();
     out.push('┌');
-    out.extend(std::iter::repeat('─').take(COLS));
+    out.push_str(&"─".repeat(COLS));
     out.push_str("┐\n");
     for row in (0..ROWS).step_by(2) {
         out.push('│');
@@ -79,7 +79,7 @@ pub fn render(pixels: &[u8], color: bool) -> String {
         out.push_str("│\n");
     }
     out.push('└');
-    out.extend(std::iter::repeat('─').take(COLS));
+    out.push_str(&"─".repeat(COLS));
     out.push_str("┘\n");
     out
 }
@@ -103,7 +103,7 @@ fn plain_cell(top: u8, bottom: u8) -> char {
         _ if t == b => SHADES[t],
         (3.., ..=1) => '▀',
         (..=1, 3..) => '▄',
-        _ => SHADES[(t + b + 1) / 2],
+        _ => SHADES[(t + b).div_ceil(2)],
     }
 }
 
@@ -115,8 +115,8 @@ pub fn bar_chart(probs: &[f64], predicted: usize, label: usize) -> String {
     let mut out = String::new();
     for (digit, &p) in probs.iter().enumerate() {
         let eighths = (p.clamp(0.0, 1.0) * WIDTH * 8.0).round() as usize;
-        let mut bar: String = std::iter::repeat('█').take(eighths / 8).collect();
-        if eighths % 8 > 0 {
+        let mut bar = "█".repeat(eighths / 8);
+        if !eighths.is_multiple_of(8) {
             bar.push(EIGHTHS[eighths % 8]);
         }
         let mut marks = Vec::new();
