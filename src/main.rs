@@ -11,10 +11,12 @@ fn main() -> ExitCode {
     nnmnist::run::install_ctrlc_handler();
     let result: anyhow::Result<()> = match cli.command {
         Command::Convnet(args) => nnmnist::train::run(&args),
-        Command::Mlp(_args) => Err(anyhow::anyhow!("nnmnist mlp: not wired yet")),
+        Command::Mlp(args) => nnmnist::mlp::run(&args),
         Command::Eval(args) => match args.model {
             nnmnist::cli::ModelKind::Convnet => nnmnist::train::eval(&args),
-            nnmnist::cli::ModelKind::Mlp => Err(anyhow::anyhow!("not wired yet")),
+            nnmnist::cli::ModelKind::Mlp => {
+                nnmnist::mlp::eval(&args.weights, &args.data_dir, args.test_size, args.metrics.as_deref())
+            }
         },
         Command::Show(args) => nnmnist::show::run(&args),
     };

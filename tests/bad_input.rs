@@ -553,7 +553,6 @@ fn show_index_out_of_range() {
 // ---------------------------------------------------------------- the MLP's values
 
 #[test]
-#[ignore = "`nnmnist mlp` is not wired in src/main.rs yet"]
 fn mlp_bad_values() {
     let cases: &[(&[&str], &str)] = &[
         (&["--sizes", "100,30,10"], "--sizes must start at 784"),
@@ -575,7 +574,6 @@ fn mlp_bad_values() {
 }
 
 #[test]
-#[ignore = "`nnmnist mlp` is not wired in src/main.rs yet"]
 fn mlp_bad_data_and_weights() {
     let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &[]);
     fails(&["mlp", "--epochs", "1", "--data-dir", s(dir.path())], &[s(&file), "empty file"]);
