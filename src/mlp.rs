@@ -43,8 +43,9 @@ pub fn sigmoid(z: f64) -> f64 {
 #[inline(always)]
 pub fn exp(x: f64) -> f64 {
     const MAGIC: f64 = 6755399441055744.0; // 1.5 * 2^52
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1; // fdlibm's ln2_hi: n * LN2_HI is exact
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // fdlibm's ln2_hi (its low 32 bits zero, so n * LN2_HI is exact) and ln2_lo.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     const C: [f64; 14] = [
         1.0,
         1.0,

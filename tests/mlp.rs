@@ -1,6 +1,7 @@
 //! The from-scratch MLP: gradients against finite differences, the fast path against the
 //! reference, learning, bad input, checkpoints and resume. (Parity with PyTorch and the
 //! numpy nn.py: tests/mlp_parity.rs.)
+#![allow(clippy::needless_range_loop)]
 use clap::Parser;
 use nnmnist::checkpoint::{self, Weights};
 use nnmnist::cli::{Cli, Command, Cost, Init, MlpArgs};

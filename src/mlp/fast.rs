@@ -15,6 +15,8 @@
 //!   a second, (out, in) copy of their weights so that `w^T delta` is also a per-lane sum.
 //! - Kernels are compiled three times (AVX-512, AVX2, baseline x86-64) and chosen at run
 //!   time ([`Simd::detect`], overridable with `NNMNIST_SIMD=avx512|avx2|baseline`).
+// Index loops over fixed-width lane arrays are the clearest way to write these kernels.
+#![allow(clippy::needless_range_loop)]
 use super::{cost_fn, output_delta, sigmoid, Network};
 use crate::cli::Cost;
 use crate::data::Split;
