@@ -73,15 +73,19 @@ pub struct CommonArgs {
     pub no_shuffle: bool,
 }
 
+/// nn_convnet.py's SGD settings.
+pub const DEFAULT_LR: f64 = 0.05;
+pub const DEFAULT_WEIGHT_DECAY: f64 = 0.001;
+
 #[derive(Args, Debug, Clone)]
 pub struct ConvnetArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// SGD learning rate
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_LR, allow_negative_numbers = true)]
     pub lr: f64,
     /// SGD weight decay (L2)
-    #[arg(long, default_value_t = 0.001, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_WEIGHT_DECAY, allow_negative_numbers = true)]
     pub weight_decay: f64,
     /// auto (CUDA when available), cpu, cuda or cuda:N
     #[arg(long, default_value = "auto")]

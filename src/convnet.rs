@@ -34,6 +34,17 @@ pub const LAYERS: [(&str, &[i64]); 4] = [
     ("model.9", &[10, 100]),
 ];
 
+/// Checks that `weights` holds every parameter of the network with its shape, so that a bad
+/// file is refused before any data is loaded.
+pub fn check_weights(weights: &Weights) -> Result<()> {
+    for (prefix, shape) in LAYERS {
+        let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        weights.get(&format!("{prefix}.weight"), &shape)?;
+        weights.get(&format!("{prefix}.bias"), &shape[..1])?;
+    }
+    Ok(())
+}
+
 /// A Conv2d with stride 1: weight (out, in, k, k), bias (out).
 #[derive(Debug)]
 pub struct Conv2d {

@@ -10,17 +10,17 @@ pub fn resolve(spec: &str) -> Result<Device> {
     match spec.as_str() {
         "auto" => Ok(if gpus > 0 { Device::Cuda(0) } else { Device::Cpu }),
         "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => cuda(0, gpus),
+        "cuda" | "gpu" => cuda(&spec, 0, gpus),
         s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => cuda(n, gpus),
+            Some(Ok(n)) => cuda(&spec, n, gpus),
             _ => bail!("--device {spec}: expected auto, cpu, cuda or cuda:N"),
         },
     }
 }
 
-fn cuda(n: usize, gpus: usize) -> Result<Device> {
+fn cuda(spec: &str, n: usize, gpus: usize) -> Result<Device> {
     if gpus == 0 {
-        bail!("--device cuda: no CUDA device is available here (libtorch sees none); use --device cpu or auto");
+        bail!("--device {spec}: no CUDA device is available here (libtorch sees none); use --device cpu or auto");
     }
     if n >= gpus {
         bail!("--device cuda:{n}: only {gpus} CUDA device(s) here (cuda:0 to cuda:{})", gpus - 1);

@@ -192,6 +192,7 @@ fn plan(args: &ConvnetArgs) -> Result<Plan> {
         let state = w.run_state("convnet")?;
         let stored: Hyper = serde_json::from_value(state.args.clone())
             .with_context(|| format!("{}: unreadable hyperparameters in the checkpoint", path.display()))?;
+        warn_ignored_on_resume(args, &stored);
         hyper = Hyper { epochs: args.common.epochs.unwrap_or(stored.epochs), ..stored };
         seed = state.seed;
         start_epoch = state.epochs_done;
@@ -203,10 +204,43 @@ fn plan(args: &ConvnetArgs) -> Result<Plan> {
     } else {
         None
     };
+    if let Some(w) = &weights {
+        crate::convnet::check_weights(w)?;
+    }
     if let Some(path) = &save {
         checkpoint::check_writable(path)?;
     }
     Ok(Plan { hyper, seed, device, save, start_epoch, start_batch, weights })
+}
+
+/// A checkpoint's hyperparameters win over the command line's; say so for each flag that
+/// asked for something else (only --epochs is taken, to extend a run).
+fn warn_ignored_on_resume(args: &ConvnetArgs, stored: &Hyper) {
+    let mut ignored = Vec::new();
+    if args.common.batch_size.is_some_and(|b| b != stored.batch_size) {
+        ignored.push("--batch-size");
+    }
+    if args.common.train_size.is_some() && args.common.train_size != stored.train_size {
+        ignored.push("--train-size");
+    }
+    if args.common.test_size.is_some() && args.common.test_size != stored.test_size {
+        ignored.push("--test-size");
+    }
+    if args.common.no_shuffle && stored.shuffle {
+        ignored.push("--no-shuffle");
+    }
+    if args.lr != crate::cli::DEFAULT_LR && args.lr != stored.lr {
+        ignored.push("--lr");
+    }
+    if args.weight_decay != crate::cli::DEFAULT_WEIGHT_DECAY && args.weight_decay != stored.weight_decay {
+        ignored.push("--weight-decay");
+    }
+    if !ignored.is_empty() {
+        eprintln!(
+            "nnmnist: warning: --resume continues with the checkpoint's settings; ignoring {}",
+            ignored.join(", ")
+        );
+    }
 }
 
 fn subset(split: &Split, n: Option<usize>, flag: &str) -> Result<Split> {
@@ -221,6 +255,13 @@ fn subset(split: &Split, n: Option<usize>, flag: &str) -> Result<Split> {
 pub fn run(args: &ConvnetArgs) -> Result<()> {
     let plan = plan(args)?;
     let h = &plan.hyper;
+    if plan.start_epoch >= h.epochs {
+        eprintln!(
+            "nnmnist: the checkpoint already holds all {} epochs of this run; pass --epochs N (N > {}) to train further",
+            plan.start_epoch, plan.start_epoch
+        );
+        return Ok(());
+    }
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }
