@@ -9,6 +9,13 @@
 //!   is exact: a skipped term is `w * 0.0`, and adding a zero leaves a sum unchanged. Only
 //!   the rows of W1 whose pixel is non-zero somewhere in the batch get a gradient, so only
 //!   they are updated when there is no L2 decay (`w - c * 0.0 == w`).
+//! - Forward, image by image: a block of z lives in registers while the rows of W1 of the
+//!   image's non-zero pixels stream in. Gradient, pixel by pixel (batches up to 64 images):
+//!   the batch is regrouped by pixel (`gather_batch`), each used row of W1 gets its nabla in
+//!   registers, summed over the images in ascending order, and is updated once; the rows go
+//!   in order of how many images use them, which keeps the loop exits predictable. (Measured
+//!   here, one epoch: pixel-by-pixel forward 0.072 s, image-by-image gradient into a nabla
+//!   buffer 0.15 s; as now 0.063 s.) Training images are prefetched a batch ahead.
 //! - Every sum runs in the reference's order (over k, over j, over o, ascending, one
 //!   accumulator per output lane), and multiplications and additions stay separate (no
 //!   FMA contraction), so the results do not depend on the SIMD width. The deeper layers keep
@@ -181,6 +188,8 @@ pub struct FastNet {
     bits: Vec<u64>,
     xb: Vec<f64>,
     union: Vec<u64>,
+    /// The union's pixels sorted by how many images of the batch use them, (n_in).
+    rows: Vec<u32>,
     /// nabla_w of the first layer, (n_in, s_out), for batches over 64 images; only rows in
     /// `touched` are non-zero.
     nwt0: Vec<f64>,
@@ -223,6 +232,7 @@ impl FastNet {
             bits: vec![0; n0],
             xb: vec![0.0; n0 * cap.min(64)],
             union: vec![0; n0.div_ceil(64)],
+            rows: vec![0; n0],
             nwt0: vec![0.0; n0 * s0],
             mark: vec![false; n0],
             touched: Vec::with_capacity(n0),
@@ -394,38 +404,6 @@ impl FastNet {
         }
     }
 
-    /// First layer, pixel by pixel: each row of W1 used by the batch is read once, and added
-    /// into the z of every image where its pixel is non-zero. Pixels in ascending order, so
-    /// each z sums its terms in the same order as the image-by-image kernel.
-    #[inline(always)]
-    fn forward_first_pixel_major(&mut self, m: usize) {
-        let l0 = &mut self.layers[0];
-        let s = l0.s_out;
-        l0.z[..m * s].fill(0.0);
-        for (wi, &word) in self.union.iter().enumerate() {
-            let mut word = word;
-            while word != 0 {
-                let p = wi * 64 + word.trailing_zeros() as usize;
-                word &= word - 1;
-                let mut off = 0;
-                while off + 32 <= s {
-                    fwd_pixel_block::<32>(l0, p, self.bits[p], &self.xb[p * m..(p + 1) * m], off);
-                    off += 32;
-                }
-                while off < s {
-                    fwd_pixel_block::<8>(l0, p, self.bits[p], &self.xb[p * m..(p + 1) * m], off);
-                    off += 8;
-                }
-            }
-        }
-        for j in 0..m {
-            for o in 0..s {
-                l0.z[j * s + o] += l0.b[o];
-            }
-            activate(l0, j);
-        }
-    }
-
     /// First layer's step, pixel by pixel: nabla_w1[:, p] = sum_j delta1_j x_j[p] (ascending
     /// j, in registers), then w <- decay w - c nabla_w on that row; rows of pixels that are
     /// zero in the whole batch have no gradient (only the decay, when there is one). Clears
@@ -443,23 +421,44 @@ impl FastNet {
                 }
             }
         }
+        // Rows in order of how many images use them (a counting sort of the union by
+        // popcount), so that the inner loop's trip count repeats and its exit is predicted.
+        let mut starts = [0u32; 66];
+        for wi in 0..self.union.len() {
+            let mut word = self.union[wi];
+            while word != 0 {
+                let p = wi * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                starts[self.bits[p].count_ones() as usize + 1] += 1;
+            }
+        }
+        for k in 1..starts.len() {
+            starts[k] += starts[k - 1];
+        }
+        let total = starts[65] as usize;
         for wi in 0..self.union.len() {
             let mut word = self.union[wi];
             self.union[wi] = 0;
             while word != 0 {
                 let p = wi * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
-                let bits = self.bits[p];
-                self.bits[p] = 0;
-                let mut off = 0;
-                while off + 32 <= s {
-                    grad_pixel_block::<32>(l0, p, bits, &self.xb[p * m..(p + 1) * m], off, c, decay);
-                    off += 32;
-                }
-                while off < s {
-                    grad_pixel_block::<8>(l0, p, bits, &self.xb[p * m..(p + 1) * m], off, c, decay);
-                    off += 8;
-                }
+                let slot = &mut starts[self.bits[p].count_ones() as usize];
+                self.rows[*slot as usize] = p as u32;
+                *slot += 1;
+            }
+        }
+        for r in 0..total {
+            let p = self.rows[r] as usize;
+            let bits = self.bits[p];
+            self.bits[p] = 0;
+            let mut off = 0;
+            while off + 32 <= s {
+                grad_pixel_block::<32>(l0, p, bits, &self.xb[p * m..(p + 1) * m], off, c, decay);
+                off += 32;
+            }
+            while off < s {
+                grad_pixel_block::<8>(l0, p, bits, &self.xb[p * m..(p + 1) * m], off, c, decay);
+                off += 8;
             }
         }
         update_bias(l0, m, c);
@@ -471,11 +470,8 @@ impl FastNet {
         let pixel_major = m <= 64;
         if pixel_major {
             self.gather_batch(data, batch);
-            self.forward_first_pixel_major(m);
-            self.forward_rest(m);
-        } else {
-            self.forward_impl(data, batch);
         }
+        self.forward_impl(data, batch);
         let nl = self.layers.len();
         // Output error and cost.
         let mut total = 0.0;
@@ -574,23 +570,6 @@ fn fwd_sparse_block<const W: usize>(l: &mut Layer, j: usize, nz: &[u32], lut: &[
     let b = &l.b[off..off + W];
     for i in 0..W {
         z[i] = acc[i] + b[i];
-    }
-}
-
-/// z[j, off..off+W] += W1[off..off+W, p] x_j[p] for each image j with pixel p non-zero.
-#[inline(always)]
-fn fwd_pixel_block<const W: usize>(l: &mut Layer, p: usize, bits: u64, xp: &[f64], off: usize) {
-    let s = l.s_out;
-    let row: [f64; W] = l.wt[p * s + off..p * s + off + W].try_into().unwrap();
-    let mut bits = bits;
-    while bits != 0 {
-        let j = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        let x = xp[j];
-        let z: &mut [f64; W] = (&mut l.z[j * s + off..j * s + off + W]).try_into().unwrap();
-        for i in 0..W {
-            z[i] += row[i] * x;
-        }
     }
 }
 
