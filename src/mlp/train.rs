@@ -111,6 +111,11 @@ pub fn run_with(args: &MlpArgs, stop: &mut dyn FnMut() -> bool) -> Result<()> {
     };
     let cost = hyper.cost()?;
     eprintln!("nnmnist: seed {seed}");
+    if start_epoch >= hyper.epochs {
+        let inside = if start_batch > 0 { format!(" and {start_batch} batches of the next") } else { String::new() };
+        eprintln!("nnmnist: nothing to do: the checkpoint has {start_epoch} epochs done{inside}, and --epochs is {} (give a larger --epochs to continue)", hyper.epochs);
+        return Ok(());
+    }
     if let Some(p) = &save_path {
         checkpoint::check_writable(p)?;
     }
@@ -144,10 +149,6 @@ pub fn run_with(args: &MlpArgs, stop: &mut dyn FnMut() -> bool) -> Result<()> {
         seed,
         args: serde_json::to_value(&hyper).expect("hyperparameters serialise"),
     };
-    if start_epoch >= hyper.epochs && start_batch == 0 {
-        console.line(&format!("nothing to do: the checkpoint has {start_epoch} epochs done, --epochs is {}", hyper.epochs));
-        return Ok(());
-    }
     for epoch in start_epoch..hyper.epochs {
         let order = epoch_order(seed, epoch, hyper.train_size, hyper.no_shuffle);
         let first = if epoch == start_epoch { start_batch } else { 0 };
