@@ -209,6 +209,14 @@ pub fn check_non_negative(name: &str, value: f64) -> Result<()> {
 }
 
 impl ConvnetArgs {
+    /// The settings of a bare `nnmnist convnet`.
+    pub fn defaults() -> ConvnetArgs {
+        match Cli::parse_from(["nnmnist", "convnet"]).command {
+            Command::Convnet(args) => args,
+            _ => unreachable!("parsed a convnet command"),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.common.validate()?;
         check_positive("--lr", self.lr)?;
@@ -221,6 +229,14 @@ impl ConvnetArgs {
 }
 
 impl MlpArgs {
+    /// The settings of a bare `nnmnist mlp`.
+    pub fn defaults() -> MlpArgs {
+        match Cli::parse_from(["nnmnist", "mlp"]).command {
+            Command::Mlp(args) => args,
+            _ => unreachable!("parsed an mlp command"),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.common.validate()?;
         check_positive("--eta", self.eta)?;

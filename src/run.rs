@@ -1,6 +1,8 @@
 //! What every training loop shares: Ctrl-C handling, the non-finite-loss guard, and the
 //! console (a progress bar on a terminal, plain lines otherwise).
 use anyhow::{bail, Result};
+use serde::Serialize;
+use serde_json::Value;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,5 +121,57 @@ impl Default for Console {
 impl Drop for Console {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// A run's hyperparameters as a JSON object with its seed added, for
+/// [`warn_ignored_on_resume`].
+pub fn with_seed<T: Serialize>(hyper: &T, seed: u64) -> Result<Value> {
+    let mut value = serde_json::to_value(hyper)?;
+    if let Value::Object(map) = &mut value {
+        map.insert("seed".into(), seed.into());
+    }
+    Ok(value)
+}
+
+/// On `--resume` the checkpoint's settings win. Warns about each flag that asked for
+/// something else: a field of `asked` (the command line's settings) that differs from its
+/// default and from `stored` (the checkpoint's). `epochs` is exempt: it extends the run.
+pub fn warn_ignored_on_resume(asked: &Value, defaults: &Value, stored: &Value) {
+    let ignored = ignored_on_resume(asked, defaults, stored);
+    if !ignored.is_empty() {
+        eprintln!("nnmnist: warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", "));
+    }
+}
+
+/// The flags [`warn_ignored_on_resume`] warns about, as `--batch-size`, `--no-shuffle`...
+pub fn ignored_on_resume(asked: &Value, defaults: &Value, stored: &Value) -> Vec<String> {
+    let Value::Object(asked) = asked else { return Vec::new() };
+    asked
+        .iter()
+        .filter(|(key, value)| {
+            key.as_str() != "epochs" && defaults.get(key.as_str()) != Some(value) && stored.get(key.as_str()) != Some(value)
+        })
+        .map(|(key, _)| format!("--{}", key.replace('_', "-")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resume_warns_only_about_flags_that_asked_for_something_else() {
+        let defaults = json!({"epochs": 20, "lr": 0.05, "batch_size": 64, "no_shuffle": false, "seed": 0});
+        let stored = json!({"epochs": 20, "lr": 0.1, "batch_size": 32, "no_shuffle": false, "seed": 7});
+        // Nothing given but --epochs: nothing to warn about, though the defaults differ from the checkpoint.
+        let asked = json!({"epochs": 30, "lr": 0.05, "batch_size": 64, "no_shuffle": false, "seed": 0});
+        assert!(ignored_on_resume(&asked, &defaults, &stored).is_empty());
+        // Flags that repeat the checkpoint's values are not ignored either.
+        let asked = json!({"epochs": 20, "lr": 0.1, "batch_size": 32, "no_shuffle": false, "seed": 7});
+        assert!(ignored_on_resume(&asked, &defaults, &stored).is_empty());
+        let asked = json!({"epochs": 20, "lr": 0.2, "batch_size": 16, "no_shuffle": true, "seed": 3});
+        assert_eq!(ignored_on_resume(&asked, &defaults, &stored), ["--batch-size", "--lr", "--no-shuffle", "--seed"]);
     }
 }

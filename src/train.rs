@@ -28,7 +28,7 @@ pub struct Hyper {
     pub weight_decay: f64,
     pub train_size: Option<usize>,
     pub test_size: Option<usize>,
-    pub shuffle: bool,
+    pub no_shuffle: bool,
 }
 
 impl Hyper {
@@ -40,7 +40,7 @@ impl Hyper {
             weight_decay: args.weight_decay,
             train_size: args.common.train_size,
             test_size: args.common.test_size,
-            shuffle: !args.common.no_shuffle,
+            no_shuffle: args.common.no_shuffle,
         }
     }
 }
@@ -192,7 +192,12 @@ fn plan(args: &ConvnetArgs) -> Result<Plan> {
         let state = w.run_state("convnet")?;
         let stored: Hyper = serde_json::from_value(state.args.clone())
             .with_context(|| format!("{}: unreadable hyperparameters in the checkpoint", path.display()))?;
-        warn_ignored_on_resume(args, &stored);
+        let defaults = Hyper::from_args(&crate::cli::ConvnetArgs::defaults());
+        run::warn_ignored_on_resume(
+            &run::with_seed(&Hyper::from_args(args), args.common.seed)?,
+            &run::with_seed(&defaults, 0)?,
+            &run::with_seed(&stored, state.seed)?,
+        );
         hyper = Hyper { epochs: args.common.epochs.unwrap_or(stored.epochs), ..stored };
         seed = state.seed;
         start_epoch = state.epochs_done;
@@ -211,36 +216,6 @@ fn plan(args: &ConvnetArgs) -> Result<Plan> {
         checkpoint::check_writable(path)?;
     }
     Ok(Plan { hyper, seed, device, save, start_epoch, start_batch, weights })
-}
-
-/// A checkpoint's hyperparameters win over the command line's; say so for each flag that
-/// asked for something else (only --epochs is taken, to extend a run).
-fn warn_ignored_on_resume(args: &ConvnetArgs, stored: &Hyper) {
-    let mut ignored = Vec::new();
-    if args.common.batch_size.is_some_and(|b| b != stored.batch_size) {
-        ignored.push("--batch-size");
-    }
-    if args.common.train_size.is_some() && args.common.train_size != stored.train_size {
-        ignored.push("--train-size");
-    }
-    if args.common.test_size.is_some() && args.common.test_size != stored.test_size {
-        ignored.push("--test-size");
-    }
-    if args.common.no_shuffle && stored.shuffle {
-        ignored.push("--no-shuffle");
-    }
-    if args.lr != crate::cli::DEFAULT_LR && args.lr != stored.lr {
-        ignored.push("--lr");
-    }
-    if args.weight_decay != crate::cli::DEFAULT_WEIGHT_DECAY && args.weight_decay != stored.weight_decay {
-        ignored.push("--weight-decay");
-    }
-    if !ignored.is_empty() {
-        eprintln!(
-            "nnmnist: warning: --resume continues with the checkpoint's settings; ignoring {}",
-            ignored.join(", ")
-        );
-    }
 }
 
 fn subset(split: &Split, n: Option<usize>, flag: &str) -> Result<Split> {
@@ -343,7 +318,7 @@ impl Trainer<'_> {
     /// One epoch from batch `first` on; returns the mean batch loss.
     fn train_epoch(&mut self, epoch: usize, first: usize, batches: usize, n: usize) -> Result<f64> {
         let h = &self.plan.hyper;
-        let order = epoch_order(n, self.plan.seed, epoch, h.shuffle).to_device(self.train_x.device());
+        let order = epoch_order(n, self.plan.seed, epoch, !h.no_shuffle).to_device(self.train_x.device());
         let cuda = self.train_x.device().is_cuda();
         let mut loss_sum = Tensor::zeros([], (Kind::Float, self.train_x.device()));
         self.console.start_epoch(&format!("epoch {}", epoch + 1), batches);

@@ -93,6 +93,11 @@ pub fn run_with(args: &MlpArgs, stop: &mut dyn FnMut() -> bool) -> Result<()> {
             let mut hyper: Hyper = serde_json::from_value(state.args.clone())
                 .with_context(|| format!("{}: unreadable MLP hyperparameters in its run state", path.display()))?;
             hyper.validate().with_context(|| format!("{}: bad hyperparameters in its run state", path.display()))?;
+            run::warn_ignored_on_resume(
+                &run::with_seed(&Hyper::from_args(args), c.seed)?,
+                &run::with_seed(&Hyper::from_args(&MlpArgs::defaults()), 0)?,
+                &run::with_seed(&hyper, state.seed)?,
+            );
             if let Some(e) = c.epochs {
                 hyper.epochs = e;
             }
