@@ -363,6 +363,14 @@ def final_summary(runs, model):
         lines.append(f"  {LABEL[impl]:>8}, {len(finals)} seed(s), after epoch {finals[0]['epoch']}: accuracy "
                      f"min {min(acc):.2f} / mean {statistics.mean(acc):.2f} / max {max(acc):.2f} %, test loss "
                      f"min {min(loss):.6f} / mean {statistics.mean(loss):.6f} / max {max(loss):.6f}")
+    pairs = [(r.records[-1], p.records[-1]) for r in runs for p in runs
+             if r.model == model == p.model and r.impl == "nnmnist" and p.impl == "pytorch" and r.seed == p.seed
+             and r.records and p.records and r.records[-1]["epoch"] == p.records[-1]["epoch"]]
+    if pairs:
+        same = sum(1 for x, y in pairs if x["test_loss"] == y["test_loss"] and x["test_correct"] == y["test_correct"])
+        worst = max(abs(x["test_loss"] - y["test_loss"]) for x, y in pairs)
+        lines.append(f"  same seed, same final result on both sides (correct count and test loss to the last bit): "
+                     f"{same} of {len(pairs)} seed(s); largest final test-loss difference {worst:.1e}")
     return lines
 
 
