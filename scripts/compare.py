@@ -269,17 +269,18 @@ def plan_and_run(a):
         notes += msgs
         init, extra_both = None, (["--no-shuffle"] if (a.no_shuffle or a.lockstep) else [])
         if a.lockstep and rust_ok and torch_ok:
+            # nn.py's init law (every weight and bias N(0, 1), sizes 784,30,10), drawn here with
+            # numpy, so that neither side's random stream is favoured; keys as both sides save them
+            import numpy as np
+            from safetensors.numpy import save_file
             init = os.path.join(a.out, f"mlp_init_seed{a.seed}.safetensors")
-            # the initial weights come from one side (PyTorch if it can save an untrained net)
-            for impl, base in (("pytorch", [PY, MLP_PY]), ("nnmnist", [a.bin, "mlp"])):
-                r = execute(Run("mlp", impl, a.seed, base + ["--epochs", "0", "--seed", str(a.seed), "--data-dir",
-                                                             a.data_dir, "--save", init], a.out, "_init"))
-                if r.ok and os.path.exists(init):
-                    break
-            else:
-                notes.append("MLP lockstep: neither side could save untrained weights (--epochs 0 --save); "
-                             "the MLP runs use the same seed and --no-shuffle only")
-                init = None
+            rng = np.random.default_rng(a.seed)
+            sizes = [784, 30, 10]
+            tensors = {}
+            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                tensors[f"{2 * i}.weight"] = rng.standard_normal((n_out, n_in))
+                tensors[f"{2 * i}.bias"] = rng.standard_normal(n_out)
+            save_file(tensors, init)
         for seed in seeds:
             for impl, ok in (("nnmnist", rust_ok), ("pytorch", torch_ok)):
                 if not ok:
@@ -366,7 +367,7 @@ def final_summary(runs, model):
     pairs = [(r.records[-1], p.records[-1]) for r in runs for p in runs
              if r.model == model == p.model and r.impl == "nnmnist" and p.impl == "pytorch" and r.seed == p.seed
              and r.records and p.records and r.records[-1]["epoch"] == p.records[-1]["epoch"]]
-    if pairs:
+    if pairs and model == "convnet":  # the MLP sides draw from different random streams by design
         same = sum(1 for x, y in pairs if x["test_loss"] == y["test_loss"] and x["test_correct"] == y["test_correct"])
         worst = max(abs(x["test_loss"] - y["test_loss"]) for x, y in pairs)
         lines.append(f"  same seed, same final result on both sides (correct count and test loss to the last bit): "
@@ -417,7 +418,9 @@ def lockstep_section(model, init, pair):
     lines = []
     rust = next((r for r in pair if r.impl == "nnmnist"), None)
     pt = next((r for r in pair if r.impl == "pytorch"), None)
-    lines.append(f"  shared initial weights: {rel(init) if init else '(none: same seed only)'}")
+    lines.append(f"  shared initial weights: {rel(init) if init else '(none: same seed only)'}"
+                 + (" (N(0, 1) drawn by scripts/compare with numpy)" if init and model == "mlp" else
+                    " (written by nn_convnet.py --epochs 0 --save)" if init else ""))
     if not (rust and pt and rust.ok and pt.ok):
         lines.append("  (one side failed: no lockstep comparison)")
         return lines, False
