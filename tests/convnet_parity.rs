@@ -83,7 +83,7 @@ impl Checks {
     fn compare(&mut self, name: &str, ours: &Tensor, pytorch: &Tensor, tol: f64) {
         let d = max_abs_diff(&ours.detach(), pytorch);
         eprintln!("{}: {name}: max abs diff {d:e} (tolerance {tol:e})", self.what);
-        if !(d <= tol) {
+        if d.is_nan() || d > tol {
             self.failures.push(format!("{name}: max abs diff {d:e} > tolerance {tol:e}"));
         }
     }
