@@ -4,19 +4,16 @@
 //!
 //! All cases go through one function, [`expect_failure`]; the data cases are small IDX files
 //! (100 images) cut from the committed data/ and broken one way each.
+mod common;
+use common::*;
 use nnmnist::checkpoint::{self, Entry, RunState};
-use nnmnist::data::{Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
-use std::io::Write;
+use nnmnist::data::IMAGE_MAGIC;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
-const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
-const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
-const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
-const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
 /// Where a failure may happen.
 #[derive(Clone, Copy, PartialEq)]
@@ -69,42 +66,6 @@ fn fails(args: &[&str], phrases: &[&str]) -> String {
 /// A command line clap rejects: exit code 2.
 fn usage_error(args: &[&str], phrases: &[&str]) -> String {
     expect_failure(args, USAGE, phrases, When::BeforeTraining)
-}
-
-fn repo_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
-}
-
-fn real() -> &'static Mnist {
-    static REAL: OnceLock<Mnist> = OnceLock::new();
-    REAL.get_or_init(|| Mnist::load(&repo_data()).expect("data/ loads"))
-}
-
-fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn images_idx(pixels: &[u8]) -> Vec<u8> {
-    idx(IMAGE_MAGIC, &[(pixels.len() / PIXELS) as u32, 28, 28], pixels)
-}
-
-fn labels_idx(labels: &[u8]) -> Vec<u8> {
-    idx(LABEL_MAGIC, &[labels.len() as u32], labels)
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A data directory with the first 100 training and test images, raw IDX.

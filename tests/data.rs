@@ -1,49 +1,13 @@
 //! The IDX loader (src/data.rs) on valid and broken inputs. Every broken case checks that the
 //! error names the file and says what is wrong with it; a property test shows the parsers
 //! never panic, whatever the bytes.
-use flate2::write::GzEncoder;
-use flate2::Compression;
+mod common;
+use common::*;
 use nnmnist::data::{self, Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
 use proptest::prelude::*;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use tempfile::TempDir;
 
-const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
-const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
-const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
-const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
-
-/// The committed data/, loaded once for every test of this binary.
-fn real() -> &'static Mnist {
-    static REAL: OnceLock<Mnist> = OnceLock::new();
-    REAL.get_or_init(|| Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data")).expect("data/ loads"))
-}
-
-/// IDX bytes: big-endian magic, big-endian dims, then `body`.
-fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn images_idx(pixels: &[u8]) -> Vec<u8> {
-    idx(IMAGE_MAGIC, &[(pixels.len() / PIXELS) as u32, 28, 28], pixels)
-}
-
-fn labels_idx(labels: &[u8]) -> Vec<u8> {
-    idx(LABEL_MAGIC, &[labels.len() as u32], labels)
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
 
 /// A data directory holding the first `n` training and test images of the real data, as
 /// raw IDX files (or gzipped with `gzip`).

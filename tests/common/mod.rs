@@ -1,0 +1,56 @@
+//! Helpers the integration tests share: the committed data and IDX files built by hand.
+#![allow(dead_code)] // each test binary uses its own subset
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use nnmnist::data::{Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// The repository's data/ directory.
+pub fn repo_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// The committed data/, loaded once per test binary.
+pub fn real() -> &'static Mnist {
+    static REAL: OnceLock<Mnist> = OnceLock::new();
+    REAL.get_or_init(|| Mnist::load(&repo_data()).expect("data/ loads"))
+}
+
+/// IDX bytes: big-endian magic, big-endian dims, then `body`.
+pub fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// An IDX image file of 28x28 images.
+pub fn images_idx(pixels: &[u8]) -> Vec<u8> {
+    idx(IMAGE_MAGIC, &[(pixels.len() / PIXELS) as u32, 28, 28], pixels)
+}
+
+/// An IDX label file.
+pub fn labels_idx(labels: &[u8]) -> Vec<u8> {
+    idx(LABEL_MAGIC, &[labels.len() as u32], labels)
+}
+
+/// `bytes` gzipped.
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A path as &str, for messages and arguments.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
