@@ -133,3 +133,41 @@ def check_writable(path, what):
         fail(f"{what} {path}: directory {d} does not exist")
     if not os.access(d, os.W_OK):
         fail(f"{what} {path}: directory {d} is not writable")
+
+
+def add_mlp_args(p):
+    """The options the MLP references (nn_numpy.py, nn_torch.py) share with `nnmnist mlp`,
+    with the same names and defaults."""
+    p.add_argument("--sizes", default="784,30,10")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--eta", type=float, default=3.0)
+    p.add_argument("--cost", choices=["quadratic", "cross-entropy"], default="quadratic")
+    p.add_argument("--lambda", dest="lmbda", type=float, default=0.0)
+    p.add_argument("--init", choices=["normal", "scaled"], default="normal")
+    p.add_argument("--train-size", type=int, default=50000)
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--metrics", default=None)
+    p.add_argument("--no-shuffle", action="store_true")
+
+
+def parse_mlp_args(p):
+    """Parses the arguments and checks the MLP options as `nnmnist mlp` does; returns
+    (args, sizes)."""
+    args = p.parse_args()
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        fail(f"--sizes must be integers separated by commas, got {args.sizes}")
+    if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
+        fail(f"--sizes must run from 784 to 10 with no empty layer, got {args.sizes}")
+    for name in ("epochs", "batch_size", "train_size"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be at least 1")
+    if not np.isfinite(args.eta) or args.eta <= 0:
+        fail(f"--eta must be a finite number above 0, got {args.eta}")
+    if not np.isfinite(args.lmbda) or args.lmbda < 0:
+        fail(f"--lambda must be a finite number, 0 or above, got {args.lmbda}")
+    return args, sizes

@@ -126,25 +126,8 @@ class Network:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="784,30,10")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--eta", type=float, default=3.0)
-    p.add_argument("--cost", choices=["quadratic", "cross-entropy"], default="quadratic")
-    p.add_argument("--lambda", dest="lmbda", type=float, default=0.0)
-    p.add_argument("--init", choices=["normal", "scaled"], default="normal")
-    p.add_argument("--train-size", type=int, default=50000)
-    p.add_argument("--test-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--metrics", default=None)
-    p.add_argument("--no-shuffle", action="store_true")
-    args = p.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    if sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
-        common.fail(f"--sizes must run from 784 to 10, got {args.sizes}")
-    if args.epochs < 1 or args.batch_size < 1 or args.train_size < 1 or not np.isfinite(args.eta) or args.eta <= 0:
-        common.fail("--epochs, --batch-size, --train-size and --eta must be positive")
+    common.add_mlp_args(p)
+    args, sizes = common.parse_mlp_args(p)
     common.check_writable(args.metrics, "metrics file")
     (tr_x, tr_y), (te_x, te_y) = common.load_mnist(args.data_dir)
     print(f"Loaded {len(tr_x)} images of shape (28, 28) and {len(tr_y)} labels.")
