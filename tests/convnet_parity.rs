@@ -178,3 +178,27 @@ fn fixture_is_small_and_names_its_maker() {
     assert!(len > 0 && len < 1 << 20, "{}: {len} bytes; expected a file under 1 MiB (rebuild: {REBUILD})", path.display());
     assert!(Path::new(&root().join("scripts/reference/make_convnet_fixtures.py")).exists());
 }
+
+/// `nnmnist eval` on a state_dict that PyTorch trained and saved: the same number of
+/// correct test images, and the same avg loss within 1e-5 (the loss is the mean of 157
+/// batch means, summed as doubles on both sides; only the float32 sum inside each batch
+/// may differ in order). The file and PyTorch's result (in its metadata) are written by
+/// make_convnet_fixtures.py; the command-line `eval` prints from the same `evaluate`.
+#[test]
+fn eval_of_pytorch_trained_weights_matches_pytorch() {
+    let path = root().join("tests/fixtures/convnet/trained.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; rebuild with {REBUILD}", path.display()));
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors header");
+    let meta = header.metadata().clone().expect("PyTorch's result in the metadata");
+    let expected_correct: usize = meta["test_correct"].parse().unwrap();
+    let expected_loss: f64 = meta["test_loss"].parse().unwrap();
+
+    let net = Net::load(&path, Device::Cpu).expect("PyTorch's state_dict loads");
+    let test = &mnist().test;
+    let result = train::evaluate(&net, &images_tensor(&test.images, Device::Cpu), &labels_tensor(&test.labels, Device::Cpu));
+    let loss_diff = (result.avg_loss - expected_loss).abs();
+    println!("eval: {} correct (PyTorch {expected_correct}), avg loss {} (PyTorch {expected_loss}), |diff| {loss_diff:.3e}", result.correct, result.avg_loss);
+    assert_eq!(result.total, 10000);
+    assert_eq!(result.correct, expected_correct, "correct test images differ from PyTorch's");
+    assert!(loss_diff <= 1e-5, "avg loss {} vs PyTorch {expected_loss}: |diff| {loss_diff:.3e} > 1e-5", result.avg_loss);
+}

@@ -13,7 +13,13 @@ Everything on the CPU, float32, with the model of scripts/reference/nn_convnet.p
   steps_loss (3)     the loss of each of the K=3 SGD steps (lr 0.05, weight_decay 0.001),
                      taken from the initial weights (the gradient above is discarded first)
   after.model.*      the weights after the 3 steps
+
+and tests/fixtures/convnet/trained.safetensors, for `nnmnist eval` parity: a state_dict that
+PyTorch trained (seed 99, one epoch of the batch-order contract on the first 12,800 training
+images), with PyTorch's own test result on all 10,000 test images in the metadata:
+`test_correct` and `test_loss` (nn_convnet.py's avg loss, as repr of the double).
 """
+import contextlib
 import os
 import sys
 
@@ -28,6 +34,8 @@ SEED = 1234
 LR, WD, K, BS, NX = 0.05, 0.001, 3, 64, 16
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "fixtures", "convnet", "parity.safetensors")
+TRAINED = os.path.join(ROOT, "tests", "fixtures", "convnet", "trained.safetensors")
+TRAINED_SEED, TRAINED_IMAGES = 99, 12800
 
 
 def main():
@@ -78,6 +86,23 @@ def main():
                         "lr": str(LR), "weight_decay": str(WD)})
     print(f"wrote {os.path.relpath(OUT, ROOT)} ({os.path.getsize(OUT)} bytes, torch {torch.__version__}): "
           f"loss {out['loss'].item():.6f}, steps_loss {', '.join(f'{v:.6f}' for v in losses)}")
+
+    write_trained(train_x, train_y, test_x, test_y)
+
+
+def write_trained(train_x, train_y, test_x, test_y):
+    """A PyTorch-trained state_dict and PyTorch's evaluation of it."""
+    model = nn_convnet.build_model(TRAINED_SEED, None, torch.device("cpu"))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, weight_decay=WD)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        nn_convnet.train_epoch_tensors(model, loss_fn, optimizer, train_x[:TRAINED_IMAGES], train_y[:TRAINED_IMAGES],
+                                       BS, TRAINED_SEED, 0, True, torch.device("cpu"))
+    correct, total, avg_loss = nn_convnet.evaluate_tensors(model, loss_fn, test_x, test_y)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, TRAINED,
+              metadata={"made_by": "scripts/reference/make_convnet_fixtures.py", "torch": torch.__version__,
+                        "test_correct": str(correct), "test_total": str(total), "test_loss": repr(avg_loss)})
+    print(f"wrote {os.path.relpath(TRAINED, ROOT)}: PyTorch's test result {correct}/{total}, avg loss {avg_loss!r}")
 
 
 if __name__ == "__main__":
