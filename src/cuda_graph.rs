@@ -10,6 +10,7 @@
 //! 2. drop the gradients (set to none), then capture forward + loss + backward + SGD step on
 //!    static input tensors; the captured backward writes fresh gradients on every replay;
 //! 3. per batch, copy the batch into the static inputs and replay.
+//!
 //! Every batch has the same shape because the last partial batch is dropped.
 //!
 //! The graph API lives in libtorch's C++ (at::cuda::CUDAGraph), which tch does not bind: a
