@@ -145,23 +145,18 @@ def epoch_perm(seed, epoch, n, shuffle):
 
 
 def train_epoch_tensors(model, loss_fn, optimizer, train_x, train_y, bs, seed, epoch, shuffle, dev):
+    """One eager epoch: nn_convnet.py's train() step on batches of the held tensors."""
     model.train()
-    n = len(train_y)
-    perm = epoch_perm(seed, epoch, n, shuffle).to(dev)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    batches = n // bs
-    for batch in range(batches):
-        idx = perm[batch * bs:(batch + 1) * bs]
-        X, y = train_x[idx], train_y[idx]
+
+    def step(X, y):
         pred = model(X)
         loss = loss_fn(pred, y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach()
-        if batch % PRINT_EVERY == 0:
-            print_loss(loss.item(), batch, bs, n)
-    return loss_sum.item() / batches if batches else float("nan")
+        return loss.detach()
+
+    return train_epoch_with(step, train_x, train_y, bs, seed, epoch, shuffle, dev)
 
 
 class GraphedStep:
@@ -197,7 +192,9 @@ class GraphedStep:
         return self.static_loss
 
 
-def train_epoch_graph(step, train_x, train_y, bs, seed, epoch, shuffle, dev):
+def train_epoch_with(step, train_x, train_y, bs, seed, epoch, shuffle, dev):
+    """One epoch in the batch order of the contract, `step(X, y)` returning the batch loss
+    (the eager step or a GraphedStep); returns the mean batch loss."""
     n = len(train_y)
     perm = epoch_perm(seed, epoch, n, shuffle).to(dev)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
@@ -372,7 +369,7 @@ def main(argv=None):
         if a.loader == "dataloader":
             train_loss = train_epoch_loader(model, loss_fn, optimizer, train_loader, dev)
         elif step is not None:
-            train_loss = train_epoch_graph(step, train_x, train_y, a.batch_size, a.seed, t, not a.no_shuffle, dev)
+            train_loss = train_epoch_with(step, train_x, train_y, a.batch_size, a.seed, t, not a.no_shuffle, dev)
         else:
             train_loss = train_epoch_tensors(model, loss_fn, optimizer, train_x, train_y, a.batch_size,
                                              a.seed, t, not a.no_shuffle, dev)
