@@ -394,7 +394,8 @@ pub fn load_network(path: &Path) -> Result<Network> {
     network_of(&weights)
 }
 
-fn network_of(weights: &Weights) -> Result<Network> {
+/// The MLP a weights file holds, its layer sizes read from the shapes of `0.weight`, `2.weight`...
+pub fn network_of(weights: &Weights) -> Result<Network> {
     let sizes = infer_sizes(weights)?;
     crate::cli::check_sizes(&sizes).map_err(|e| anyhow::anyhow!("{}: layer sizes {} do not fit MNIST: {e}", weights.path.display(), join_sizes(&sizes)))?;
     Network::from_weights(weights, &sizes)

@@ -39,7 +39,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     println!("Test image {}: label {label}", args.index);
     if let Some(model) = model {
         let probs = model.probabilities(image)?;
-        let predicted = argmax(&probs);
+        let predicted = crate::mlp::argmax(&probs);
         let verdict = if predicted == label as usize { "correct" } else { "wrong" };
         println!("Prediction: {predicted} ({verdict}; {})", model.describe());
         print!("{}", bar_chart(&probs, predicted, label as usize));
@@ -132,17 +132,6 @@ pub fn bar_chart(probs: &[f64], predicted: usize, label: usize) -> String {
     out
 }
 
-/// First index of the largest value.
-fn argmax(v: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 /// Weights to classify with, of either network.
 pub enum Model {
     Convnet(crate::convnet::Net),
@@ -159,7 +148,7 @@ impl Model {
             net.copy_from(&weights)?;
             Ok(Model::Convnet(net))
         } else if weights.entries.contains_key("0.weight") {
-            Ok(Model::Mlp(crate::mlp::load_network(path)?))
+            Ok(Model::Mlp(crate::mlp::network_of(&weights)?))
         } else {
             let keys: Vec<&str> = weights.entries.keys().map(|k| k.as_str()).collect();
             bail!(
