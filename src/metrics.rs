@@ -29,6 +29,28 @@ pub struct EpochMetrics {
     pub seed: u64,
 }
 
+impl EpochMetrics {
+    /// The record of an evaluation: `correct` of `total` test images right (the accuracy is
+    /// derived from them), with `test_loss`; `train_loss` and the timings start empty, for
+    /// the caller to fill in.
+    pub fn new(model: &str, device: String, seed: u64, epoch: usize, correct: usize, total: usize, test_loss: f64) -> EpochMetrics {
+        EpochMetrics {
+            model: model.into(),
+            implementation: "nnmnist".into(),
+            epoch,
+            test_correct: correct,
+            test_total: total,
+            test_accuracy: correct as f64 / total as f64,
+            test_loss,
+            train_loss: None,
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+            device,
+            seed,
+        }
+    }
+}
+
 /// Writes [`EpochMetrics`] lines to a file, flushed after each, or does nothing without one.
 pub struct MetricsWriter {
     file: Option<(File, PathBuf)>,

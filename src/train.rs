@@ -296,20 +296,16 @@ impl Trainer<'_> {
             let result = evaluate(&self.net, &self.test_x, &self.test_y);
             let eval_seconds = started.elapsed().as_secs_f64();
             self.console.line(&result.lines());
-            metrics.write(&EpochMetrics {
-                model: "convnet".into(),
-                implementation: "nnmnist".into(),
-                epoch: epoch + 1,
-                test_correct: result.correct,
-                test_total: result.total,
-                test_accuracy: result.accuracy(),
-                test_loss: result.avg_loss,
-                train_loss: Some(train_loss),
-                train_seconds,
-                eval_seconds,
-                device: device::metrics_name(self.plan.device),
-                seed: self.plan.seed,
-            })?;
+            let record = EpochMetrics::new(
+                "convnet",
+                device::metrics_name(self.plan.device),
+                self.plan.seed,
+                epoch + 1,
+                result.correct,
+                result.total,
+                result.avg_loss,
+            );
+            metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, ..record })?;
             self.save(epoch + 1, 0)?;
         }
         Ok(())
@@ -381,19 +377,7 @@ pub fn eval(args: &crate::cli::EvalArgs) -> Result<()> {
     let started = Instant::now();
     let result = evaluate(&net, &images_tensor(&test.images, device), &labels_tensor(&test.labels, device));
     println!("{}", result.lines());
-    metrics.write(&EpochMetrics {
-        model: "convnet".into(),
-        implementation: "nnmnist".into(),
-        epoch: 0,
-        test_correct: result.correct,
-        test_total: result.total,
-        test_accuracy: result.accuracy(),
-        test_loss: result.avg_loss,
-        train_loss: None,
-        train_seconds: 0.0,
-        eval_seconds: started.elapsed().as_secs_f64(),
-        device: device::metrics_name(device),
-        seed: 0,
-    })?;
+    let record = EpochMetrics::new("convnet", device::metrics_name(device), 0, 0, result.correct, result.total, result.avg_loss);
+    metrics.write(&EpochMetrics { eval_seconds: started.elapsed().as_secs_f64(), ..record })?;
     Ok(())
 }

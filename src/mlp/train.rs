@@ -181,20 +181,9 @@ pub fn run_with(args: &MlpArgs, stop: &mut dyn FnMut() -> bool) -> Result<()> {
         let (correct, test_cost) = fast.evaluate(&test, cost);
         let eval_seconds = t.elapsed().as_secs_f64();
         console.line(&format!("Epoch {epoch}: {correct} / {}  test cost {test_cost:.6}", test.len()));
-        metrics.write(&EpochMetrics {
-            model: "mlp".into(),
-            implementation: "nnmnist".into(),
-            epoch: epoch + 1,
-            test_correct: correct,
-            test_total: test.len(),
-            test_accuracy: correct as f64 / test.len() as f64,
-            test_loss: test_cost,
-            train_loss: Some(loss_sum / (batches - first).max(1) as f64),
-            train_seconds,
-            eval_seconds,
-            device: "cpu".into(),
-            seed,
-        })?;
+        let record = EpochMetrics::new("mlp", "cpu".into(), seed, epoch + 1, correct, test.len(), test_cost);
+        let train_loss = Some(loss_sum / (batches - first).max(1) as f64);
+        metrics.write(&EpochMetrics { train_loss, train_seconds, eval_seconds, ..record })?;
         if let Some(p) = &save_path {
             checkpoint::save(p, &fast.to_network().entries(), Some(&state(epoch + 1, 0)))?;
         }
@@ -241,18 +230,6 @@ pub fn eval(weights: &Path, data_dir: &Path, test_size: Option<usize>, metrics: 
         100.0 * correct as f64 / n as f64,
         value_name(cost)
     );
-    writer.write(&EpochMetrics {
-        model: "mlp".into(),
-        implementation: "nnmnist".into(),
-        epoch,
-        test_correct: correct,
-        test_total: n,
-        test_accuracy: correct as f64 / n as f64,
-        test_loss: test_cost,
-        train_loss: None,
-        train_seconds: 0.0,
-        eval_seconds,
-        device: "cpu".into(),
-        seed,
-    })
+    let record = EpochMetrics::new("mlp", "cpu".into(), seed, epoch, correct, n, test_cost);
+    writer.write(&EpochMetrics { eval_seconds, ..record })
 }
