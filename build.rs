@@ -1,13 +1,13 @@
 //! Links nnmnist against the libtorch that `scripts/setup` installed (.venv/libtorch, see
 //! .cargo/config.toml), so that the binary runs without LD_LIBRARY_PATH and sees CUDA where
 //! there is a GPU. When that libtorch carries CUDA and the CUDA headers are present, it also
-//! compiles the CUDA-graph shim (src/cuda_graph.cpp) and sets `cfg(nnmnist_cuda_graph)`.
+//! compiles the CUDA-graph shim (src/convnet/cuda_graph.cpp) and sets `cfg(nnmnist_cuda_graph)`.
 use std::env;
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-changed=src/cuda_graph.cpp");
+    println!("cargo:rerun-if-changed=src/convnet/cuda_graph.cpp");
     println!("cargo::rustc-check-cfg=cfg(nnmnist_cuda_graph)");
 
     let libtorch = match env::var("LIBTORCH") {
@@ -56,7 +56,7 @@ fn build_cuda_graph_shim(libtorch: &Path) {
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file("src/cuda_graph.cpp")
+        .file("src/convnet/cuda_graph.cpp")
         .compile("nnmnist_cuda_graph");
     println!("cargo:rustc-link-search=native={}", torch_dir.join("lib").display());
     println!("cargo:rustc-link-lib=dylib=c10_cuda");

@@ -1,7 +1,10 @@
-//! Command-line arguments (clap derive) and their validation. Each command's values are
-//! checked here, before any data is read or any training starts.
-use anyhow::{bail, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+//! The command line as typed (clap derive): raw flags only. `crate::config` resolves them
+//! once into typed configuration, where the defaults live as named constants and every
+//! value is checked. A flag that is a hyperparameter is an `Option` here, so that the
+//! configuration knows which ones were given (a resumed run warns about those it ignores).
+use crate::classifier::ModelKind;
+use crate::mlp::{Cost, Init};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -11,7 +14,8 @@ Examples:
   nnmnist convnet --resume convnet.safetensors   # continue an interrupted run
   nnmnist mlp                              # nn.py: 784,30,10 sigmoid MLP, 30 epochs
   nnmnist mlp --sizes 784,100,10 --cost cross-entropy --init scaled --lambda 5.0 --eta 0.5
-  nnmnist eval --model convnet --weights convnet.safetensors
+  nnmnist eval --model convnet --weights convnet.safetensors --confusion --errors 10
+  nnmnist eval --model convnet --weights model.pth      # PyTorch's torch.save files too
   nnmnist show 0 --weights convnet.safetensors
 
 Logs go to stderr; set RUST_LOG=debug for more.";
@@ -33,20 +37,23 @@ pub enum Command {
     Eval(EvalArgs),
     /// Draw test image N in the terminal, with the prediction of given weights
     Show(ShowArgs),
+    /// One training step on one batch, writing every layer's output, the loss, each
+    /// gradient and the weights after the step to a safetensors file (for scripts/compare --layers)
+    Trace(TraceArgs),
 }
 
 /// Options every training command shares.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Number of epochs
+    /// Number of epochs [default: convnet 20, mlp 30]
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Mini-batch size
+    /// Mini-batch size [default: convnet 64, mlp 10]
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Seed of every random source (initialisation and shuffling)
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of every random source (initialisation and shuffling) [default: 0]
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Directory holding the four MNIST IDX files (raw or .gz)
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
@@ -56,16 +63,16 @@ pub struct CommonArgs {
     /// Save the weights (a PyTorch-loadable safetensors state_dict) after every epoch
     #[arg(long, value_name = "FILE.safetensors")]
     pub save: Option<PathBuf>,
-    /// Start from these weights (ours or PyTorch's, safetensors)
-    #[arg(long, value_name = "FILE.safetensors", conflicts_with = "resume")]
+    /// Start from these weights (ours or PyTorch's: safetensors or torch.save's .pt/.pth)
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
     /// Continue the run saved in this checkpoint (a file written by --save); keeps saving to it
     #[arg(long, value_name = "FILE.safetensors")]
     pub resume: Option<PathBuf>,
-    /// Train on the first N training images only
+    /// Train on the first N training images only [default: convnet all, mlp 50000]
     #[arg(long, value_name = "N")]
     pub train_size: Option<usize>,
-    /// Evaluate on the first N test images only
+    /// Evaluate on the first N test images only [default: all]
     #[arg(long, value_name = "N")]
     pub test_size: Option<usize>,
     /// Keep the training images in file order (a deterministic batch order for lockstep runs)
@@ -73,72 +80,61 @@ pub struct CommonArgs {
     pub no_shuffle: bool,
 }
 
-/// nn_convnet.py's SGD settings.
-pub const DEFAULT_LR: f64 = 0.05;
-pub const DEFAULT_WEIGHT_DECAY: f64 = 0.001;
+/// The device and threads of the commands that run the convnet.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// auto (CUDA when available), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads libtorch may use [default: libtorch's own choice]
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct ConvnetArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// SGD learning rate
-    #[arg(long, default_value_t = DEFAULT_LR, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// SGD weight decay (L2)
-    #[arg(long, default_value_t = DEFAULT_WEIGHT_DECAY, allow_negative_numbers = true)]
-    pub weight_decay: f64,
-    /// auto (CUDA when available), cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// SGD learning rate [default: 0.05]
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// SGD weight decay (L2) [default: 0.001]
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// On CUDA, run every step eagerly instead of replaying one captured CUDA graph
     #[arg(long)]
     pub no_cuda_graph: bool,
-    /// CPU threads libtorch may use (default: libtorch's own choice)
+    /// Deterministic kernels on CUDA (cuDNN and ATen), so a run repeats bit for bit (slower
+    /// on CUDA; on the CPU it changes nothing)
     #[arg(long)]
-    pub threads: Option<usize>,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cost {
-    /// nn.py: C = 0.5 * ||a - y||^2
-    Quadratic,
-    /// network2.py: C = -sum(y ln a + (1 - y) ln(1 - a))
-    CrossEntropy,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Init {
-    /// nn.py: every weight and bias from N(0, 1)
-    Normal,
-    /// network2.py: weights from N(0, 1/fan_in), biases from N(0, 1)
-    Scaled,
+    pub deterministic: bool,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct MlpArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Layer sizes, input first: 784,...,10
-    #[arg(long, default_value = "784,30,10", value_delimiter = ',')]
-    pub sizes: Vec<usize>,
-    /// Learning rate
-    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
-    pub eta: f64,
-    /// Cost function
-    #[arg(long, value_enum, default_value_t = Cost::Quadratic)]
-    pub cost: Cost,
-    /// L2 regularisation parameter (network2.py's lmbda): w *= 1 - eta*lambda/n
-    #[arg(long = "lambda", default_value_t = 0.0, allow_negative_numbers = true)]
-    pub lambda: f64,
-    /// Weight initialisation
-    #[arg(long, value_enum, default_value_t = Init::Normal)]
-    pub init: Init,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    Convnet,
-    Mlp,
+    /// Layer sizes, input first: 784,...,10 [default: 784,30,10]
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Learning rate [default: 3.0]
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta: Option<f64>,
+    /// Cost function [default: quadratic]
+    #[arg(long, value_enum)]
+    pub cost: Option<Cost>,
+    /// L2 regularisation parameter (network2.py's lmbda): w *= 1 - eta*lambda/n [default: 0]
+    #[arg(long = "lambda", allow_negative_numbers = true)]
+    pub lambda: Option<f64>,
+    /// Weight initialisation [default: normal]
+    #[arg(long, value_enum)]
+    pub init: Option<Init>,
+    /// Train with the textbook Network (src/mlp/network.rs) instead of the fast kernels: the
+    /// same numbers bit for bit, many times slower
+    #[arg(long)]
+    pub reference: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -146,20 +142,26 @@ pub struct EvalArgs {
     /// Which network the weights are for
     #[arg(long, value_enum)]
     pub model: ModelKind,
-    /// Weights to evaluate (safetensors, ours or PyTorch's)
-    #[arg(long, value_name = "FILE.safetensors")]
+    /// Weights to evaluate (ours or PyTorch's: safetensors, or torch.save's .pt/.pth)
+    #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
-    /// auto, cpu, cuda or cuda:N (convnet only)
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Append the result as one JSON object to FILE
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
     /// Evaluate on the first N test images only
     #[arg(long, value_name = "N")]
     pub test_size: Option<usize>,
+    /// Print the confusion matrix (rows the true digit, columns the prediction) with each
+    /// digit's accuracy
+    #[arg(long)]
+    pub confusion: bool,
+    /// List the first N misclassified test images (index, label, prediction, probability)
+    #[arg(long, value_name = "N")]
+    pub errors: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -167,97 +169,52 @@ pub struct ShowArgs {
     /// Index of the test image (0-9999)
     pub index: usize,
     /// Weights to classify it with (convnet or MLP, told apart by their keys)
-    #[arg(long, value_name = "FILE.safetensors")]
+    #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
 }
 
-impl CommonArgs {
-    /// Checks the values every training command shares.
-    pub fn validate(&self) -> Result<()> {
-        if self.epochs == Some(0) {
-            bail!("--epochs must be at least 1");
-        }
-        if self.batch_size == Some(0) {
-            bail!("--batch-size must be at least 1");
-        }
-        if self.train_size == Some(0) {
-            bail!("--train-size must be at least 1");
-        }
-        if self.test_size == Some(0) {
-            bail!("--test-size must be at least 1");
-        }
-        Ok(())
-    }
-}
-
-/// A learning rate or similar: finite and > 0.
-pub fn check_positive(name: &str, value: f64) -> Result<()> {
-    if !value.is_finite() || value <= 0.0 {
-        bail!("{name} must be a finite number above 0, got {value}");
-    }
-    Ok(())
-}
-
-/// A regularisation strength: finite and >= 0.
-pub fn check_non_negative(name: &str, value: f64) -> Result<()> {
-    if !value.is_finite() || value < 0.0 {
-        bail!("{name} must be a finite number, 0 or above, got {value}");
-    }
-    Ok(())
-}
-
-impl ConvnetArgs {
-    /// The settings of a bare `nnmnist convnet`.
-    pub fn defaults() -> ConvnetArgs {
-        match Cli::parse_from(["nnmnist", "convnet"]).command {
-            Command::Convnet(args) => args,
-            _ => unreachable!("parsed a convnet command"),
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.common.validate()?;
-        check_positive("--lr", self.lr)?;
-        check_non_negative("--weight-decay", self.weight_decay)?;
-        if self.threads == Some(0) {
-            bail!("--threads must be at least 1");
-        }
-        Ok(())
-    }
-}
-
-impl MlpArgs {
-    /// The settings of a bare `nnmnist mlp`.
-    pub fn defaults() -> MlpArgs {
-        match Cli::parse_from(["nnmnist", "mlp"]).command {
-            Command::Mlp(args) => args,
-            _ => unreachable!("parsed an mlp command"),
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.common.validate()?;
-        check_positive("--eta", self.eta)?;
-        check_non_negative("--lambda", self.lambda)?;
-        check_sizes(&self.sizes)
-    }
-}
-
-/// MLP layer sizes: at least two layers, from 784 inputs to 10 outputs, none empty.
-pub fn check_sizes(sizes: &[usize]) -> Result<()> {
-    if sizes.len() < 2 {
-        bail!("--sizes needs at least an input and an output layer, e.g. 784,30,10");
-    }
-    if sizes[0] != crate::data::PIXELS {
-        bail!("--sizes must start at 784 (the 28x28 pixels), got {}", sizes[0]);
-    }
-    if *sizes.last().unwrap() != crate::data::CLASSES {
-        bail!("--sizes must end at 10 (the digits), got {}", sizes.last().unwrap());
-    }
-    if sizes.contains(&0) {
-        bail!("--sizes: every layer needs at least one neuron, got {sizes:?}");
-    }
-    Ok(())
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Which network
+    #[arg(long, value_enum)]
+    pub model: ModelKind,
+    /// The weights to start from (ours or PyTorch's)
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Where to write the tensors (safetensors)
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub out: PathBuf,
+    /// The batch: this many training images [default: convnet 64, mlp 10]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// ... starting at this index of the training set, in file order
+    #[arg(long, default_value_t = 0)]
+    pub batch_start: usize,
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Deterministic kernels on CUDA (see `nnmnist convnet --help`)
+    #[arg(long)]
+    pub deterministic: bool,
+    /// convnet: SGD learning rate [default: 0.05]
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// convnet: SGD weight decay [default: 0.001]
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// mlp: learning rate [default: 3.0]
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta: Option<f64>,
+    /// mlp: L2 regularisation [default: 0]
+    #[arg(long = "lambda", allow_negative_numbers = true)]
+    pub lambda: Option<f64>,
+    /// mlp: cost function [default: quadratic]
+    #[arg(long, value_enum)]
+    pub cost: Option<Cost>,
+    /// mlp: the training-set size n of the L2 term (1 - eta*lambda/n) [default: 50000]
+    #[arg(long, value_name = "N")]
+    pub train_size_n: Option<usize>,
 }

@@ -3,10 +3,19 @@
 //! IDX: a big-endian u32 magic (0x00000803 for images, 0x00000801 for labels), one big-endian
 //! u32 per dimension (images: count, rows, cols; labels: count), then the raw u8 values.
 //! Every error names the file and what is wrong with it; the parser never panics, whatever
-//! the bytes (see the property test in tests/data.rs).
+//! the bytes (see the property test in tests/data.rs). Work is bounded by what the header
+//! promises: a raw file whose size disagrees with its header is refused before its body is
+//! read, and a gzipped one is inflated as a stream that stops at the promised size (one
+//! extra byte is looked for, and at most 64 MiB more counted), never inflated whole first.
+//! Only regular files are read (a FIFO or a device would block or never end).
+//!
+//! [`take_train`] and [`take_test`] are the one size check of every command: the first N
+//! images of a split, with one wording, naming the flag that changes N.
+use crate::files;
 use anyhow::{bail, Context, Result};
+use flate2::read::GzDecoder;
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 pub const IMAGE_MAGIC: u32 = 0x0000_0803;
@@ -58,16 +67,16 @@ impl Mnist {
     /// and `t10k-labels-idx1-ubyte` from `dir`, each raw or with `.gz` (the dotted names
     /// `train-images.idx3-ubyte` etc. are accepted too).
     pub fn load(dir: &Path) -> Result<Mnist> {
-        if !dir.is_dir() {
-            bail!(
-                "data directory {} does not exist (the MNIST files live in data/ of the repository; \
-                 `scripts/make_data.py` rebuilds them)",
-                dir.display()
-            );
-        }
+        check_dir(dir)?;
         let train = load_split(dir, "train")?;
         let test = load_split(dir, "t10k")?;
         Ok(Mnist { train, test })
+    }
+
+    /// The test split alone (for `eval` and `show`), with the checks of [`Mnist::load`].
+    pub fn load_test(dir: &Path) -> Result<Split> {
+        check_dir(dir)?;
+        load_split(dir, "t10k")
     }
 
     /// The two lines nn.py prints after loading.
@@ -81,6 +90,54 @@ impl Mnist {
             self.test.len()
         )
     }
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "data directory {} does not exist (the MNIST files live in data/ of the repository; \
+             `scripts/make_data.py` rebuilds them)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The training images a run uses: the first `n` (`--train-size`), or without it the
+/// model's `default` (N, why), or all of them. An empty result is an error.
+pub fn take_train(split: &Split, n: Option<usize>, default: Option<(usize, &str)>, dir: &Path) -> Result<Split> {
+    let len = split.len();
+    if len == 0 {
+        bail!("the training set in {} has no images: nothing to train on", dir.display());
+    }
+    match (n, default) {
+        (Some(n), _) if n > len => bail!("--train-size {n} is larger than the {len} training images in {}", dir.display()),
+        (Some(n), _) => Ok(split.take(n)),
+        (None, Some((d, why))) if d > len => {
+            bail!("{why}; the training set in {} has {len}: use --train-size N (N <= {len})", dir.display())
+        }
+        (None, Some((d, _))) => Ok(split.take(d)),
+        (None, None) => Ok(split.clone()),
+    }
+}
+
+/// The test images a run or an evaluation uses: the first `n` (`--test-size`) or all of
+/// them. An empty result is an error.
+pub fn take_test(split: &Split, n: Option<usize>, dir: &Path) -> Result<Split> {
+    let len = split.len();
+    if len == 0 {
+        bail!("the test set in {} has no images: nothing to evaluate on", dir.display());
+    }
+    match n {
+        Some(n) if n > len => bail!("--test-size {n} is larger than the {len} test images in {}", dir.display()),
+        Some(n) => Ok(split.take(n)),
+        None => Ok(split.clone()),
+    }
+}
+
+/// " (--train-size N)" when the training set was cut by the flag, for messages.
+pub fn train_size_note(n: Option<usize>) -> String {
+    n.map(|n| format!(" (--train-size {n})")).unwrap_or_default()
 }
 
 fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
@@ -114,85 +171,138 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf>
     bail!("{}: missing MNIST file {} (or {}.gz)", dir.display(), stems[0], stems[0])
 }
 
-/// Reads a whole file, decompressing it when its name ends in `.gz`.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut bytes = Vec::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw).with_context(|| format!("cannot read {}", path.display()))?;
-        if raw.is_empty() {
-            bail!("{}: empty file", path.display());
-        }
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("{}: corrupt or truncated gzip data", path.display()))?;
-    } else {
-        file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
-    }
-    Ok(bytes)
-}
-
 /// Reads and validates an IDX image file: 28x28 images, returned as `count * 784` u8 pixels.
 pub fn read_images(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
-    parse_images(&bytes).with_context(|| format!("{}: not a valid MNIST image file", path.display()))
+    read_file(path, IMAGE_MAGIC, 3).with_context(|| format!("{}: not a valid MNIST image file", path.display()))
 }
 
 /// Reads and validates an IDX label file: one u8 per image, each below 10.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
-    parse_labels(&bytes).with_context(|| format!("{}: not a valid MNIST label file", path.display()))
+    read_file(path, LABEL_MAGIC, 1).with_context(|| format!("{}: not a valid MNIST label file", path.display()))
+}
+
+/// A gzip stream's read error, worded for the user.
+#[derive(Debug)]
+struct Corrupt(std::io::Error);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "corrupt or truncated gzip data: {}", self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+/// Opens `path` (a regular file; inflated as it is read when its name ends in `.gz`) and
+/// parses it as an IDX file of `magic` with `ndims` dimensions.
+fn read_file(path: &Path, magic: u32, ndims: usize) -> Result<Vec<u8>> {
+    let size = files::check_readable(path, "MNIST file")?;
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        if size == 0 {
+            bail!("empty file");
+        }
+        let mut gz = GzDecoder::new(BufReader::new(file));
+        let mut stream = GzReader(&mut gz);
+        parse(&mut stream, None, magic, ndims)
+    } else {
+        parse(&mut BufReader::new(file), Some(size), magic, ndims)
+    }
+}
+
+/// A gzip decoder whose errors say "corrupt or truncated gzip data".
+struct GzReader<'a, R: Read>(&'a mut GzDecoder<R>);
+
+impl<R: Read> Read for GzReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| std::io::Error::other(Corrupt(e)))
+    }
 }
 
 /// Parses IDX image bytes (magic 0x803, dims count x 28 x 28); returns the pixels.
 pub fn parse_images(bytes: &[u8]) -> Result<Vec<u8>> {
-    let dims = parse_header(bytes, IMAGE_MAGIC, 3)?;
-    if dims[1] != ROWS || dims[2] != COLS {
-        bail!("images are {}x{}, expected {ROWS}x{COLS}", dims[1], dims[2]);
-    }
-    Ok(body(bytes, &dims)?.to_vec())
+    parse(&mut &bytes[..], Some(bytes.len() as u64), IMAGE_MAGIC, 3)
 }
 
 /// Parses IDX label bytes (magic 0x801, one dim); returns the labels, each checked < 10.
 pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>> {
-    let dims = parse_header(bytes, LABEL_MAGIC, 1)?;
-    let labels = body(bytes, &dims)?;
-    if let Some(i) = labels.iter().position(|&l| l as usize >= CLASSES) {
-        bail!("label {} at index {i} is out of range (labels are 0-9)", labels[i]);
-    }
-    Ok(labels.to_vec())
+    parse(&mut &bytes[..], Some(bytes.len() as u64), LABEL_MAGIC, 1)
 }
 
-fn parse_header(bytes: &[u8], magic: u32, ndims: usize) -> Result<Vec<usize>> {
-    if bytes.is_empty() {
+/// Reads up to `buf.len()` bytes; fewer only at the end of the stream.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(unwrap_io(e)),
+        }
+    }
+    Ok(n)
+}
+
+/// The gzip wording of a [`Corrupt`] error, else the I/O error itself.
+fn unwrap_io(e: std::io::Error) -> anyhow::Error {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<Corrupt>() {
+            Ok(c) => anyhow::Error::new(*c),
+            Err(other) => anyhow::anyhow!("{other}"),
+        },
+        None => anyhow::anyhow!("read error"),
+    }
+}
+
+/// Parses an IDX stream of `magic` with `ndims` dimensions: the header, then exactly the
+/// bytes it promises. `len` is the whole stream's length when known (a raw file), which
+/// settles a size mismatch before the body is read. Images must be 28x28, labels below 10.
+fn parse(r: &mut dyn Read, len: Option<u64>, magic: u32, ndims: usize) -> Result<Vec<u8>> {
+    let header_len = 4 + 4 * ndims;
+    let mut header = vec![0u8; header_len];
+    let got = read_full(r, &mut header)?;
+    if got == 0 {
         bail!("empty file");
     }
-    let header_len = 4 + 4 * ndims;
-    if bytes.len() < header_len {
-        bail!("truncated: {} bytes, shorter than the {header_len}-byte IDX header", bytes.len());
+    if got < header_len {
+        bail!("truncated: {got} bytes, shorter than the {header_len}-byte IDX header");
     }
-    let word = |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+    let word = |i: usize| u32::from_be_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
     let found = word(0);
     if found != magic {
         bail!("wrong magic number 0x{found:08x}, expected 0x{magic:08x}");
     }
-    Ok((1..=ndims).map(|i| word(i) as usize).collect())
-}
-
-fn body<'a>(bytes: &'a [u8], dims: &[usize]) -> Result<&'a [u8]> {
-    let header_len = 4 + 4 * dims.len();
-    let expected = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|n| n.checked_add(header_len).is_some());
-    let Some(expected) = expected else { bail!("dimensions {dims:?} are too large") };
-    let found = bytes.len() - header_len;
-    if found < expected {
-        bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {found}");
+    let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();
+    if magic == IMAGE_MAGIC && (dims[1] != ROWS || dims[2] != COLS) {
+        bail!("images are {}x{}, expected {ROWS}x{COLS}", dims[1], dims[2]);
     }
-    if found > expected {
-        bail!("{} unexpected bytes after the {expected} data bytes that header {dims:?} promises", found - expected);
+    let Some(expected) = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|n| n.checked_add(header_len).is_some()) else {
+        bail!("dimensions {dims:?} are too large")
+    };
+    if let Some(len) = len {
+        let found = len - header_len as u64;
+        if found < expected as u64 {
+            bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {found}");
+        }
+        if found > expected as u64 {
+            bail!("{} unexpected bytes after the {expected} data bytes that header {dims:?} promises", found - expected as u64);
+        }
     }
-    Ok(&bytes[header_len..])
+    let mut body = Vec::new();
+    r.take(expected as u64).read_to_end(&mut body).map_err(unwrap_io)?;
+    if body.len() < expected {
+        bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {}", body.len());
+    }
+    let mut probe = [0u8; 1];
+    if read_full(r, &mut probe)? > 0 {
+        let more = std::io::copy(&mut r.take(64 << 20), &mut std::io::sink()).map_err(unwrap_io)?;
+        let count = if more == 64 << 20 { format!("more than {}", more) } else { (more + 1).to_string() };
+        bail!("{count} unexpected bytes after the {expected} data bytes that header {dims:?} promises");
+    }
+    if magic == LABEL_MAGIC {
+        if let Some(i) = body.iter().position(|&l| l as usize >= CLASSES) {
+            bail!("label {} at index {i} is out of range (labels are 0-9)", body[i]);
+        }
+    }
+    Ok(body)
 }

@@ -44,3 +44,20 @@ pub fn metrics_name(device: Device) -> String {
         _ => "cpu".to_string(),
     }
 }
+
+/// `--device`, resolved once, and `--threads`, at least 1 and at most the machine's CPUs
+/// (more would only slow libtorch down: capped, with a warning).
+pub fn device_and_threads(device: &str, threads: Option<usize>) -> Result<(tch::Device, Option<usize>)> {
+    let threads = match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => {
+            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            if n > cpus {
+                eprintln!("nnmnist: warning: --threads {n} is more than the {cpus} CPUs here; using {cpus}");
+            }
+            Some(n.min(cpus))
+        }
+        None => None,
+    };
+    Ok((resolve(device)?, threads))
+}

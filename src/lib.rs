@@ -2,16 +2,29 @@
 //!
 //! - [`mlp`]: Michael Nielsen's from-scratch network (nn.py / network.py): sigmoid layers,
 //!   hand-written backprop and mini-batch SGD in plain Rust, no autograd, no libtorch.
-//! - [`convnet`]: nn_convnet.py's small convnet in tch (libtorch), trained by [`train`] on
-//!   CPU or CUDA (on CUDA as one captured CUDA graph, see [`cuda_graph`]).
+//! - [`convnet`]: nn_convnet.py's small convnet in tch (libtorch), on CPU or CUDA (there as
+//!   one captured CUDA graph).
+//!
+//! The path of a training run: [`cli`] (raw flags) -> [`config`] (typed configuration,
+//! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
+//! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
+//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
+//! [`checkpoint`] and [`files`] (writing), [`metrics`]. Only `main` touches process-wide
+//! signal state ([`signal`]).
 pub mod checkpoint;
+pub mod classifier;
 pub mod cli;
+pub mod config;
+pub mod convnet;
 pub mod data;
+pub mod device;
+pub mod driver;
+pub mod eval;
+pub mod evaluation;
+pub mod files;
 pub mod metrics;
 pub mod mlp;
-pub mod run;
 pub mod show;
-pub mod convnet;
-pub mod cuda_graph;
-pub mod device;
-pub mod train;
+pub mod signal;
+pub mod trace;
+pub mod weights;

@@ -1,5 +1,10 @@
+//! The `nnmnist` binary: parse the flags, resolve them once into a [`Job`], run it. The only
+//! place that touches process-wide signal state.
 use clap::Parser;
-use nnmnist::cli::{Cli, Command};
+use nnmnist::cli::Cli;
+use nnmnist::config::Job;
+use nnmnist::driver::Interrupted;
+use nnmnist::signal::{self, Stop};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -8,24 +13,19 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
-    nnmnist::run::install_ctrlc_handler();
-    let result: anyhow::Result<()> = match cli.command {
-        Command::Convnet(args) => nnmnist::train::run(&args),
-        Command::Mlp(args) => nnmnist::mlp::run(&args),
-        Command::Eval(args) => match args.model {
-            nnmnist::cli::ModelKind::Convnet => nnmnist::train::eval(&args),
-            nnmnist::cli::ModelKind::Mlp => {
-                nnmnist::mlp::eval(&args.weights, &args.data_dir, args.test_size, args.metrics.as_deref())
-            }
-        },
-        Command::Show(args) => nnmnist::show::run(&args),
-    };
+    let stop = Stop::install();
+    let result = Job::from_cli(cli).and_then(|job| job.run(&stop));
+    let code = |sig: Option<i32>| ExitCode::from(signal::exit_code(sig.unwrap_or(signal::SIGINT)) as u8);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match stop.signal() {
+            // A signal after the last save: everything is on disk, but say it was stopped.
+            Some(sig) => code(Some(sig)),
+            None => ExitCode::SUCCESS,
+        },
         Err(e) => {
-            if let Some(i) = e.downcast_ref::<nnmnist::run::Interrupted>() {
+            if let Some(i) = e.downcast_ref::<Interrupted>() {
                 eprintln!("nnmnist: {i}");
-                return ExitCode::from(130);
+                return code(stop.signal());
             }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

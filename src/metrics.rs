@@ -1,16 +1,25 @@
 //! Per-epoch metrics as JSON lines (`--metrics FILE`), one schema for both models and for
 //! the PyTorch reference scripts (scripts/reference/), so runs can be compared directly.
-use anyhow::{Context, Result};
+//!
+//! The file is appended to, never truncated: by every training run (one record per epoch,
+//! written after that epoch's checkpoint) and by `nnmnist eval`. It may also be a character
+//! device (`/dev/stdout` on a terminal, `/dev/null`) or a FIFO with a reader; a FIFO without
+//! one is refused instead of waiting forever, and anything else that is not a regular file
+//! (a directory, a socket, a block device) is refused before any work starts.
+use crate::evaluation::Evaluation;
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-/// One epoch's results. `epoch` counts completed epochs from 1 for both models (the MLP's
-/// console line `Epoch 0: ...` is `epoch: 1` here). `test_loss` is the model's own test
-/// loss: for the convnet nn_convnet.py's mean over test batches of each batch's mean
-/// cross-entropy; for the MLP the mean over test images of the training cost.
-/// `train_loss` is the mean over the epoch's training batches of each batch's loss.
+/// One evaluation's results. `epoch` counts completed epochs from 1 for both models (the
+/// MLP's console line `Epoch 0: ...` is `epoch: 1` here; `nnmnist eval` records the epochs
+/// its checkpoint holds, 0 for plain weights). `test_loss` is the model's own test loss (see
+/// [`Evaluation::loss`]); `train_loss` the mean over the epoch's training batches of each
+/// batch's loss; `confusion[label][prediction]` counts the test images.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EpochMetrics {
     pub model: String,
@@ -27,61 +36,113 @@ pub struct EpochMetrics {
     pub eval_seconds: f64,
     pub device: String,
     pub seed: u64,
+    /// 10x10, rows the true label, columns the prediction (absent in older records and in
+    /// the PyTorch scripts' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<Vec<Vec<usize>>>,
 }
 
 impl EpochMetrics {
-    /// The record of an evaluation: `correct` of `total` test images right (the accuracy is
-    /// derived from them), with `test_loss`; `train_loss` and the timings start empty, for
-    /// the caller to fill in.
-    pub fn new(model: &str, device: String, seed: u64, epoch: usize, correct: usize, total: usize, test_loss: f64) -> EpochMetrics {
+    /// The record of an evaluation; `train_loss` and the timings start empty, for the caller
+    /// to fill in.
+    pub fn new(model: &str, device: String, seed: u64, epoch: usize, ev: &Evaluation) -> EpochMetrics {
         EpochMetrics {
             model: model.into(),
             implementation: "nnmnist".into(),
             epoch,
-            test_correct: correct,
-            test_total: total,
-            test_accuracy: correct as f64 / total as f64,
-            test_loss,
+            test_correct: ev.correct(),
+            test_total: ev.total(),
+            test_accuracy: ev.accuracy(),
+            test_loss: ev.loss,
             train_loss: None,
             train_seconds: 0.0,
             eval_seconds: 0.0,
             device,
             seed,
+            confusion: Some(ev.confusion()),
         }
     }
 }
 
-/// Writes [`EpochMetrics`] lines to a file, flushed after each, or does nothing without one.
-pub struct MetricsWriter {
+/// The metrics file of a run, or nothing without `--metrics`.
+pub struct MetricsLog {
     file: Option<(File, PathBuf)>,
+    /// Epochs this run has already recorded (a resumed run redoing them writes no duplicates).
+    recorded: Vec<usize>,
 }
 
-impl MetricsWriter {
-    /// Opens `path` before training starts, so that a bad path fails at once. A new run
-    /// truncates the file; a resumed run (`append`) adds to it.
-    pub fn open(path: Option<&Path>, append: bool) -> Result<MetricsWriter> {
+impl MetricsLog {
+    /// Opens `path` for appending before any work starts, so that a bad path fails at once.
+    pub fn open(path: Option<&Path>) -> Result<MetricsLog> {
         let file = match path {
             None => None,
-            Some(p) => {
-                let f = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .append(append)
-                    .truncate(!append)
-                    .open(p)
-                    .with_context(|| format!("cannot open metrics file {} for writing", p.display()))?;
-                Some((f, p.to_path_buf()))
-            }
+            Some(p) => Some((open_append(p)?, p.to_path_buf())),
         };
-        Ok(MetricsWriter { file })
+        Ok(MetricsLog { file, recorded: Vec::new() })
     }
 
+    /// For a resumed run: the records this file already holds of the same run (nnmnist's,
+    /// `model`, `seed`) for epochs after `epochs_done` are kept, and those epochs are not
+    /// recorded again. Returns them (a note for the user).
+    pub fn keep_recorded(&mut self, model: &str, seed: u64, epochs_done: usize) -> Vec<usize> {
+        let Some((_, path)) = &self.file else { return Vec::new() };
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            return Vec::new();
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut epochs: Vec<usize> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<EpochMetrics>(l).ok())
+            .filter(|r| r.implementation == "nnmnist" && r.model == model && r.seed == seed && r.epoch > epochs_done)
+            .map(|r| r.epoch)
+            .collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        self.recorded = epochs.clone();
+        epochs
+    }
+
+    /// Appends `m` as one line and flushes, unless its epoch is already recorded (see
+    /// [`MetricsLog::keep_recorded`]).
     pub fn write(&mut self, m: &EpochMetrics) -> Result<()> {
         if let Some((f, path)) = &mut self.file {
+            if self.recorded.contains(&m.epoch) {
+                return Ok(());
+            }
             let line = serde_json::to_string(m)?;
             writeln!(f, "{line}").and_then(|_| f.flush()).with_context(|| format!("cannot write metrics to {}", path.display()))?;
         }
         Ok(())
+    }
+}
+
+/// Opens a metrics target for appending (see the module comment for what is accepted).
+fn open_append(path: &Path) -> Result<File> {
+    let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.display()));
+    let meta = std::fs::metadata(path);
+    let kind = meta.as_ref().map(|m| m.file_type()).ok();
+    match kind {
+        Some(t) if t.is_dir() => bail!("cannot open metrics file {}: it is a directory", path.display()),
+        Some(t) if t.is_fifo() => {
+            let f = OpenOptions::new().append(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    anyhow::anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.display())
+                } else {
+                    what(e)
+                }
+            })?;
+            // Blocking again: a slow reader must not make a write fail.
+            // SAFETY: fcntl on a descriptor this function owns.
+            unsafe {
+                let fd = f.as_raw_fd();
+                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) & !libc::O_NONBLOCK);
+            }
+            Ok(f)
+        }
+        Some(t) if !(t.is_file() || t.is_char_device()) => {
+            bail!("cannot write metrics to {}: not a regular file (nor a terminal, /dev/null or a FIFO)", path.display())
+        }
+        _ => OpenOptions::new().create(true).append(true).open(path).map_err(what),
     }
 }
 

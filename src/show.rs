@@ -7,12 +7,13 @@
 //! pixel as foreground, the bottom one as background). Where NO_COLOR is set or stdout is
 //! not a terminal (a log, a pipe), the pair is drawn with plain characters ` ░▒▓█▀▄`, which
 //! read well in any file.
-use crate::checkpoint::Weights;
+use crate::classifier::Classifier;
 use crate::cli::ShowArgs;
-use crate::data::{Mnist, CLASSES, COLS, PIXELS, ROWS};
-use anyhow::{bail, Context, Result};
+use crate::data::{Mnist, COLS, PIXELS, ROWS};
+use crate::evaluation::argmax;
+use crate::weights::Weights;
+use anyhow::{bail, Result};
 use std::io::IsTerminal;
-use std::path::Path;
 
 /// Shades from blank to full, for the plain drawing.
 const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
@@ -20,9 +21,11 @@ const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
 /// The `nnmnist show` command.
 pub fn run(args: &ShowArgs) -> Result<()> {
     // Weights first: a bad file is reported without waiting for the data.
-    let model = args.weights.as_deref().map(Model::load).transpose()?;
-    let mnist = Mnist::load(&args.data_dir)?;
-    let test = &mnist.test;
+    let model = match &args.weights {
+        Some(path) => Some(Classifier::new(&Weights::load(path)?, None, tch::Device::Cpu)?),
+        None => None,
+    };
+    let test = &Mnist::load_test(&args.data_dir)?;
     if args.index >= test.len() {
         bail!(
             "test image {} does not exist: the test set in {} has {} images (0 to {})",
@@ -39,7 +42,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     println!("Test image {}: label {label}", args.index);
     if let Some(model) = model {
         let probs = model.probabilities(image)?;
-        let predicted = crate::mlp::argmax(&probs);
+        let predicted = argmax(&probs);
         let verdict = if predicted == label as usize { "correct" } else { "wrong" };
         println!("Prediction: {predicted} ({verdict}; {})", model.describe());
         print!("{}", bar_chart(&probs, predicted, label as usize));
@@ -130,67 +133,4 @@ pub fn bar_chart(probs: &[f64], predicted: usize, label: usize) -> String {
         out.push_str(&format!("  {digit} {bar:<30} {:>5.1}%{marks}\n", 100.0 * p));
     }
     out
-}
-
-/// Weights to classify with, of either network.
-pub enum Model {
-    Convnet(crate::convnet::Net),
-    Mlp(crate::mlp::Network),
-}
-
-impl Model {
-    /// Reads `path` and tells the network by its keys: `model.0.weight` is nn_convnet.py's
-    /// convnet (loaded on the CPU), `0.weight` an MLP (nn.Sequential of Linear layers).
-    pub fn load(path: &Path) -> Result<Model> {
-        let weights = Weights::load(path)?;
-        if weights.entries.contains_key("model.0.weight") {
-            let net = crate::convnet::Net::new(tch::Device::Cpu, 0);
-            net.copy_from(&weights)?;
-            Ok(Model::Convnet(net))
-        } else if weights.entries.contains_key("0.weight") {
-            Ok(Model::Mlp(crate::mlp::network_of(&weights)?))
-        } else {
-            let keys: Vec<&str> = weights.entries.keys().map(|k| k.as_str()).collect();
-            bail!(
-                "{}: neither convnet weights (model.0.weight, ...) nor MLP weights (0.weight, ...); the file has: {}",
-                path.display(),
-                if keys.is_empty() { "no tensors".to_string() } else { keys.join(", ") }
-            )
-        }
-    }
-
-    /// How the probabilities are obtained, for the output.
-    pub fn describe(&self) -> String {
-        match self {
-            Model::Convnet(_) => "convnet; probabilities: softmax of the logits".to_string(),
-            Model::Mlp(n) => format!(
-                "MLP {}; probabilities: the sigmoid outputs divided by their sum",
-                crate::mlp::join_sizes(&n.sizes)
-            ),
-        }
-    }
-
-    /// The ten class probabilities for one image (784 u8 pixels), summing to 1.
-    pub fn probabilities(&self, pixels: &[u8]) -> Result<Vec<f64>> {
-        let probs = match self {
-            Model::Convnet(net) => {
-                let x = crate::convnet::images_tensor(pixels, tch::Device::Cpu);
-                let p = tch::no_grad(|| net.forward_t(&x, false).softmax(-1, tch::Kind::Double).view([-1]));
-                Vec::<f64>::try_from(p).context("reading the convnet's output")?
-            }
-            Model::Mlp(net) => {
-                let out = net.feedforward(&crate::mlp::pixels_f64(pixels));
-                let sum: f64 = out.iter().sum();
-                if sum > 0.0 {
-                    out.iter().map(|a| a / sum).collect()
-                } else {
-                    vec![1.0 / CLASSES as f64; CLASSES]
-                }
-            }
-        };
-        if probs.len() != CLASSES || probs.iter().any(|p| !p.is_finite()) {
-            bail!("the network gave {} outputs ({probs:?}), expected {CLASSES} finite values", probs.len());
-        }
-        Ok(probs)
-    }
 }

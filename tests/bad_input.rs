@@ -6,7 +6,9 @@
 //! (100 images) cut from the committed data/ and broken one way each.
 mod common;
 use common::*;
-use nnmnist::checkpoint::{self, Entry, RunState};
+use nnmnist::checkpoint;
+use nnmnist::weights::RunState;
+use nnmnist::weights::Entry;
 use nnmnist::data::IMAGE_MAGIC;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -229,7 +231,7 @@ fn convnet_entries() -> Vec<Entry> {
 }
 
 fn write_entries(path: &Path, entries: Vec<Entry>) {
-    checkpoint::save(path, &entries, None).unwrap();
+    checkpoint::save_to(path, &entries, None).unwrap();
 }
 
 /// Checks one bad weights file with `eval`, and with `convnet --init-from` and `show
@@ -260,7 +262,7 @@ fn weights_empty_file() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("empty.safetensors");
     std::fs::write(&path, b"").unwrap();
-    weights_fail(&path, &["empty file, not a safetensors"]);
+    weights_fail(&path, &["empty file, not a weights file"]);
 }
 
 #[test]
@@ -269,7 +271,7 @@ fn weights_not_safetensors() {
     // A PyTorch pickle (zip) and plain text: neither is safetensors.
     let path = tmp.path().join("model.pt");
     std::fs::write(&path, b"PK\x03\x04\x14\x00\x00\x00\x08\x00 not a safetensors header at all").unwrap();
-    weights_fail(&path, &["not a safetensors file"]);
+    weights_fail(&path, &["a PyTorch file"]);
     let path = tmp.path().join("notes.safetensors");
     std::fs::write(&path, "weights: see the README\n".repeat(10)).unwrap();
     weights_fail_in(&path, &["not a safetensors file"], true);
@@ -352,8 +354,8 @@ fn resume_from_a_file_that_is_no_checkpoint() {
         "cannot be resumed",
     ]);
     let mlp = tmp.path().join("mlp.safetensors");
-    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, seed: 0, args: serde_json::json!({}) };
-    checkpoint::save(&mlp, &convnet_entries(), Some(&state)).unwrap();
+    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, hyper: serde_json::json!({}) };
+    checkpoint::save_to(&mlp, &convnet_entries(), Some(&state)).unwrap();
     fails(&["convnet", "--device", "cpu", "--resume", s(&mlp), "--data-dir", s(&repo_data())], &[
         s(&mlp),
         "a checkpoint of the mlp model",
@@ -449,13 +451,11 @@ fn convnet_bad_values() {
 
 #[test]
 fn convnet_bad_values_in_process() {
-    use clap::Parser;
+    // The same resolution and checks as the binary, in process (each run of the binary costs
+    // a libtorch start); every value is refused before any data is read.
     for (extra, phrase) in CONVNET_BAD_VALUES {
-        let argv: Vec<&str> = std::iter::once("nnmnist").chain(convnet_argv(extra)).collect();
-        let nnmnist::cli::Command::Convnet(args) = nnmnist::cli::Cli::try_parse_from(&argv).unwrap().command else {
-            unreachable!()
-        };
-        let err = args.validate().expect_err(phrase).to_string();
+        let argv = convnet_argv(extra);
+        let err = format!("{:#}", run_cli(&argv, &never()).expect_err(phrase));
         assert!(err.contains(phrase), "{argv:?}: {err}");
     }
 }
@@ -464,8 +464,8 @@ fn convnet_bad_values_in_process() {
 fn convnet_sizes_beyond_the_data() {
     let data = small_data();
     let dir = s(data.path());
-    fails(&["convnet", "--device", "cpu", "--train-size", "999999", "--data-dir", dir], &["--train-size 999999", "only 100 images"]);
-    fails(&["convnet", "--device", "cpu", "--test-size", "101", "--data-dir", dir], &["--test-size 101", "only 100 images"]);
+    fails(&["convnet", "--device", "cpu", "--train-size", "999999", "--data-dir", dir], &["--train-size 999999 is larger than the 100 training images in", dir]);
+    fails(&["convnet", "--device", "cpu", "--test-size", "101", "--data-dir", dir], &["--test-size 101 is larger than the 100 test images in", dir]);
     fails(&["convnet", "--device", "cpu", "--batch-size", "101", "--data-dir", dir], &["--batch-size 101", "larger than the 100 training images"]);
 }
 

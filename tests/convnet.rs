@@ -1,33 +1,23 @@
-//! The convnet (src/convnet.rs) and its training (src/train.rs): layer shapes and state_dict
+//! The convnet (src/convnet/) and its run through the driver: layer shapes and state_dict
 //! names, PyTorch's initialisation, learning on a subset, safetensors round trip, and resume
 //! (after a whole epoch, and after a stop in the middle of one) ending bit-identical to an
 //! uninterrupted run on the CPU.
 //!
-//! Every test takes one lock: libtorch's CPU generator (seeded by `Net::new` and by each
-//! epoch's shuffle) and the stop flag of `nnmnist::run` are process-wide, and the test
-//! harness runs tests in parallel threads.
-use clap::Parser;
-use nnmnist::checkpoint::{self, Data, Entry, Weights};
-use nnmnist::cli::{Cli, Command, ConvnetArgs};
+//! No lock between the tests: the libtorch CPU generator is only drawn from under
+//! `convnet::net::lock_rng` (by `Net::new` and each epoch's shuffle), every run here uses
+//! one libtorch thread (`--threads 1`), and stops are injected per run.
+mod common;
+use common::{never, run_cli, stop_after};
+use nnmnist::checkpoint;
+use nnmnist::weights::RunState;
 use nnmnist::convnet::{images_tensor, Net};
+use nnmnist::driver::Interrupted;
 use nnmnist::metrics;
+use nnmnist::weights::{Data, Entry, Weights};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-/// Serialises the tests of this file (a failed test must not block the others). Training
-/// uses one libtorch thread: on a shared machine that is faster than several, and every
-/// bit-for-bit comparison below is between runs with the same thread count.
-fn lock() -> MutexGuard<'static, ()> {
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    tch::set_num_threads(1);
-    guard
-}
 
 const KEYS: [(&str, &[usize]); 8] = [
     ("model.0.weight", &[8, 1, 3, 3]),
@@ -44,19 +34,17 @@ fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
-/// `nnmnist convnet --device cpu --data-dir <repo>/data <extra...>`, parsed as the binary does.
-fn convnet_args(extra: &[&str]) -> ConvnetArgs {
+/// `nnmnist convnet --device cpu --threads 1 --data-dir <repo>/data <extra...>`, in process,
+/// stopped by `stop`.
+fn train_until(extra: &[&str], stop: &dyn nnmnist::signal::StopCondition) -> anyhow::Result<()> {
     let data = data_dir();
-    let mut argv = vec!["nnmnist", "convnet", "--device", "cpu", "--data-dir", data.to_str().unwrap()];
+    let mut argv = vec!["convnet", "--device", "cpu", "--threads", "1", "--data-dir", data.to_str().unwrap()];
     argv.extend_from_slice(extra);
-    match Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}")).command {
-        Command::Convnet(args) => args,
-        other => panic!("parsed as {other:?}"),
-    }
+    run_cli(&argv, stop)
 }
 
 fn train(extra: &[&str]) -> anyhow::Result<()> {
-    nnmnist::train::run(&convnet_args(extra))
+    train_until(extra, &never())
 }
 
 fn p(path: &Path) -> &str {
@@ -69,7 +57,6 @@ fn tensors(path: &Path) -> Vec<Entry> {
 
 #[test]
 fn layer_shapes_and_state_dict_keys() {
-    let _g = lock();
     let net = Net::new(Device::Cpu, 0);
     let params = net.parameters();
     let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
@@ -110,7 +97,6 @@ fn layer_shapes_and_state_dict_keys() {
 
 #[test]
 fn initial_weights_follow_pytorch_defaults() {
-    let _g = lock();
     for seed in [0u64, 1, 12345] {
         let net = Net::new(Device::Cpu, seed);
         for e in net.entries() {
@@ -142,7 +128,6 @@ fn initial_weights_follow_pytorch_defaults() {
 
 #[test]
 fn seed_decides_the_initial_weights() {
-    let _g = lock();
     let a = Net::new(Device::Cpu, 42).entries();
     let b = Net::new(Device::Cpu, 42).entries();
     let c = Net::new(Device::Cpu, 43).entries();
@@ -154,11 +139,10 @@ fn seed_decides_the_initial_weights() {
 
 #[test]
 fn safetensors_round_trip() {
-    let _g = lock();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("net.safetensors");
     let net = Net::new(Device::Cpu, 5);
-    net.save(&path, None).unwrap();
+    checkpoint::save_to(&path, &net.entries(), None).unwrap();
 
     // The file, read with the safetensors crate itself: exactly PyTorch's state_dict keys,
     // shapes and dtype F32, so `model.load_state_dict(load_file(f))` takes it.
@@ -188,15 +172,9 @@ fn safetensors_round_trip() {
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());
-    let state = checkpoint::RunState {
-        model: "convnet".into(),
-        epochs_done: 3,
-        next_batch: 17,
-        seed: 9,
-        args: serde_json::json!({"lr": 0.05}),
-    };
+    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}) };
     let ckpt = tmp.path().join("ckpt.safetensors");
-    net.save(&ckpt, Some(&state)).unwrap();
+    checkpoint::save_to(&ckpt, &net.entries(), Some(&state)).unwrap();
     let w = Weights::load(&ckpt).unwrap();
     assert_eq!(w.state.as_ref(), Some(&state));
     assert_eq!(w.run_state("convnet").unwrap(), &state);
@@ -206,24 +184,24 @@ fn safetensors_round_trip() {
     // PyTorch may save float64: loaded and rounded to f32, the same network.
     let f64_path = tmp.path().join("f64.safetensors");
     let wide: Vec<Entry> = net.entries().iter().map(|e| Entry::f64(e.name.clone(), e.shape.clone(), e.to_f64())).collect();
-    checkpoint::save(&f64_path, &wide, None).unwrap();
+    checkpoint::save_to(&f64_path, &wide, None).unwrap();
     assert!(matches!(Weights::load(&f64_path).unwrap().entries["model.0.weight"].data, Data::F64(_)));
     assert_eq!(Net::load(&f64_path, Device::Cpu).unwrap().entries(), net.entries());
 }
 
 #[test]
 fn short_run_learns() {
-    let _g = lock();
     let tmp = tempfile::tempdir().unwrap();
     let metrics_path = tmp.path().join("m.jsonl");
     // Loss of the untrained network on the test subset: about ln 10 = 2.30.
     let test = nnmnist::data::Mnist::load(&data_dir()).unwrap().test.take(1000);
-    let initial = nnmnist::train::evaluate(
+    let initial = nnmnist::convnet::eval::evaluate(
         &Net::new(Device::Cpu, 0),
         &images_tensor(&test.images, Device::Cpu),
         &nnmnist::convnet::labels_tensor(&test.labels, Device::Cpu),
-    );
-    assert!((initial.avg_loss - 10f64.ln()).abs() < 0.1, "initial loss {}", initial.avg_loss);
+    )
+    .unwrap();
+    assert!((initial.loss - 10f64.ln()).abs() < 0.1, "initial loss {}", initial.loss);
     assert!(initial.accuracy() < 0.3, "initial accuracy {}", initial.accuracy());
 
     // One epoch on 5000 images in batches of 16: 312 SGD steps (PyTorch's recipe otherwise).
@@ -238,14 +216,13 @@ fn short_run_learns() {
     assert!((e.test_accuracy - e.test_correct as f64 / 1000.0).abs() < 1e-12);
     eprintln!("1 epoch on 5000 images: accuracy {}, test loss {}, train loss {:?}, {seconds:.1} s", e.test_accuracy, e.test_loss, e.train_loss);
     assert!(e.test_accuracy > 0.75, "accuracy {} after 1 epoch on 5000 images (chance: 0.1)", e.test_accuracy);
-    assert!(e.test_loss < initial.avg_loss / 3.0, "test loss {} (initially {})", e.test_loss, initial.avg_loss);
+    assert!(e.test_loss < initial.loss / 3.0, "test loss {} (initially {})", e.test_loss, initial.loss);
     let train_loss = e.train_loss.unwrap();
-    assert!(train_loss < 0.8 * initial.avg_loss, "mean train loss {train_loss} (initially {})", initial.avg_loss);
+    assert!(train_loss < 0.8 * initial.loss, "mean train loss {train_loss} (initially {})", initial.loss);
 }
 
 #[test]
 fn resume_after_an_epoch_is_bit_identical() {
-    let _g = lock();
     let tmp = tempfile::tempdir().unwrap();
     let (whole, split) = (tmp.path().join("whole.safetensors"), tmp.path().join("split.safetensors"));
     let common = ["--train-size", "1500", "--test-size", "200", "--seed", "3"];
@@ -254,7 +231,7 @@ fn resume_after_an_epoch_is_bit_identical() {
     train(&[&common[..], &["--epochs", "1", "--save", p(&split)]].concat()).unwrap();
     let after_one = tensors(&split);
     let state = Weights::load(&split).unwrap().state.unwrap();
-    assert_eq!((state.epochs_done, state.next_batch, state.seed), (1, 0, 3));
+    assert_eq!((state.epochs_done, state.next_batch, &state.hyper["seed"]), (1, 0, &serde_json::json!(3)));
     assert_ne!(after_one, tensors(&whole));
     train(&["--resume", p(&split), "--epochs", "2"]).unwrap();
 
@@ -263,87 +240,39 @@ fn resume_after_an_epoch_is_bit_identical() {
     assert_eq!((state.epochs_done, state.next_batch), (2, 0));
 }
 
-/// Clears the process-wide stop flag when dropped, whatever happens.
-struct ClearStop;
-
-impl Drop for ClearStop {
-    fn drop(&mut self) {
-        nnmnist::run::clear_stop();
-    }
-}
-
 #[test]
 fn resume_after_a_stop_mid_epoch_is_bit_identical() {
-    let _g = lock();
-    let _clear = ClearStop;
     let tmp = tempfile::tempdir().unwrap();
     let common = ["--train-size", "4000", "--test-size", "200", "--seed", "11", "--epochs", "2"];
     let batches = 4000 / 64;
     let whole = tmp.path().join("whole.safetensors");
     train(&[&common[..], &["--save", p(&whole)]].concat()).unwrap();
 
-    // Stop the same run in its second epoch, as Ctrl-C does: a watcher thread waits for the
-    // checkpoint of epoch 1, lets a few batches of epoch 2 run, then requests the stop. Where
-    // exactly it lands depends on timing; any batch must resume to the same weights, and the
-    // attempt is repeated if it missed the epoch (stopped at its start or after the run ended).
-    let mut stopped_at = None;
-    for (attempt, delay_ms) in [30u64, 10, 60, 3].into_iter().enumerate() {
-        let ckpt = tmp.path().join(format!("stopped{attempt}.safetensors"));
-        nnmnist::run::clear_stop();
-        let watch = ckpt.clone();
-        let watcher = thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !watch.exists() && Instant::now() < deadline {
-                thread::sleep(Duration::from_micros(200));
-            }
-            thread::sleep(Duration::from_millis(delay_ms));
-            nnmnist::run::request_stop();
-        });
-        let result = train(&[&common[..], &["--save", p(&ckpt)]].concat());
-        watcher.join().unwrap();
-        nnmnist::run::clear_stop();
-        let Err(e) = result else {
-            eprintln!("attempt {attempt}: the run ended before the stop request");
-            continue;
-        };
-        let interrupted = e.downcast_ref::<nnmnist::run::Interrupted>().unwrap_or_else(|| panic!("not an interruption: {e:#}"));
-        let msg = interrupted.to_string();
-        assert!(msg.contains("interrupted in epoch 2") && msg.contains(&format!("--resume {}", ckpt.display())), "{msg}");
+    // Stopped, as by a signal, before batch k of epoch 2, then resumed: the same weights.
+    for k in [1usize, 17, batches - 1] {
+        let ckpt = tmp.path().join(format!("stopped{k}.safetensors"));
+        let e = train_until(&[&common[..], &["--save", p(&ckpt)]].concat(), &stop_after(batches + k)).unwrap_err();
+        let msg = e.downcast_ref::<Interrupted>().unwrap_or_else(|| panic!("not an interruption: {e:#}")).to_string();
+        assert_eq!(msg, format!("interrupted in epoch 2 of 2, after {k} of {batches} batches; saved to {0}; continue with --resume {0}", ckpt.display()));
         let state = Weights::load(&ckpt).unwrap().state.unwrap();
-        assert_eq!(state.epochs_done, 1, "{msg}");
-        assert!(msg.contains(&format!("at batch {}", state.next_batch)), "{msg} vs {state:?}");
-        if state.next_batch == 0 {
-            eprintln!("attempt {attempt}: stopped before the first batch of epoch 2");
-            continue;
-        }
-        let k = state.next_batch;
-        assert!(k < batches);
-        // The checkpoint holds the weights after exactly next_batch batches of epoch 2.
+        assert_eq!((state.epochs_done, state.next_batch), (1, k));
         train(&["--resume", p(&ckpt)]).unwrap();
-        assert_eq!(tensors(&ckpt), tensors(&whole), "stopped at batch {k} of epoch 2 and resumed");
+        assert_eq!(tensors(&ckpt), tensors(&whole), "stopped before batch {k} of epoch 2 and resumed");
         let state = Weights::load(&ckpt).unwrap().state.unwrap();
         assert_eq!((state.epochs_done, state.next_batch), (2, 0));
-        eprintln!("attempt {attempt}: stopped at batch {k} of {batches} in epoch 2, resumed to identical weights");
-        stopped_at = Some(k);
-        break;
     }
-    assert!(stopped_at.is_some(), "no attempt stopped inside epoch 2");
 }
 
 #[test]
 fn stop_before_training_saves_a_resumable_checkpoint() {
     // A stop requested before the first batch: the run saves epoch 0, batch 0, and a resume
     // then does the whole run.
-    let _g = lock();
-    let _clear = ClearStop;
     let tmp = tempfile::tempdir().unwrap();
     let common = ["--train-size", "640", "--test-size", "100", "--seed", "2", "--epochs", "1"];
     let (whole, ckpt) = (tmp.path().join("whole.safetensors"), tmp.path().join("ckpt.safetensors"));
     train(&[&common[..], &["--save", p(&whole)]].concat()).unwrap();
-    nnmnist::run::request_stop();
-    let e = train(&[&common[..], &["--save", p(&ckpt)]].concat()).unwrap_err();
-    nnmnist::run::clear_stop();
-    assert!(e.downcast_ref::<nnmnist::run::Interrupted>().is_some(), "{e:#}");
+    let e = train_until(&[&common[..], &["--save", p(&ckpt)]].concat(), &stop_after(0)).unwrap_err();
+    assert!(e.downcast_ref::<Interrupted>().is_some(), "{e:#}");
     let state = Weights::load(&ckpt).unwrap().state.unwrap();
     assert_eq!((state.epochs_done, state.next_batch), (0, 0));
     train(&["--resume", p(&ckpt)]).unwrap();

@@ -20,7 +20,8 @@
 //! `cargo test --test convnet_parity -- --nocapture` every measured difference is printed.
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
 use nnmnist::data::{Mnist, Split};
-use nnmnist::train;
+use nnmnist::convnet::step::{loss, sgd, EagerStep, Step};
+use nnmnist::convnet::eval::evaluate;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -135,7 +136,7 @@ fn logits_loss_and_gradients_match_pytorch() {
     set_weights(&net, &fx, "");
     let (x, y) = batch(&mnist().test, get(&fx, "x_idx"));
     let logits = net.forward_t(&x, true);
-    let loss = train::loss(&logits, &y);
+    let loss = loss(&logits, &y);
     loss.backward();
     let mut checks = Checks::new("forward/backward");
     checks.compare("logits", &logits, get(&fx, "logits"), 1e-5);
@@ -151,17 +152,14 @@ fn three_sgd_steps_match_pytorch() {
     let fx = fixture();
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
-    let mut opt = train::sgd(&net, LR, WD).expect("SGD optimizer");
+    // The training step itself, as `nnmnist convnet` runs it on the CPU.
+    let mut step = EagerStep { opt: sgd(&net, LR, WD).expect("SGD optimizer") };
     let steps_idx = get(&fx, "steps_idx");
     let k = steps_idx.size()[0];
     let mut losses = Vec::new();
     for i in 0..k {
         let (x, y) = batch(&mnist().train, &steps_idx.get(i));
-        let loss = train::loss(&net.forward_t(&x, true), &y);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        losses.push(loss.detach().reshape([1]));
+        losses.push(step.step(&net, &x, &y).expect("a step").reshape([1]));
     }
     let mut checks = Checks::new("3 SGD steps");
     checks.compare("steps_loss", &Tensor::cat(&losses, 0), get(&fx, "steps_loss"), 1e-6);
@@ -195,10 +193,10 @@ fn eval_of_pytorch_trained_weights_matches_pytorch() {
 
     let net = Net::load(&path, Device::Cpu).expect("PyTorch's state_dict loads");
     let test = &mnist().test;
-    let result = train::evaluate(&net, &images_tensor(&test.images, Device::Cpu), &labels_tensor(&test.labels, Device::Cpu));
-    let loss_diff = (result.avg_loss - expected_loss).abs();
-    println!("eval: {} correct (PyTorch {expected_correct}), avg loss {} (PyTorch {expected_loss}), |diff| {loss_diff:.3e}", result.correct, result.avg_loss);
-    assert_eq!(result.total, 10000);
-    assert_eq!(result.correct, expected_correct, "correct test images differ from PyTorch's");
-    assert!(loss_diff <= 1e-5, "avg loss {} vs PyTorch {expected_loss}: |diff| {loss_diff:.3e} > 1e-5", result.avg_loss);
+    let result = evaluate(&net, &images_tensor(&test.images, Device::Cpu), &labels_tensor(&test.labels, Device::Cpu)).unwrap();
+    let loss_diff = (result.loss - expected_loss).abs();
+    println!("eval: {} correct (PyTorch {expected_correct}), avg loss {} (PyTorch {expected_loss}), |diff| {loss_diff:.3e}", result.correct(), result.loss);
+    assert_eq!(result.total(), 10000);
+    assert_eq!(result.correct(), expected_correct, "correct test images differ from PyTorch's");
+    assert!(loss_diff <= 1e-5, "avg loss {} vs PyTorch {expected_loss}: |diff| {loss_diff:.3e} > 1e-5", result.loss);
 }

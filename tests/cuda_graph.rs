@@ -3,9 +3,9 @@
 //! the fallback trains exactly as the eager step, and every batch has the static shape.
 //! The GPU-only checks are scripts/gpu_check (prints PASS or FAIL).
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
-use nnmnist::cuda_graph::{graph_step_or_eager, GraphStep};
+use nnmnist::convnet::cuda_graph::{graph_step_or_eager, GraphStep};
 use nnmnist::data::Mnist;
-use nnmnist::train::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
+use nnmnist::convnet::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use std::path::Path;
 use tch::{Device, Tensor};
 

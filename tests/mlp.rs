@@ -2,12 +2,15 @@
 //! reference, learning, bad input, checkpoints and resume. (Parity with PyTorch and the
 //! numpy nn.py: tests/mlp_parity.rs.)
 #![allow(clippy::needless_range_loop)]
-use clap::Parser;
-use nnmnist::checkpoint::{self, Weights};
-use nnmnist::cli::{Cli, Command, Cost, Init, MlpArgs};
+mod common;
+use common::{never, run_cli, stop_after};
+use nnmnist::checkpoint;
 use nnmnist::data::Mnist;
-use nnmnist::mlp::fast::{FastNet, Simd, SparseImages};
-use nnmnist::mlp::{self, cost_fn, epoch_order, one_hot, pixels_f64, sigmoid, Network};
+use nnmnist::driver::Interrupted;
+use nnmnist::mlp::fast::{FastNet, Simd};
+use nnmnist::mlp::sparse::SparseImages;
+use nnmnist::mlp::{self, epoch_order, network_of, one_hot, pixels_f64, sigmoid, Cost, Init, Network};
+use nnmnist::weights::{Entry, Weights};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -21,22 +24,24 @@ fn mnist() -> &'static Mnist {
     M.get_or_init(|| Mnist::load(&data_dir()).expect("MNIST in data/"))
 }
 
-fn args(extra: &[&str]) -> MlpArgs {
+/// `nnmnist mlp --data-dir <repo>/data <extra...>`, in process, stopped by `stop`.
+fn mlp_until(extra: &[&str], stop: &dyn nnmnist::signal::StopCondition) -> anyhow::Result<()> {
     let dir = data_dir();
-    let mut v = vec!["nnmnist", "mlp", "--data-dir", dir.to_str().unwrap()];
+    let mut v = vec!["mlp", "--data-dir", dir.to_str().unwrap()];
     v.extend(extra);
-    match Cli::try_parse_from(v).expect("arguments parse").command {
-        Command::Mlp(a) => a,
-        _ => unreachable!(),
-    }
+    run_cli(&v, stop)
 }
 
-fn never() -> impl FnMut() -> bool {
-    || false
+fn mlp_run(extra: &[&str]) -> anyhow::Result<()> {
+    mlp_until(extra, &never())
 }
 
-fn err_of(a: &MlpArgs) -> String {
-    format!("{:#}", mlp::run_with(a, &mut never()).expect_err("must fail"))
+fn err_of(extra: &[&str]) -> String {
+    format!("{:#}", mlp_run(extra).expect_err("must fail"))
+}
+
+fn load_network(path: &Path) -> anyhow::Result<Network> {
+    network_of(&Weights::load(path)?)
 }
 
 // ---------------------------------------------------------------- gradients
@@ -66,7 +71,7 @@ fn gradient_check(sizes: &[usize], x: &[f64], labels: &[usize], cost: Cost) {
         }
         checked += 1;
     };
-    for l in 0..net.num_layers() {
+    for l in 0..net.weights.len() {
         for i in 0..net.weights[l].len() {
             let mut p = net.clone();
             p.weights[l][i] += h;
@@ -117,12 +122,12 @@ fn exp_is_within_one_ulp_of_libm_on_the_sigmoid_range() {
     let mut worst = 0i64;
     for i in 0..=n {
         let x = -100.0 + 200.0 * i as f64 / n as f64;
-        let d = (mlp::exp(x).to_bits() as i64 - x.exp().to_bits() as i64).abs();
-        assert!(d <= 1, "exp({x}) = {} differs from libm's {} by {d} ulp", mlp::exp(x), x.exp());
+        let d = (mlp::exp::exp(x).to_bits() as i64 - x.exp().to_bits() as i64).abs();
+        assert!(d <= 1, "exp({x}) = {} differs from libm's {} by {d} ulp", mlp::exp::exp(x), x.exp());
         worst = worst.max(d);
     }
-    assert_eq!(mlp::exp(0.0), 1.0);
-    assert!(mlp::exp(f64::NAN).is_nan());
+    assert_eq!(mlp::exp::exp(0.0), 1.0);
+    assert!(mlp::exp::exp(f64::NAN).is_nan());
 }
 
 #[test]
@@ -135,22 +140,22 @@ fn sigmoid_clips_z_and_cross_entropy_stays_finite() {
     // ours is the exact value, about z.
     let z = [50.0, -3.0];
     let a: Vec<f64> = z.iter().map(|&z| sigmoid(z)).collect();
-    let c = cost_fn(Cost::CrossEntropy, &z, &a, &[0.0, 1.0]);
+    let c = Cost::CrossEntropy.cost(&z, &a, &[0.0, 1.0]);
     assert!((c - (50.0 + (1.0 + 3f64.exp()).ln())).abs() < 1e-12, "{c}");
     // Moderate z: equal to -y ln a - (1-y) ln(1-a).
     let z = [0.3, -1.2, 2.0];
     let a: Vec<f64> = z.iter().map(|&z| sigmoid(z)).collect();
     let y = [0.0, 1.0, 0.0];
     let nielsen: f64 = a.iter().zip(&y).map(|(a, y)| -y * a.ln() - (1.0 - y) * (1.0 - a).ln()).sum();
-    assert!((cost_fn(Cost::CrossEntropy, &z, &a, &y) - nielsen).abs() < 1e-14);
+    assert!((Cost::CrossEntropy.cost(&z, &a, &y) - nielsen).abs() < 1e-14);
 }
 
 // ---------------------------------------------------------------- fast == reference
 
 /// Several steps of the fast path equal Network::update_mini_batch bit for bit, for every
-/// SIMD kernel set the CPU has, batches by pixel (<= 64 images) and by image (> 64), both
-/// costs, with and without L2, one and two hidden layers (widths 30 and 40 exercise the
-/// 32- and 8-lane blocks).
+/// SIMD kernel set the CPU has (a set it lacks is skipped, with a printed line), batches by
+/// pixel (<= 64 images) and by image (> 64), both costs, with and without L2, one and two
+/// hidden layers (widths 30 and 40 exercise the 32- and 8-lane blocks).
 #[test]
 fn fast_path_equals_reference_bit_for_bit() {
     let train = &mnist().train;
@@ -167,7 +172,7 @@ fn fast_path_equals_reference_bit_for_bit() {
     for (sizes, m, cost, eta, lambda) in configs {
         let start = Network::seeded(sizes, Init::Normal, 11);
         let mut reference = start.clone();
-        let order = epoch_order(5, 0, n, false);
+        let order = epoch_order(5, 0, n, true);
         let batches: Vec<&[u32]> = order.chunks(m).take(6).collect();
         let mut ref_costs = Vec::new();
         for b in &batches {
@@ -177,13 +182,16 @@ fn fast_path_equals_reference_bit_for_bit() {
         }
         for simd in [Simd::Avx512, Simd::Avx2, Simd::Baseline] {
             let mut fast = FastNet::from_network(&start, m);
-            fast.set_simd(simd);
+            if !fast.set_simd(simd) {
+                eprintln!("skipped: this CPU lacks the {simd:?} kernels");
+                continue;
+            }
             let costs: Vec<f64> = batches.iter().map(|b| fast.train_batch(&images, b, eta, cost, lambda, n)).collect();
             assert_eq!(costs, ref_costs, "{sizes:?} m={m} {cost:?} {:?}: batch costs", fast.simd());
             assert!(fast.to_network() == reference, "{sizes:?} m={m} {cost:?} {:?}: weights differ from the reference", fast.simd());
             // Evaluation agrees with nn.py's evaluate.
-            let (correct, _) = fast.evaluate(&images, cost);
-            assert_eq!(correct, reference.evaluate(&x, &train.labels[..n]));
+            let ev = fast.evaluate(&images, cost);
+            assert_eq!(ev.correct(), reference.evaluate(&x, &train.labels[..n]));
         }
     }
 }
@@ -194,8 +202,7 @@ fn fast_path_equals_reference_bit_for_bit() {
 fn learns_on_a_subset() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("m.jsonl");
-    let a = args(&["--train-size", "2000", "--test-size", "1000", "--epochs", "5", "--seed", "1", "--metrics", metrics.to_str().unwrap()]);
-    mlp::run_with(&a, &mut never()).unwrap();
+    mlp_run(&["--train-size", "2000", "--test-size", "1000", "--epochs", "5", "--seed", "1", "--metrics", metrics.to_str().unwrap()]).unwrap();
     let recs = nnmnist::metrics::read(&metrics).unwrap();
     assert_eq!(recs.len(), 5);
     for (i, r) in recs.iter().enumerate() {
@@ -220,15 +227,15 @@ fn bad_input_gives_clear_errors() {
         (&["--epochs", "0"], "--epochs must be at least 1"),
         (&["--eta", "NaN"], "--eta must be a finite number"),
         (&["--train-size", "60001"], "larger than the 60000 training images"),
-        (&["--train-size", "50", "--batch-size", "100"], "--batch-size 100 is larger than the training set"),
+        (&["--train-size", "50", "--batch-size", "100"], "--batch-size 100 is larger than the 50 training images (--train-size 50)"),
     ];
     for (extra, want) in cases {
-        let msg = err_of(&args(extra));
+        let msg = err_of(extra);
         assert!(msg.contains(want), "{extra:?}: error {msg:?} should say {want:?}");
     }
-    let msg = err_of(&args(&["--test-size", "10001", "--train-size", "100"]));
+    let msg = err_of(&["--test-size", "10001", "--train-size", "100"]);
     assert!(msg.contains("--test-size 10001 is larger"), "{msg}");
-    let msg = err_of(&args(&["--save", "/nonexistent-dir/x.safetensors"]));
+    let msg = err_of(&["--save", "/nonexistent-dir/x.safetensors"]);
     assert!(msg.contains("does not exist"), "{msg}");
 }
 
@@ -236,22 +243,22 @@ fn bad_input_gives_clear_errors() {
 fn weights_of_the_wrong_shape_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("w.safetensors");
-    checkpoint::save(&f, &Network::seeded(&[784, 20, 10], Init::Normal, 0).entries(), None).unwrap();
-    let msg = err_of(&args(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]));
+    checkpoint::save_to(&f, &Network::seeded(&[784, 20, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = err_of(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]);
     assert!(msg.contains("w.safetensors") && msg.contains("0.weight") && msg.contains("[20, 784]") && msg.contains("[30, 784]"), "{msg}");
     // Deeper file than --sizes.
-    checkpoint::save(&f, &Network::seeded(&[784, 30, 20, 10], Init::Normal, 0).entries(), None).unwrap();
-    let msg = err_of(&args(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]));
+    checkpoint::save_to(&f, &Network::seeded(&[784, 30, 20, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = err_of(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]);
     assert!(msg.contains("shape") || msg.contains("more layers"), "{msg}");
     // A plain weights file cannot be resumed; a missing file is named.
-    checkpoint::save(&f, &Network::seeded(&[784, 30, 10], Init::Normal, 0).entries(), None).unwrap();
-    let msg = err_of(&args(&["--resume", f.to_str().unwrap()]));
+    checkpoint::save_to(&f, &Network::seeded(&[784, 30, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = err_of(&["--resume", f.to_str().unwrap()]);
     assert!(msg.contains("no nnmnist run state"), "{msg}");
-    let msg = err_of(&args(&["--init-from", "/nonexistent.safetensors"]));
+    let msg = err_of(&["--init-from", "/nonexistent.safetensors"]);
     assert!(msg.contains("/nonexistent.safetensors"), "{msg}");
-    // load_network (eval, show) infers the sizes and checks them.
-    checkpoint::save(&f, &Network::seeded(&[100, 30, 10], Init::Normal, 0).entries(), None).unwrap();
-    let msg = format!("{:#}", mlp::load_network(&f).unwrap_err());
+    // network_of (eval, show) infers the sizes and checks them.
+    checkpoint::save_to(&f, &Network::seeded(&[100, 30, 10], Init::Normal, 0).entries(), None).unwrap();
+    let msg = format!("{:#}", load_network(&f).unwrap_err());
     assert!(msg.contains("784"), "{msg}");
 }
 
@@ -262,15 +269,15 @@ fn save_and_load_round_trip_f64_and_f32() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("net.safetensors");
     let net = Network::seeded(&[784, 100, 30, 10], Init::Scaled, 3);
-    checkpoint::save(&f, &net.entries(), None).unwrap();
-    let back = mlp::load_network(&f).unwrap();
+    checkpoint::save_to(&f, &net.entries(), None).unwrap();
+    let back = load_network(&f).unwrap();
     assert_eq!(back, net);
     let keys: Vec<String> = Weights::load(&f).unwrap().entries.keys().cloned().collect();
     assert_eq!(keys, ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"]);
     // PyTorch's float32 weights load too (widened exactly).
-    let f32_entries: Vec<_> = net.entries().iter().map(|e| checkpoint::Entry::f32(e.name.clone(), e.shape.clone(), e.to_f32())).collect();
-    checkpoint::save(&f, &f32_entries, None).unwrap();
-    let back = mlp::load_network(&f).unwrap();
+    let f32_entries: Vec<_> = net.entries().iter().map(|e| Entry::f32(e.name.clone(), e.shape.clone(), e.to_f32())).collect();
+    checkpoint::save_to(&f, &f32_entries, None).unwrap();
+    let back = load_network(&f).unwrap();
     assert_eq!(back.weights[1][5], net.weights[1][5] as f32 as f64);
     let out = back.feedforward(&pixels_f64(mnist().test.image(0)));
     assert_eq!(out.len(), 10);
@@ -288,39 +295,49 @@ fn resumed_run_equals_uninterrupted_run() {
     let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     let common = ["--train-size", "1000", "--test-size", "100", "--epochs", "3", "--seed", "42", "--batch-size", "10", "--lambda", "1.0", "--cost", "cross-entropy", "--eta", "0.5"];
     let full = path("full.safetensors");
-    mlp::run_with(&args(&[&common[..], &["--save", &full]].concat()), &mut never()).unwrap();
-    for stop_after in [130usize, 200] {
-        let part = path(&format!("part{stop_after}.safetensors"));
-        let metrics = path(&format!("m{stop_after}.jsonl"));
-        let mut calls = 0;
-        let mut stop = || {
-            calls += 1;
-            calls > stop_after
-        };
-        let err = mlp::run_with(&args(&[&common[..], &["--save", &part, "--metrics", &metrics]].concat()), &mut stop).unwrap_err();
-        let interrupted = err.downcast_ref::<nnmnist::run::Interrupted>().expect("an Interrupted error");
-        assert!(interrupted.0.contains(&format!("--resume {part}")), "{}", interrupted.0);
+    mlp_run(&[&common[..], &["--save", &full]].concat()).unwrap();
+    for stop_after_batches in [130usize, 200] {
+        let part = path(&format!("part{stop_after_batches}.safetensors"));
+        let metrics = path(&format!("m{stop_after_batches}.jsonl"));
+        let err = mlp_until(&[&common[..], &["--save", &part, "--metrics", &metrics]].concat(), &stop_after(stop_after_batches)).unwrap_err();
+        let interrupted = err.downcast_ref::<Interrupted>().expect("an Interrupted error");
+        let (e, b) = (stop_after_batches / 100, stop_after_batches % 100);
+        assert_eq!(interrupted.0, format!("interrupted in epoch {} of 3, after {b} of 100 batches; saved to {part}; continue with --resume {part}", e + 1));
         let state = Weights::load(Path::new(&part)).unwrap().state.unwrap();
-        assert_eq!((state.epochs_done, state.next_batch), (stop_after / 100, stop_after % 100));
+        assert_eq!((state.epochs_done, state.next_batch), (e, b));
         // Resume with different values on the command line: the checkpoint's win.
-        mlp::run_with(&args(&["--resume", &part, "--eta", "9.0", "--seed", "1", "--metrics", &metrics, "--test-size", "100"]), &mut never()).unwrap();
-        assert!(entries_of(Path::new(&part)) == entries_of(Path::new(&full)), "stopped after {stop_after} batches and resumed: weights differ");
+        mlp_run(&["--resume", &part, "--eta", "9.0", "--seed", "1", "--metrics", &metrics, "--test-size", "100"]).unwrap();
+        assert!(entries_of(Path::new(&part)) == entries_of(Path::new(&full)), "stopped after {stop_after_batches} batches and resumed: weights differ");
         let state = Weights::load(Path::new(&part)).unwrap().state.unwrap();
-        assert_eq!((state.epochs_done, state.next_batch, state.seed), (3, 0, 42));
+        assert_eq!((state.epochs_done, state.next_batch, &state.hyper["seed"]), (3, 0, &serde_json::json!(42)));
         let recs = nnmnist::metrics::read(Path::new(&metrics)).unwrap();
-        assert_eq!(recs.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3][..recs.len()].to_vec());
-        assert_eq!(recs.len(), 3);
+        assert_eq!(recs.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3]);
     }
     // --epochs extends a finished run.
-    mlp::run_with(&args(&["--resume", &full, "--epochs", "4", "--test-size", "100"]), &mut never()).unwrap();
+    mlp_run(&["--resume", &full, "--epochs", "4", "--test-size", "100"]).unwrap();
     assert_eq!(Weights::load(Path::new(&full)).unwrap().state.unwrap().epochs_done, 4);
+}
+
+/// The textbook Network and the fast path, each under the driver: the same checkpoint, bit
+/// for bit, and the same metrics (timings aside).
+#[test]
+fn reference_engine_trains_to_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let common = ["--train-size", "300", "--test-size", "100", "--epochs", "2", "--seed", "5", "--sizes", "784,12,10", "--cost", "cross-entropy", "--lambda", "2.0"];
+    let (fast, reference) = (path("fast.safetensors"), path("ref.safetensors"));
+    let (mf, mr) = (path("fast.jsonl"), path("ref.jsonl"));
+    mlp_run(&[&common[..], &["--save", &fast, "--metrics", &mf]].concat()).unwrap();
+    mlp_run(&[&common[..], &["--save", &reference, "--metrics", &mr, "--reference"]].concat()).unwrap();
+    assert!(entries_of(Path::new(&fast)) == entries_of(Path::new(&reference)), "the two engines end with different weights");
+    let strip = |p: &str| nnmnist::metrics::read(Path::new(p)).unwrap().into_iter().map(|r| (r.test_correct, r.test_loss, r.train_loss, r.confusion)).collect::<Vec<_>>();
+    assert_eq!(strip(&mf), strip(&mr));
 }
 
 #[test]
 fn stop_without_save_says_nothing_was_saved() {
-    let mut stop = || true;
-    let err = mlp::run_with(&args(&["--train-size", "100", "--test-size", "10"]), &mut stop).unwrap_err();
-    let i = err.downcast_ref::<nnmnist::run::Interrupted>().expect("Interrupted");
+    let err = mlp_until(&["--train-size", "100", "--test-size", "10"], &stop_after(0)).unwrap_err();
+    let i = err.downcast_ref::<Interrupted>().expect("Interrupted");
     assert!(i.0.contains("nothing saved"), "{}", i.0);
 }
 
@@ -329,9 +346,15 @@ fn eval_reads_sizes_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("e.safetensors");
     let m = dir.path().join("e.jsonl");
-    mlp::run_with(&args(&["--sizes", "784,20,10", "--train-size", "500", "--test-size", "50", "--epochs", "1", "--save", f.to_str().unwrap()]), &mut never()).unwrap();
-    mlp::eval(&f, &data_dir(), Some(300), Some(&m)).unwrap();
+    mlp_run(&["--sizes", "784,20,10", "--train-size", "500", "--test-size", "50", "--epochs", "1", "--save", f.to_str().unwrap()]).unwrap();
+    let data = data_dir();
+    let eval = |extra: &[&str]| {
+        let mut argv = vec!["eval", "--model", "mlp", "--weights", f.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+        argv.extend_from_slice(extra);
+        run_cli(&argv, &never())
+    };
+    eval(&["--test-size", "300", "--metrics", m.to_str().unwrap()]).unwrap();
     let recs = nnmnist::metrics::read(&m).unwrap();
     assert_eq!((recs[0].test_total, recs[0].epoch, recs[0].train_loss), (300, 1, None));
-    assert!(mlp::eval(&f, &data_dir(), Some(20000), None).is_err());
+    assert!(eval(&["--test-size", "20000"]).is_err());
 }

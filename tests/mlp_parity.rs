@@ -8,9 +8,9 @@
 //! max(1, its largest absolute value), TOL = 1e-12 (float64 has 2.2e-16; the two sides add
 //! the same terms in different orders). On failure the message names the tensor and
 //! reports the largest difference and where it is.
-use nnmnist::cli::Cost;
-use nnmnist::mlp::fast::{FastNet, SparseImages};
-use nnmnist::mlp::{one_hot, pixels_f64, Network};
+use nnmnist::mlp::fast::FastNet;
+use nnmnist::mlp::sparse::SparseImages;
+use nnmnist::mlp::{one_hot, pixels_f64, Cost, Network};
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,13 +81,13 @@ fn check_cost(cost: Cost, file: &str) {
     let want = load(file);
     let (x, y, m) = (pixels_f64(&x8), one_hot(&labels), labels.len());
     let fwd = net.forward(&x, m);
-    for i in 0..net.num_layers() {
+    for i in 0..net.weights.len() {
         assert_close(&format!("{file} z.{i}"), &fwd.zs[i], &want[&format!("z.{i}")].1);
         assert_close(&format!("{file} a.{i}"), &fwd.activations[i + 1], &want[&format!("a.{i}")].1);
     }
     assert_close(&format!("{file} cost"), &[net.total_cost(&x, &y, m, cost)], &want["cost"].1);
     let (nabla_b, nabla_w) = net.backprop(&x, &y, m, cost);
-    for i in 0..net.num_layers() {
+    for i in 0..net.weights.len() {
         assert_eq!(want[&format!("nabla_w.{i}")].0, vec![SIZES[i + 1], SIZES[i]]);
         assert_close(&format!("{file} nabla_w.{i}"), &nabla_w[i], &want[&format!("nabla_w.{i}")].1);
         assert_close(&format!("{file} nabla_b.{i}"), &nabla_b[i], &want[&format!("nabla_b.{i}")].1);
@@ -96,7 +96,7 @@ fn check_cost(cost: Cost, file: &str) {
     let mut fast = FastNet::from_network(&net, m);
     let images = SparseImages::from_pixels(&x8, 784, &labels);
     let out = fast.forward_outputs(&images, &(0..m as u32).collect::<Vec<_>>());
-    assert_close(&format!("{file} fast a.out"), &out, &want[&format!("a.{}", net.num_layers() - 1)].1);
+    assert_close(&format!("{file} fast a.out"), &out, &want[&format!("a.{}", net.weights.len() - 1)].1);
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn five_sgd_steps_match_numpy_nn_py() {
         }
         let fast_net = fast.to_network();
         assert_eq!(fast_net, net, "{run}: the fast path must equal the reference Network bit for bit");
-        for i in 0..net.num_layers() {
+        for i in 0..net.weights.len() {
             assert_close(&format!("{run} {}.weight", 2 * i), &net.weights[i], &t[&format!("{run}.{}.weight", 2 * i)].1);
             assert_close(&format!("{run} {}.bias", 2 * i), &net.biases[i], &t[&format!("{run}.{}.bias", 2 * i)].1);
         }

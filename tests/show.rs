@@ -88,8 +88,8 @@ fn with_convnet_weights_prints_prediction_and_probabilities() {
 fn with_mlp_weights_prints_prediction_and_probabilities() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("mlp.safetensors");
-    let net = nnmnist::mlp::Network::seeded(&[784, 30, 10], nnmnist::cli::Init::Normal, 0);
-    checkpoint::save(&path, &net.entries(), None).unwrap();
+    let net = nnmnist::mlp::Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0);
+    checkpoint::save_to(&path, &net.entries(), None).unwrap();
     let out = show(&["3", "--weights", path.to_str().unwrap()]);
     assert!(out.contains("Test image 3: label 0"), "{out}");
     // An untrained network: whatever it predicts, it is the largest of the normalised outputs.

@@ -24,108 +24,24 @@
 //!   time ([`Simd::detect`], overridable with `NNMNIST_SIMD=avx512|avx2|baseline`).
 // Index loops over fixed-width lane arrays are the clearest way to write these kernels.
 #![allow(clippy::needless_range_loop)]
-use super::{cost_fn, output_delta, sigmoid, Network};
-use crate::cli::Cost;
-use crate::data::Split;
+use super::cost::{sigmoid, Cost};
+use super::network::Network;
+use super::sparse::{unpack, SparseImages};
+use crate::evaluation::{argmax, Evaluation};
+
+/// The output error of one output, [`Cost::delta`] with sigmoid'(z) computed as a (1 - a):
+/// bit for bit the same, since a = sigmoid(z), without a second exp.
+#[inline(always)]
+fn output_delta(cost: Cost, a: f64, y: f64) -> f64 {
+    match cost {
+        Cost::Quadratic => (a - y) * (a * (1.0 - a)),
+        Cost::CrossEntropy => a - y,
+    }
+}
 
 /// Pads a width to a multiple of 8 lanes.
 fn round_up(n: usize) -> usize {
     n.div_ceil(8) * 8
-}
-
-/// Images as sparse rows: each non-zero pixel of an image is one u32, its index times 256
-/// plus its u8 value (the value used is `value / 255` in f64, as nn.py reads pixels). Four
-/// bytes per non-zero pixel keep the training set (50,000 images, ~19% non-zero) at
-/// ~30 MB, and one image contiguous, so that the next batch can be prefetched.
-#[derive(Clone, Debug)]
-pub struct SparseImages {
-    n_in: usize,
-    start: Vec<u32>,
-    nz: Vec<u32>,
-    labels: Vec<u8>,
-    lut: [f64; 256],
-}
-
-impl SparseImages {
-    /// The first `n` images of `split` (all of them if it has fewer).
-    pub fn from_split(split: &Split, n: usize) -> SparseImages {
-        let n = n.min(split.len());
-        SparseImages::from_pixels(&split.images[..n * crate::data::PIXELS], crate::data::PIXELS, &split.labels[..n])
-    }
-
-    /// Images of `n_in` u8 pixels each, one after the other; `labels.len()` of them.
-    pub fn from_pixels(pixels: &[u8], n_in: usize, labels: &[u8]) -> SparseImages {
-        assert!(n_in < (1 << 24) && pixels.len() == n_in * labels.len(), "from_pixels: {} pixels for {} images of {n_in}", pixels.len(), labels.len());
-        let nnz = pixels.iter().filter(|&&p| p != 0).count();
-        assert!(nnz < u32::MAX as usize, "too many pixels");
-        let mut s = SparseImages {
-            n_in,
-            start: Vec::with_capacity(labels.len() + 1),
-            nz: Vec::with_capacity(nnz),
-            labels: labels.to_vec(),
-            lut: std::array::from_fn(|v| v as f64 / 255.0),
-        };
-        s.start.push(0);
-        for row in pixels.chunks_exact(n_in.max(1)).take(labels.len()) {
-            for (p, &v) in row.iter().enumerate() {
-                if v != 0 {
-                    s.nz.push(((p as u32) << 8) | v as u32);
-                }
-            }
-            s.start.push(s.nz.len() as u32);
-        }
-        s
-    }
-
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn labels(&self) -> &[u8] {
-        &self.labels
-    }
-
-    /// Fraction of the pixels that are non-zero.
-    pub fn density(&self) -> f64 {
-        self.nz.len() as f64 / (self.len() * self.n_in).max(1) as f64
-    }
-
-    /// The packed non-zero pixels of image `i`.
-    #[inline(always)]
-    fn image(&self, i: usize) -> &[u32] {
-        &self.nz[self.start[i] as usize..self.start[i + 1] as usize]
-    }
-
-    /// Asks the CPU to bring `images` into cache (a hint; the shuffled order makes each
-    /// image a cache miss otherwise). The caller passes the next batch while working on
-    /// this one.
-    #[inline]
-    pub fn prefetch(&self, images: &[u32]) {
-        #[cfg(target_arch = "x86_64")]
-        for &i in images {
-            if let Some(img) = self.start.get(i as usize..i as usize + 2) {
-                let (a, b) = (img[0] as usize, img[1] as usize);
-                let mut k = a;
-                while k < b {
-                    // SAFETY: a prefetch of an address inside `nz`; it never faults.
-                    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(self.nz.as_ptr().add(k) as *const i8) };
-                    k += 16;
-                }
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = images;
-    }
-}
-
-/// Pixel index and value of one packed entry.
-#[inline(always)]
-fn unpack(e: u32, lut: &[f64; 256]) -> (usize, f64) {
-    ((e >> 8) as usize, lut[(e & 255) as usize])
 }
 
 /// Which compiled copy of the kernels runs.
@@ -203,7 +119,7 @@ impl FastNet {
     /// `net` in the fast layout, for batches of up to `cap` images.
     pub fn from_network(net: &Network, cap: usize) -> FastNet {
         let cap = cap.max(1);
-        let nl = net.num_layers();
+        let nl = net.weights.len();
         let layers = (0..nl)
             .map(|l| {
                 let (n_in, n_out) = (net.sizes[l], net.sizes[l + 1]);
@@ -246,15 +162,18 @@ impl FastNet {
         self.simd
     }
 
-    /// Forces a kernel set (benchmarks and tests); ignored if the CPU lacks it.
-    pub fn set_simd(&mut self, simd: Simd) {
-        let best = Simd::best();
-        self.simd = match (simd, best) {
-            (Simd::Avx512, Simd::Avx512) => Simd::Avx512,
-            (Simd::Avx2, Simd::Avx512 | Simd::Avx2) => Simd::Avx2,
-            (Simd::Avx512, b) => b,
-            _ => Simd::Baseline,
+    /// Runs the kernels of `simd` from now on (benchmarks and tests) if the CPU has them;
+    /// returns false, changing nothing, if it lacks them.
+    pub fn set_simd(&mut self, simd: Simd) -> bool {
+        let supported = match simd {
+            Simd::Baseline => true,
+            Simd::Avx2 => Simd::best() != Simd::Baseline,
+            Simd::Avx512 => Simd::best() == Simd::Avx512,
         };
+        if supported {
+            self.simd = simd;
+        }
+        supported
     }
 
     /// Back to the reference layout.
@@ -289,10 +208,13 @@ impl FastNet {
         self.step_impl(data, batch, eta, cost, lambda, n)
     }
 
-    /// Accuracy and cost on all of `data`: (correct, mean cost per image).
-    pub fn evaluate(&mut self, data: &SparseImages, cost: Cost) -> (usize, f64) {
+    /// Evaluates all of `data`: each image's prediction (the first index of the largest
+    /// output), the probability given to it (its output divided by the sum of the outputs),
+    /// and the mean cost per image.
+    pub fn evaluate(&mut self, data: &SparseImages, cost: Cost) -> Evaluation {
         let all: Vec<u32> = (0..data.len() as u32).collect();
-        let (mut correct, mut total) = (0, 0.0);
+        let mut total = 0.0;
+        let (mut predictions, mut confidence) = (Vec::with_capacity(data.len()), Vec::with_capacity(data.len()));
         for chunk in all.chunks(self.cap) {
             self.check(data, chunk);
             #[cfg(target_arch = "x86_64")]
@@ -304,21 +226,21 @@ impl FastNet {
             }
             #[cfg(not(target_arch = "x86_64"))]
             self.forward_impl(data, chunk);
-            let last = self.layers.last().unwrap();
+            let last = &self.layers[self.layers.len() - 1];
             let (k, s) = (last.n_out, last.s_out);
             for (j, &img) in chunk.iter().enumerate() {
                 let label = data.labels[img as usize] as usize;
                 let a = &last.a[j * s..j * s + k];
-                if super::argmax(a) == label {
-                    correct += 1;
-                }
+                let p = argmax(a);
+                predictions.push(p as u8);
+                confidence.push(a[p] / a.iter().sum::<f64>());
                 for (o, y) in self.y.iter_mut().enumerate() {
                     *y = if o == label { 1.0 } else { 0.0 };
                 }
-                total += cost_fn(cost, &last.z[j * s..j * s + k], a, &self.y);
+                total += cost.cost(&last.z[j * s..j * s + k], a, &self.y);
             }
         }
-        (correct, total / data.len().max(1) as f64)
+        Evaluation { labels: data.labels.clone(), predictions, confidence, loss: total / data.len().max(1) as f64 }
     }
 
     /// The output activations of one batch, (m, 10) (tests).
@@ -483,7 +405,7 @@ impl FastNet {
                 for (o, y) in self.y.iter_mut().enumerate() {
                     *y = if o == label { 1.0 } else { 0.0 };
                 }
-                total += cost_fn(cost, &last.z[j * s..j * s + k], &last.a[j * s..j * s + k], &self.y);
+                total += cost.cost(&last.z[j * s..j * s + k], &last.a[j * s..j * s + k], &self.y);
                 for o in 0..k {
                     last.delta[j * s + o] = output_delta(cost, last.a[j * s + o], self.y[o]);
                 }

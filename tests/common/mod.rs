@@ -54,3 +54,27 @@ pub fn gz(bytes: &[u8]) -> Vec<u8> {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// `nnmnist ARGS...` run in process, as the binary resolves and runs it, with `stop` asked
+/// before every batch of a training run.
+pub fn run_cli(args: &[&str], stop: &dyn nnmnist::signal::StopCondition) -> anyhow::Result<()> {
+    use clap::Parser;
+    let argv: Vec<&str> = std::iter::once("nnmnist").chain(args.iter().copied()).collect();
+    let cli = nnmnist::cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    nnmnist::config::Job::from_cli(cli)?.run(stop)
+}
+
+/// A stop condition that never stops.
+pub fn never() -> impl Fn() -> bool {
+    || false
+}
+
+/// A stop condition that says stop once it has been asked `n` times (before batch `n` of
+/// the run, counting from the first batch it trains).
+pub fn stop_after(n: usize) -> impl Fn() -> bool {
+    let asked = std::cell::Cell::new(0usize);
+    move || {
+        asked.set(asked.get() + 1);
+        asked.get() > n
+    }
+}

@@ -20,7 +20,8 @@
 //! U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn
 //! weight then bias, layer by layer, from the CPU generator after `manual_seed(seed)`: the
 //! same draws as `torch.manual_seed(seed); Net()` in PyTorch, so both start identical.
-use crate::checkpoint::{self, Entry, RunState, Weights};
+use crate::weights::{Entry, Weights};
+use crate::data::{COLS, PIXELS, ROWS};
 use anyhow::Result;
 use std::path::Path;
 use tch::nn::{self, Init, Module};
@@ -34,14 +35,20 @@ pub const LAYERS: [(&str, &[i64]); 4] = [
     ("model.9", &[10, 100]),
 ];
 
+/// The state_dict keys, in order.
+pub fn keys() -> Vec<String> {
+    LAYERS.iter().flat_map(|(prefix, _)| [format!("{prefix}.weight"), format!("{prefix}.bias")]).collect()
+}
+
 /// Checks that `weights` holds every parameter of the network with its shape, so that a bad
-/// file is refused before any data is loaded.
+/// file is refused before any data is loaded; other entries are noted and ignored.
 pub fn check_weights(weights: &Weights) -> Result<()> {
     for (prefix, shape) in LAYERS {
         let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
         weights.get(&format!("{prefix}.weight"), &shape)?;
         weights.get(&format!("{prefix}.bias"), &shape[..1])?;
     }
+    weights.note_extras(&keys(), "convnet");
     Ok(())
 }
 
@@ -125,10 +132,11 @@ impl Net {
         }
     }
 
-    /// A network with the weights of a safetensors state_dict (ours or PyTorch's, F32 or
-    /// F64), every key and shape checked.
+    /// A network with the weights of a state_dict file (ours or PyTorch's, F32 or F64),
+    /// every key and shape checked.
     pub fn load(path: &Path, device: Device) -> Result<Net> {
         let weights = Weights::load(path)?;
+        check_weights(&weights)?;
         let net = Net::new(device, 0);
         net.copy_from(&weights)?;
         Ok(net)
@@ -174,13 +182,31 @@ impl Net {
             .collect()
     }
 
-    /// Saves the weights as a PyTorch-loadable state_dict, with `state` for a checkpoint.
-    pub fn save(&self, path: &Path, state: Option<&RunState>) -> Result<()> {
-        checkpoint::save(path, &self.entries(), state)
-    }
-
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// The output of each of nn_convnet.py's ten layers (`model.0` ... `model.9`) for a
+    /// batch: the steps of [`Net::forward_t`], kept (tests check the last equals it).
+    pub fn forward_layers(&self, xs: &Tensor) -> Vec<Tensor> {
+        let mut outs: Vec<Tensor> = Vec::with_capacity(10);
+        let steps: [&dyn Fn(&Tensor) -> Tensor; 10] = [
+            &|x| x.apply(&self.conv0),
+            &|x| x.relu(),
+            &|x| x.max_pool2d_default(2),
+            &|x| x.relu(),
+            &|x| x.apply(&self.conv4),
+            &|x| x.max_pool2d_default(2),
+            &|x| x.flatten(1, -1),
+            &|x| x.apply(&self.fc7),
+            &|x| x.relu(),
+            &|x| x.apply(&self.fc9),
+        ];
+        for step in steps {
+            let next = step(outs.last().unwrap_or(xs));
+            outs.push(next);
+        }
+        outs
     }
 
     /// Logits for a batch of images: (N, 1, 28, 28) f32 -> (N, 10).
@@ -200,9 +226,9 @@ impl Net {
 
 /// Images as the convnet takes them: (N, 1, 28, 28) f32 in [0, 1] (u8 / 255), on `device`.
 pub fn images_tensor(images: &[u8], device: Device) -> Tensor {
-    let n = (images.len() / crate::data::PIXELS) as i64;
+    let n = (images.len() / PIXELS) as i64;
     Tensor::from_slice(images)
-        .view([n, 1, crate::data::ROWS as i64, crate::data::COLS as i64])
+        .view([n, 1, ROWS as i64, COLS as i64])
         .to_kind(Kind::Float)
         .g_div_scalar(255.0)
         .to_device(device)

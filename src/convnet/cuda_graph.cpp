@@ -1,6 +1,7 @@
 // C ABI around at::cuda::CUDAGraph and a side-stream guard, for src/cuda_graph.rs.
 // Compiled by build.rs only when libtorch carries CUDA. No C++ exception crosses the
 // boundary: each call returns 0 on success, else -1 with the message in nnm_last_error().
+#include <ATen/Context.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -83,6 +84,21 @@ int nnm_side_stream_exit(void* p) {
   int rc = guarded([&] { s->stream.synchronize(); });
   delete s;
   return rc;
+}
+
+// --deterministic: cuDNN benchmark off, cuDNN deterministic algorithms, and ATen's
+// deterministic algorithms (an error, not a warning, for an op that has none). Writes the
+// three settings as they are afterwards into `state` (benchmark, cudnn, algorithms).
+int nnm_set_deterministic(int on, int* state) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    ctx.setBenchmarkCuDNN(!on);
+    ctx.setDeterministicCuDNN(on != 0);
+    ctx.setDeterministicAlgorithms(on != 0, false);
+    state[0] = ctx.benchmarkCuDNN();
+    state[1] = ctx.deterministicCuDNN();
+    state[2] = ctx.deterministicAlgorithms();
+  });
 }
 
 int nnm_device_synchronize() {

@@ -14,11 +14,11 @@
 //! Every batch has the same shape because the last partial batch is dropped.
 //!
 //! The graph API lives in libtorch's C++ (at::cuda::CUDAGraph), which tch does not bind: a
-//! small C shim (src/cuda_graph.cpp) wraps it. build.rs compiles it only when libtorch has
+//! small C shim (src/convnet/cuda_graph.cpp) wraps it. build.rs compiles it only when libtorch has
 //! CUDA and the CUDA headers are there, setting `cfg(nnmnist_cuda_graph)`. Without it, or if
 //! capture fails for any reason, training warns and runs eagerly: same numbers, slower.
-use crate::convnet::Net;
-use crate::train::{EagerStep, Step};
+use super::net::Net;
+use super::step::{EagerStep, Step};
 use anyhow::Result;
 use tch::nn;
 
@@ -69,7 +69,7 @@ pub use enabled::GraphStep;
 #[cfg(nnmnist_cuda_graph)]
 mod enabled {
     use super::*;
-    use crate::train::loss;
+    use crate::convnet::step::loss;
     use anyhow::{anyhow, bail};
     use std::ffi::{c_char, c_int, c_void, CStr};
     use tch::{Device, Kind, Tensor};

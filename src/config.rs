@@ -1,0 +1,129 @@
+//! From raw flags ([`crate::cli`]) to typed configuration, once: the defaults (named
+//! constants of each model), the device resolved to a [`tch::Device`], the seed inside the
+//! run's schedule, and which hyperparameters were given (a resumed run warns about those it
+//! ignores). Values are checked by the run driver, with the same code that checks a
+//! checkpoint's.
+use crate::classifier::ModelKind;
+use crate::cli::{Cli, Command, CommonArgs, ShowArgs};
+use crate::driver::{self, Files, RunSpec, Schedule, Start};
+use crate::signal::StopCondition;
+use crate::eval::EvalSpec;
+use crate::trace::TraceSpec;
+use crate::device::device_and_threads;
+use crate::{convnet, mlp};
+use anyhow::{bail, Result};
+use serde_json::{Map, Value};
+
+/// What the command line asks for.
+pub enum Job {
+    Convnet(RunSpec<convnet::Hyper, convnet::Options>),
+    Mlp(RunSpec<mlp::Hyper, mlp::Options>),
+    Eval(EvalSpec),
+    Show(ShowArgs),
+    Trace(TraceSpec),
+}
+
+impl Job {
+    /// Runs the job; a training run asks `stop` before every batch.
+    pub fn run(self, stop: &dyn StopCondition) -> Result<()> {
+        match self {
+            Job::Convnet(spec) => driver::train::<convnet::Convnet>(spec, stop),
+            Job::Mlp(spec) => driver::train::<mlp::Mlp>(spec, stop),
+            Job::Eval(spec) => crate::eval::run(&spec),
+            Job::Show(args) => crate::show::run(&args),
+            Job::Trace(spec) => crate::trace::run(&spec),
+        }
+    }
+
+    pub fn from_cli(cli: Cli) -> Result<Job> {
+        Ok(match cli.command {
+            Command::Convnet(a) => {
+                let d = convnet::Hyper::default();
+                let hyper = convnet::Hyper { lr: a.lr.unwrap_or(d.lr), weight_decay: a.weight_decay.unwrap_or(d.weight_decay) };
+                let (device, threads) = device_and_threads(&a.device.device, a.device.threads)?;
+                let options = convnet::Options { device, cuda_graph: !a.no_cuda_graph, threads, deterministic: a.deterministic };
+                let mut given = given_common(&a.common);
+                put(&mut given, "lr", a.lr);
+                put(&mut given, "weight_decay", a.weight_decay);
+                Job::Convnet(run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given))
+            }
+            Command::Mlp(a) => {
+                let d = mlp::Hyper::default();
+                let hyper = mlp::Hyper {
+                    sizes: a.sizes.clone().unwrap_or(d.sizes),
+                    eta: a.eta.unwrap_or(d.eta),
+                    cost: a.cost.unwrap_or(d.cost),
+                    lambda: a.lambda.unwrap_or(d.lambda),
+                    init: a.init.unwrap_or(d.init),
+                };
+                let engine = if a.reference { mlp::Engine::Reference } else { mlp::Engine::Fast };
+                let mut given = given_common(&a.common);
+                put(&mut given, "sizes", a.sizes.clone());
+                put(&mut given, "eta", a.eta);
+                put(&mut given, "cost", a.cost);
+                put(&mut given, "lambda", a.lambda);
+                put(&mut given, "init", a.init);
+                Job::Mlp(run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given))
+            }
+            Command::Eval(a) => {
+                let (device, threads) = match a.model {
+                    ModelKind::Convnet => device_and_threads(&a.device.device, a.device.threads)?,
+                    ModelKind::Mlp => (tch::Device::Cpu, None),
+                };
+                if a.test_size == Some(0) {
+                    bail!("--test-size must be at least 1");
+                }
+                Job::Eval(EvalSpec {
+                    model: a.model,
+                    weights: a.weights,
+                    data_dir: a.data_dir,
+                    device,
+                    threads,
+                    metrics: a.metrics,
+                    test_size: a.test_size,
+                    confusion: a.confusion,
+                    errors: a.errors,
+                })
+            }
+            Command::Show(a) => Job::Show(a),
+            Command::Trace(a) => Job::Trace(TraceSpec::from_args(a)?),
+        })
+    }
+}
+
+/// The schedule and files of a training command, with the model's defaults.
+fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, options: O, given: Map<String, Value>) -> RunSpec<H, O> {
+    let schedule = Schedule {
+        epochs: c.epochs.unwrap_or(epochs),
+        batch_size: c.batch_size.unwrap_or(batch_size),
+        train_size: c.train_size,
+        test_size: c.test_size,
+        shuffle: !c.no_shuffle,
+        seed: c.seed.unwrap_or(0),
+    };
+    let start = match (&c.resume, &c.init_from) {
+        (Some(p), _) => Start::Resume(p.clone()),
+        (None, Some(p)) => Start::InitFrom(p.clone()),
+        (None, None) => Start::Fresh,
+    };
+    let files = Files { data_dir: c.data_dir.clone(), save: c.save.clone(), metrics: c.metrics.clone() };
+    RunSpec { schedule, hyper, options, files, start, given }
+}
+
+/// The schedule's flags that were given, by stored field name.
+fn given_common(c: &CommonArgs) -> Map<String, Value> {
+    let mut given = Map::new();
+    put(&mut given, "epochs", c.epochs);
+    put(&mut given, "batch_size", c.batch_size);
+    put(&mut given, "train_size", c.train_size);
+    put(&mut given, "test_size", c.test_size);
+    put(&mut given, "shuffle", c.no_shuffle.then_some(false));
+    put(&mut given, "seed", c.seed);
+    given
+}
+
+fn put<T: serde::Serialize>(given: &mut Map<String, Value>, field: &str, value: Option<T>) {
+    if let Some(v) = value.and_then(|v| serde_json::to_value(v).ok()) {
+        given.insert(field.into(), v);
+    }
+}

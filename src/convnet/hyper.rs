@@ -1,0 +1,54 @@
+//! The convnet's hyperparameters (nn_convnet.py's), their defaults and their checks, and its
+//! options that a checkpoint does not store.
+use crate::driver::schedule::{check_non_negative, check_positive};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+/// nn_convnet.py: 20 epochs of SGD(lr=0.05, weight_decay=0.001) on batches of 64.
+pub const DEFAULT_EPOCHS: usize = 20;
+pub const DEFAULT_BATCH_SIZE: usize = 64;
+pub const DEFAULT_LR: f64 = 0.05;
+pub const DEFAULT_WEIGHT_DECAY: f64 = 0.001;
+
+/// What a checkpoint stores of a convnet run besides the schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hyper {
+    /// SGD learning rate.
+    pub lr: f64,
+    /// SGD weight decay (L2).
+    pub weight_decay: f64,
+}
+
+impl Default for Hyper {
+    fn default() -> Hyper {
+        Hyper { lr: DEFAULT_LR, weight_decay: DEFAULT_WEIGHT_DECAY }
+    }
+}
+
+impl Hyper {
+    /// The checks of every value, from flags or from a checkpoint.
+    pub fn check(&self) -> Result<()> {
+        check_positive("--lr", self.lr)?;
+        check_non_negative("--weight-decay", self.weight_decay)
+    }
+}
+
+/// How a convnet run executes: not stored, may differ on resume.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    /// Resolved once from `--device`.
+    pub device: Device,
+    /// On CUDA, capture the step as one CUDA graph (`--no-cuda-graph` turns it off).
+    pub cuda_graph: bool,
+    /// libtorch's CPU threads (None: its own choice).
+    pub threads: Option<usize>,
+    /// Deterministic kernels on CUDA (`--deterministic`).
+    pub deterministic: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { device: Device::Cpu, cuda_graph: true, threads: None, deterministic: false }
+    }
+}

@@ -1,0 +1,148 @@
+//! The convnet in the run driver ([`crate::driver::Model`]): nn_convnet.py's `train()` and
+//! `test()` loops with its console lines, on the CPU or CUDA (there, by default, the step
+//! replays one captured CUDA graph).
+use super::cuda_graph::graph_step_or_eager;
+use super::eval::{evaluate, lines};
+use super::hyper::{Hyper, Options};
+use super::net::{check_weights, images_tensor, labels_tensor, Net};
+use super::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
+use crate::data::{Mnist, Split};
+use crate::device;
+use crate::driver::{Model, RunSpec};
+use crate::evaluation::Evaluation;
+use crate::weights::{Entry, Weights};
+use anyhow::Result;
+use tch::{Device, Kind, Tensor};
+
+/// nn_convnet.py prints the loss every 20 batches.
+pub const PRINT_EVERY: usize = 20;
+
+/// A convnet run in progress: the network, its step, and the data on the device.
+pub struct Convnet {
+    net: Net,
+    step: Box<dyn Step>,
+    device: Device,
+    seed: u64,
+    shuffle: bool,
+    batch_size: usize,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    /// This epoch's order of the training images, on the device.
+    order: Tensor,
+    /// The sum of this epoch's batch losses, on the device (read once per epoch).
+    loss_sum: Tensor,
+    trained: usize,
+}
+
+impl Model for Convnet {
+    const NAME: &'static str = "convnet";
+    const RATE_FLAG: &'static str = "--lr";
+    const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
+    type Hyper = Hyper;
+    type Options = Options;
+
+    fn check_hyper(hyper: &Hyper) -> Result<()> {
+        hyper.check()
+    }
+
+    fn check_weights(_hyper: &Hyper, weights: &Weights) -> Result<()> {
+        check_weights(weights)
+    }
+
+    /// The last partial batch is dropped, as nn_convnet.py's DataLoader(drop_last=True).
+    fn batches(train: usize, batch_size: usize) -> usize {
+        batch_count(train, batch_size)
+    }
+
+    fn build(spec: &RunSpec<Hyper, Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Convnet> {
+        let o = &spec.options;
+        if let Some(t) = o.threads {
+            tch::set_num_threads(t as i32);
+        }
+        let device = o.device;
+        if o.deterministic {
+            super::determinism::enable(device)?;
+        }
+        let net = Net::new(device, spec.schedule.seed);
+        if let Some(w) = weights {
+            net.copy_from(w)?;
+        }
+        let opt = sgd(&net, spec.hyper.lr, spec.hyper.weight_decay)?;
+        let step: Box<dyn Step> = if device.is_cuda() && o.cuda_graph {
+            graph_step_or_eager(opt, &net, spec.schedule.batch_size)
+        } else {
+            Box::new(EagerStep { opt })
+        };
+        Ok(Convnet {
+            net,
+            step,
+            device,
+            seed: spec.schedule.seed,
+            shuffle: spec.schedule.shuffle,
+            batch_size: spec.schedule.batch_size,
+            train_x: images_tensor(&train.images, device),
+            train_y: labels_tensor(&train.labels, device),
+            test_x: images_tensor(&test.images, device),
+            test_y: labels_tensor(&test.labels, device),
+            order: Tensor::zeros([0], (Kind::Int64, device)),
+            loss_sum: Tensor::zeros([], (Kind::Float, device)),
+            trained: 0,
+        })
+    }
+
+    /// nn_convnet.py's `Using {device} device`.
+    fn intro(&self, _mnist: &Mnist) -> String {
+        format!("Using {} device", device::console_name(self.device))
+    }
+
+    /// `Epoch {t+1}` and a line of 31 dashes.
+    fn start_epoch(&mut self, epoch: usize) -> Option<String> {
+        let n = self.train_y.size()[0] as usize;
+        self.order = epoch_order(n, self.seed, epoch, self.shuffle).to_device(self.device);
+        self.loss_sum = Tensor::zeros([], (Kind::Float, self.device));
+        self.trained = 0;
+        Some(format!("Epoch {}\n-------------------------------", epoch + 1))
+    }
+
+    /// On the CPU the loss is read every batch; on CUDA only every 20th (a read is a sync).
+    fn train_batch(&mut self, batch: usize) -> Result<Option<f64>> {
+        let (x, y) = batch_tensors(&self.order, &self.train_x, &self.train_y, batch, self.batch_size);
+        let loss = self.step.step(&self.net, &x, &y)?;
+        self.loss_sum += &loss;
+        self.trained += 1;
+        let read = batch.is_multiple_of(PRINT_EVERY) || !self.device.is_cuda();
+        Ok(read.then(|| loss.double_value(&[])))
+    }
+
+    /// `loss: {loss:>7f}  [{current:>5d}/{size:>5d}]` every 20 batches.
+    fn batch_line(&self, batch: usize, loss: f64) -> Option<String> {
+        let n = self.train_y.size()[0];
+        (batch.is_multiple_of(PRINT_EVERY)).then(|| format!("loss: {loss:>7.6}  [{:>5}/{n:>5}]", (batch + 1) * self.batch_size))
+    }
+
+    fn epoch_train_loss(&mut self) -> f64 {
+        self.loss_sum.double_value(&[]) / self.trained.max(1) as f64
+    }
+
+    fn evaluate(&mut self) -> Result<Evaluation> {
+        evaluate(&self.net, &self.test_x, &self.test_y)
+    }
+
+    fn eval_lines(&self, _epoch: usize, ev: &Evaluation) -> String {
+        lines(ev)
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.net.entries()
+    }
+
+    fn device_name(&self) -> String {
+        device::metrics_name(self.device)
+    }
+
+    fn done_line(&self) -> Option<&'static str> {
+        Some("Done!")
+    }
+}

@@ -1,0 +1,58 @@
+//! Console output of a run: lines go to stdout; on a terminal a progress bar on stderr shows
+//! the batches of the current epoch.
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Stdout lines, with a progress bar on stderr when stderr is a terminal.
+#[derive(Default)]
+pub struct Console {
+    bar: Option<ProgressBar>,
+}
+
+impl Console {
+    pub fn new() -> Console {
+        Console { bar: None }
+    }
+
+    /// Starts the bar for one epoch of `batches` steps (no-op when stderr is not a terminal).
+    pub fn start_epoch(&mut self, label: &str, batches: usize) {
+        self.finish();
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {elapsed_precise} (eta {eta}) {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            self.bar = Some(bar);
+        }
+    }
+
+    /// Advances the bar to `pos` batches done.
+    pub fn set_position(&self, pos: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(pos as u64);
+        }
+    }
+
+    /// Prints a line to stdout (above the bar, if any).
+    pub fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| println!("{text}")),
+            None => println!("{text}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

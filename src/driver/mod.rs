@@ -1,0 +1,299 @@
+//! One driver owns a training run, for both models. The path of a run:
+//!
+//! 1. [`RunSpec`] (resolved from the flags by `crate::config`) says where it starts: fresh,
+//!    `--init-from` weights, or `--resume` a checkpoint, whose stored hyperparameters and
+//!    position replace the flags' (flags that ask for something else are named in a
+//!    warning). Every value, from a flag or a checkpoint, goes through the same checks
+//!    ([`Schedule::check`] and [`Model::check_hyper`]); the weights are checked against
+//!    the model before any data is read.
+//! 2. The save target is checked and locked and the metrics file opened before the data is
+//!    loaded (one loader, one size check, one wording: [`crate::data`]).
+//! 3. The epoch loop asks the injected [`StopCondition`] before every batch; a stop saves
+//!    where the run is and returns [`Interrupted`]. After each epoch's training the
+//!    checkpoint is written first, then the test set is evaluated and the metrics record
+//!    appended, so any fault after training leaves that epoch on disk.
+//!
+//! A model plugs in through [`Model`]: train one batch, evaluate, its weight entries, its
+//! console lines. Nothing here knows which model runs, and nothing here touches
+//! process-wide state.
+pub mod console;
+pub mod schedule;
+
+pub use console::Console;
+pub use schedule::{Files, RunSpec, Schedule, Start};
+
+use crate::checkpoint;
+use crate::data::{self, Mnist, Split};
+use crate::evaluation::Evaluation;
+use crate::files::SaveTarget;
+use crate::metrics::{EpochMetrics, MetricsLog};
+use crate::signal::StopCondition;
+use crate::weights::{Entry, RunState, Weights};
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+use std::time::Instant;
+
+/// A network the driver can train. Shapes and meanings are each model's own; the driver
+/// only sequences the calls: `build`, then per epoch `start_epoch`, `train_batch` for each
+/// batch, `epoch_train_loss`, `evaluate`.
+pub trait Model: Sized {
+    /// The model's name in checkpoints and metrics: "convnet", "mlp".
+    const NAME: &'static str;
+    /// The flag of the learning rate, named when training diverges.
+    const RATE_FLAG: &'static str;
+    /// What the model trains on without `--train-size`: None for all the training images,
+    /// or (N, why) for the first N (the MLP: nn.py trains on the first 50,000).
+    const DEFAULT_TRAIN: Option<(usize, &'static str)>;
+    /// The model's own hyperparameters, stored in checkpoints.
+    type Hyper: Serialize + DeserializeOwned + Clone + Debug;
+    /// The model's options that are not stored (device, threads, engine...).
+    type Options;
+
+    /// Checks hyperparameters, from flags or a checkpoint; messages name the flags.
+    fn check_hyper(hyper: &Self::Hyper) -> Result<()>;
+    /// Checks that `weights` holds this network's parameters (names, shapes), before any
+    /// data is read.
+    fn check_weights(hyper: &Self::Hyper, weights: &Weights) -> Result<()>;
+    /// The number of batches of an epoch over `train` images.
+    fn batches(train: usize, batch_size: usize) -> usize;
+    /// The network (from `weights`, else drawn from the seed) with its data.
+    fn build(spec: &RunSpec<Self::Hyper, Self::Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Self>;
+    /// The console lines before the first epoch; `mnist` is the data as loaded.
+    fn intro(&self, mnist: &Mnist) -> String;
+    /// Prepares epoch `epoch` (0-based: its batch order); returns its header line, if any.
+    fn start_epoch(&mut self, epoch: usize) -> Option<String>;
+    /// One SGD step on batch `batch` of the current epoch; its loss when it was read (the
+    /// convnet on CUDA reads it only every 20 batches, to avoid a sync per step).
+    fn train_batch(&mut self, batch: usize) -> Result<Option<f64>>;
+    /// The console line after batch `batch` whose loss was read, if any.
+    fn batch_line(&self, batch: usize, loss: f64) -> Option<String>;
+    /// The mean loss of the batches trained since `start_epoch`.
+    fn epoch_train_loss(&mut self) -> f64;
+    /// Evaluates the test set.
+    fn evaluate(&mut self) -> Result<Evaluation>;
+    /// The console lines after evaluating epoch `epoch` (0-based).
+    fn eval_lines(&self, epoch: usize, ev: &Evaluation) -> String;
+    /// The parameters, with PyTorch's state_dict names.
+    fn entries(&self) -> Vec<Entry>;
+    /// The device, as metrics record it: "cpu", "cuda:0".
+    fn device_name(&self) -> String;
+    /// The console line after the last epoch, if any.
+    fn done_line(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The error a training loop returns after a stop, once it has saved what it could; `main`
+/// turns it into the status of the signal that asked for it.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// What a checkpoint stores as `hyper`: the schedule and the model's hyperparameters, as one
+/// JSON object.
+#[derive(Serialize, Deserialize)]
+struct Stored<H> {
+    #[serde(flatten)]
+    schedule: Schedule,
+    #[serde(flatten)]
+    hyper: H,
+}
+
+/// The checks every run's values get, whether they come from flags or a checkpoint.
+pub fn check<M: Model>(schedule: &Schedule, hyper: &M::Hyper) -> Result<()> {
+    schedule.check()?;
+    M::check_hyper(hyper)
+}
+
+/// Where a run begins, resolved from its spec.
+struct Begin {
+    weights: Option<Weights>,
+    /// The checkpoint resumed, if any.
+    resumed: Option<std::path::PathBuf>,
+    epoch: usize,
+    batch: usize,
+    save: Option<std::path::PathBuf>,
+}
+
+/// Resolves fresh / `--init-from` / `--resume`: the checkpoint's hyperparameters replace the
+/// spec's (`--epochs` excepted), every value is checked, the weights fit the model.
+fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> {
+    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone() };
+    match spec.start.clone() {
+        Start::Fresh => check::<M>(&spec.schedule, &spec.hyper)?,
+        Start::InitFrom(path) => {
+            check::<M>(&spec.schedule, &spec.hyper)?;
+            begin.weights = Some(Weights::load(&path)?);
+        }
+        Start::Resume(path) => {
+            let weights = Weights::load(&path)?;
+            let state = weights.run_state(M::NAME)?.clone();
+            let bad = || format!("{}: its run state is not valid", path.display());
+            let stored: Stored<M::Hyper> = serde_json::from_value(state.hyper.clone()).with_context(bad)?;
+            check::<M>(&stored.schedule, &stored.hyper).with_context(bad)?;
+            let ignored = schedule::ignored_on_resume(&spec.given, &state.hyper);
+            if !ignored.is_empty() {
+                eprintln!("nnmnist: warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", "));
+            }
+            let epochs = if spec.given.contains_key("epochs") { spec.schedule.epochs } else { stored.schedule.epochs };
+            if state.next_batch > 0 && state.epochs_done >= stored.schedule.epochs {
+                bail!("{}: its run state says batch {} of epoch {}, past the end of its {}-epoch run", path.display(), state.next_batch, state.epochs_done + 1, stored.schedule.epochs);
+            }
+            spec.schedule = Schedule { epochs, ..stored.schedule };
+            spec.hyper = stored.hyper;
+            spec.schedule.check()?;
+            begin.epoch = state.epochs_done;
+            begin.batch = state.next_batch;
+            begin.save = Some(spec.files.save.clone().unwrap_or_else(|| path.clone()));
+            begin.resumed = Some(path);
+            begin.weights = Some(weights);
+        }
+    }
+    if let Some(w) = &begin.weights {
+        M::check_weights(&spec.hyper, w)?;
+    }
+    Ok(begin)
+}
+
+/// Trains the run `spec` describes. `stop` is asked before every batch.
+pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopCondition) -> Result<()> {
+    let begin = resolve::<M>(&mut spec)?;
+    let s = spec.schedule.clone();
+    if begin.epoch >= s.epochs {
+        let inside = if begin.batch > 0 { format!(" and {} batches of the next", begin.batch) } else { String::new() };
+        eprintln!(
+            "nnmnist: nothing to do: the checkpoint holds {} epochs{inside} of this run, and --epochs is {}; pass --epochs N (N > {}) to train further",
+            begin.epoch, s.epochs, begin.epoch
+        );
+        return Ok(());
+    }
+    let save = begin.save.as_deref().map(SaveTarget::open).transpose()?;
+    let mut metrics = MetricsLog::open(spec.files.metrics.as_deref())?;
+    if matches!(spec.start, Start::Resume(_)) {
+        let kept = metrics.keep_recorded(M::NAME, s.seed, begin.epoch);
+        if let (false, Some(m)) = (kept.is_empty(), &spec.files.metrics) {
+            eprintln!("nnmnist: note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.display());
+        }
+    }
+
+    let mnist = Mnist::load(&spec.files.data_dir)?;
+    let train = data::take_train(&mnist.train, s.train_size, M::DEFAULT_TRAIN, &spec.files.data_dir)?;
+    let test = data::take_test(&mnist.test, s.test_size, &spec.files.data_dir)?;
+    if s.batch_size > train.len() {
+        bail!("--batch-size {} is larger than the {} training images{}", s.batch_size, train.len(), data::train_size_note(s.train_size));
+    }
+    let batches = M::batches(train.len(), s.batch_size);
+    if begin.batch >= batches {
+        bail!(
+            "{}: its run state says batch {} of epoch {}, but an epoch of its run has {batches} batches: the checkpoint does not fit its own hyperparameters",
+            begin.resumed.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            begin.batch,
+            begin.epoch + 1
+        );
+    }
+    let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
+    drop(begin.weights);
+    let mut console = Console::new();
+    console.line(&model.intro(&mnist));
+    drop(mnist);
+    eprintln!("nnmnist: seed {}", s.seed);
+
+    let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
+    let run = Run { s: &s, stored, save: save.as_ref(), batches };
+    stop.training(true);
+    let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
+    stop.training(false);
+    result?;
+    if let Some(line) = model.done_line() {
+        console.line(line);
+    }
+    Ok(())
+}
+
+/// An epoch loop in progress.
+struct Run<'a> {
+    s: &'a Schedule,
+    /// The hyperparameters a checkpoint stores (`RunState::hyper`).
+    stored: serde_json::Value,
+    save: Option<&'a SaveTarget>,
+    batches: usize,
+}
+
+impl Run<'_> {
+    fn epochs<M: Model>(&self, model: &mut M, console: &mut Console, metrics: &mut MetricsLog, stop: &dyn StopCondition, first_epoch: usize, first_batch: usize) -> Result<()> {
+        for epoch in first_epoch..self.s.epochs {
+            let first = if epoch == first_epoch { first_batch } else { 0 };
+            if let Some(header) = model.start_epoch(epoch) {
+                console.line(&header);
+            }
+            console.start_epoch(&format!("epoch {}", epoch + 1), self.batches);
+            let started = Instant::now();
+            for batch in first..self.batches {
+                if stop.should_stop() {
+                    console.finish();
+                    return Err(self.stopped(model, epoch, batch));
+                }
+                if let Some(loss) = model.train_batch(batch)? {
+                    self.check_finite::<M>(loss, epoch, Some(batch))?;
+                    if let Some(line) = model.batch_line(batch, loss) {
+                        console.line(&line);
+                    }
+                }
+                console.set_position(batch + 1);
+            }
+            console.finish();
+            let train_loss = model.epoch_train_loss();
+            let train_seconds = started.elapsed().as_secs_f64();
+            self.check_finite::<M>(train_loss, epoch, None)?;
+            self.save(model, epoch + 1, 0)?;
+            let started = Instant::now();
+            let ev = model.evaluate()?;
+            let eval_seconds = started.elapsed().as_secs_f64();
+            console.line(&model.eval_lines(epoch, &ev));
+            let record = EpochMetrics::new(M::NAME, model.device_name(), self.s.seed, epoch + 1, &ev);
+            metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, ..record })?;
+        }
+        Ok(())
+    }
+
+    /// Stops the run on a NaN or infinite loss, naming where it happened.
+    fn check_finite<M: Model>(&self, loss: f64, epoch: usize, batch: Option<usize>) -> Result<()> {
+        if !loss.is_finite() {
+            let at = match batch {
+                Some(b) => format!("batch {} of {}", b + 1, self.batches),
+                None => "its mean over the epoch".to_string(),
+            };
+            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try a smaller learning rate ({})", epoch + 1, M::RATE_FLAG);
+        }
+        Ok(())
+    }
+
+    /// Saves the weights and the position (`epochs_done`, `next_batch`), if there is a target.
+    fn save<M: Model>(&self, model: &M, epochs_done: usize, next_batch: usize) -> Result<()> {
+        let Some(target) = self.save else { return Ok(()) };
+        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone() };
+        checkpoint::save(target, &model.entries(), Some(&state))
+    }
+
+    /// Saves (where there is somewhere to) and builds the error of a stop before batch
+    /// `batch` of epoch `epoch` (both 0-based).
+    fn stopped<M: Model>(&self, model: &M, epoch: usize, batch: usize) -> anyhow::Error {
+        let place = format!("interrupted in epoch {} of {}, after {batch} of {} batches", epoch + 1, self.s.epochs, self.batches);
+        match self.save {
+            None => Interrupted(format!("{place}; nothing saved (give --save FILE to be able to resume)")).into(),
+            Some(target) => match self.save(model, epoch, batch) {
+                Ok(()) => Interrupted(format!("{place}; saved to {0}; continue with --resume {0}", target.path().display())).into(),
+                Err(e) => e.context(format!("{place}, and saving failed")),
+            },
+        }
+    }
+}

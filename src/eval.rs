@@ -1,0 +1,112 @@
+//! `nnmnist eval`: saved weights (ours or PyTorch's) on the test set, with what people look
+//! at after an evaluation: the confusion matrix with each digit's accuracy, and the
+//! misclassified images, each ready for `nnmnist show INDEX --weights F`.
+use crate::classifier::{Classifier, ModelKind};
+use crate::data::{self, Mnist, CLASSES};
+use crate::evaluation::Evaluation;
+use crate::metrics::{EpochMetrics, MetricsLog};
+use crate::weights::Weights;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A resolved `nnmnist eval` command.
+#[derive(Clone, Debug)]
+pub struct EvalSpec {
+    pub model: ModelKind,
+    pub weights: PathBuf,
+    pub data_dir: PathBuf,
+    pub device: tch::Device,
+    /// libtorch's CPU threads (the convnet).
+    pub threads: Option<usize>,
+    pub metrics: Option<PathBuf>,
+    pub test_size: Option<usize>,
+    pub confusion: bool,
+    pub errors: Option<usize>,
+}
+
+/// Runs the evaluation and prints its lines: nn_convnet.py's `Test Error` lines for the
+/// convnet, one summary line for the MLP; then the confusion matrix and the misses if asked.
+pub fn run(spec: &EvalSpec) -> Result<()> {
+    // The weights and the metrics file first: a bad one is reported without waiting for data.
+    if let Some(t) = spec.threads {
+        tch::set_num_threads(t as i32);
+    }
+    let weights = Weights::load(&spec.weights)?;
+    let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
+    let mut metrics = MetricsLog::open(spec.metrics.as_deref())?;
+    let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
+    let started = Instant::now();
+    let ev = classifier.evaluate(&test)?;
+    let eval_seconds = started.elapsed().as_secs_f64();
+    match &classifier {
+        Classifier::Convnet(_) => println!("{}", crate::convnet::eval::lines(&ev)),
+        Classifier::Mlp(net, cost) => println!(
+            "MLP {} from {}: {} / {} correct ({:.2}%)  test cost {:.6} ({})",
+            crate::mlp::join_sizes(&net.sizes),
+            spec.weights.display(),
+            ev.correct(),
+            ev.total(),
+            100.0 * ev.accuracy(),
+            ev.loss,
+            serde_json::to_value(cost).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        ),
+    }
+    if spec.confusion {
+        print!("{}", confusion_table(&ev));
+    }
+    if let Some(n) = spec.errors {
+        print!("{}", errors_table(&ev, n, &spec.weights));
+    }
+    let state = weights.state.as_ref();
+    let epoch = state.map(|s| s.epochs_done).unwrap_or(0);
+    let seed = state.and_then(|s| s.hyper.get("seed")).and_then(|v| v.as_u64()).unwrap_or(0);
+    let model = match spec.model {
+        ModelKind::Convnet => "convnet",
+        ModelKind::Mlp => "mlp",
+    };
+    let device = match &classifier {
+        Classifier::Convnet(_) => crate::device::metrics_name(spec.device),
+        Classifier::Mlp(..) => "cpu".to_string(),
+    };
+    let record = EpochMetrics::new(model, device, seed, epoch, &ev);
+    metrics.write(&EpochMetrics { eval_seconds, ..record })
+}
+
+/// The confusion matrix: one row per true digit, one column per prediction, then the row's
+/// total and accuracy; a last line with the overall accuracy.
+pub fn confusion_table(ev: &Evaluation) -> String {
+    let counts = ev.confusion();
+    let mut out = String::from("Confusion matrix (rows: true digit, columns: prediction)\n");
+    out.push_str("label |");
+    for d in 0..CLASSES {
+        out.push_str(&format!("{d:>6}"));
+    }
+    out.push_str(" |  total  accuracy\n");
+    out.push_str(&format!("{}\n", "-".repeat(7 + 6 * CLASSES + 19)));
+    for (label, row) in counts.iter().enumerate() {
+        out.push_str(&format!("{label:>5} |"));
+        for &c in row {
+            out.push_str(&format!("{c:>6}"));
+        }
+        let total: usize = row.iter().sum();
+        let acc = if total > 0 { format!("{:>8.2}%", 100.0 * row[label] as f64 / total as f64) } else { format!("{:>9}", "-") };
+        out.push_str(&format!(" | {total:>6} {acc}\n"));
+    }
+    out.push_str(&format!("all: {} / {} correct ({:.2}%)\n", ev.correct(), ev.total(), 100.0 * ev.accuracy()));
+    out
+}
+
+/// The first `n` misclassified test images, one line each.
+pub fn errors_table(ev: &Evaluation, n: usize, weights: &std::path::Path) -> String {
+    let misses: Vec<_> = ev.misses().collect();
+    let mut out = format!("Misclassified: {} of {} test images; the first {}:\n", misses.len(), ev.total(), n.min(misses.len()));
+    out.push_str(" index  label  prediction  probability\n");
+    for m in misses.iter().take(n) {
+        out.push_str(&format!("{:>6}  {:>5}  {:>10}  {:>10.1}%\n", m.index, m.label, m.prediction, 100.0 * m.confidence));
+    }
+    if let Some(m) = misses.first().filter(|_| n > 0) {
+        out.push_str(&format!("(see one: nnmnist show {} --weights {})\n", m.index, weights.display()));
+    }
+    out
+}

@@ -1,0 +1,30 @@
+//! Michael Nielsen's from-scratch network (nn.py / `network.py`, with `network2.py`'s cost,
+//! L2 and init options): sigmoid layers, hand-written backprop, mini-batch SGD, in plain
+//! Rust and f64 (nn.py computes in float64). No autograd, no libtorch.
+//!
+//! - [`network`]: [`Network`] in Nielsen's vocabulary (`feedforward`, `backprop`,
+//!   `update_mini_batch`, `nabla_w`, `eta`), the readable reference;
+//! - [`cost`]: the sigmoid and the two costs; [`exp`]: the e^x they use;
+//! - [`fast`]: [`fast::FastNet`], the same arithmetic laid out for speed (sparse first
+//!   layer, runtime-selected SIMD), bit for bit equal to [`Network`]; [`sparse`]: the images
+//!   as it reads them;
+//! - [`hyper`]: the hyperparameters and their checks; [`io`]: weights files; [`shuffle`]:
+//!   the random streams;
+//! - [`model`]: the plug-in of the run driver ([`crate::driver`]), training either
+//!   [`Network`] or [`fast::FastNet`].
+pub mod cost;
+pub mod exp;
+pub mod fast;
+pub mod hyper;
+pub mod io;
+pub mod model;
+pub mod network;
+pub mod shuffle;
+pub mod sparse;
+
+pub use cost::{one_hot, pixels_f64, sigmoid, sigmoid_prime, Cost};
+pub use hyper::{check_sizes, Hyper, Init};
+pub use io::{infer_sizes, join_sizes, network_of};
+pub use model::{Engine, Mlp, Options};
+pub use network::Network;
+pub use shuffle::epoch_order;

@@ -1,0 +1,224 @@
+//! The MLP in the run driver ([`crate::driver::Model`]): nn.py's epoch (shuffle, batches of
+//! `batch_size`, the last one possibly smaller, `update_mini_batch` on each, evaluate) with
+//! either the textbook [`Network`] or the fast [`FastNet`]; the same numbers, bit for bit.
+use super::cost::{one_hot, pixels_f64, Cost};
+use super::fast::FastNet;
+use super::hyper::{Hyper, DEFAULT_TRAIN_SIZE};
+use super::network::Network;
+use super::shuffle::epoch_order;
+use super::sparse::SparseImages;
+use crate::data::{Mnist, Split};
+use crate::driver::{Model, RunSpec};
+use crate::evaluation::{argmax, Evaluation};
+use crate::weights::{Entry, Weights};
+use anyhow::Result;
+
+/// Which implementation trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// [`FastNet`] (the default).
+    #[default]
+    Fast,
+    /// The textbook [`Network`] (`--reference`): slower, the same results bit for bit.
+    Reference,
+}
+
+/// The MLP's options that a checkpoint does not store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub engine: Engine,
+}
+
+/// An MLP run in progress.
+pub struct Mlp {
+    hyper: Hyper,
+    seed: u64,
+    shuffle: bool,
+    batch_size: usize,
+    net: Net,
+    train: Images,
+    test: Images,
+    /// This epoch's order of the training images.
+    order: Vec<u32>,
+    loss_sum: f64,
+    trained: usize,
+}
+
+enum Net {
+    Fast(Box<FastNet>),
+    Reference(Network),
+}
+
+/// A split as the engine reads it.
+enum Images {
+    Sparse(Box<SparseImages>),
+    Dense(Split),
+}
+
+impl Images {
+    fn new(engine: Engine, split: Split) -> Images {
+        match engine {
+            Engine::Fast => Images::Sparse(Box::new(SparseImages::from_split(&split, split.len()))),
+            Engine::Reference => Images::Dense(split),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Images::Sparse(s) => s.len(),
+            Images::Dense(s) => s.len(),
+        }
+    }
+}
+
+/// The images `idx` of `split` as nn.py's batch: x (m, 784) f64, y (m, 10) one-hot.
+fn batch_xy(split: &Split, idx: &[u32]) -> (Vec<f64>, Vec<f64>) {
+    let pixels: Vec<u8> = idx.iter().flat_map(|&i| split.image(i as usize).iter().copied()).collect();
+    let labels: Vec<u8> = idx.iter().map(|&i| split.labels[i as usize]).collect();
+    (pixels_f64(&pixels), one_hot(&labels))
+}
+
+/// [`Network`] on every image of `split`, 256 at a time: predictions, their probabilities
+/// (the output divided by the sum of the outputs) and the mean cost, as [`FastNet::evaluate`].
+fn evaluate_reference(net: &Network, split: &Split, cost: Cost) -> Evaluation {
+    let (mut predictions, mut confidence, mut total) = (Vec::new(), Vec::new(), 0.0);
+    let all: Vec<u32> = (0..split.len() as u32).collect();
+    let k = net.sizes[net.sizes.len() - 1];
+    for chunk in all.chunks(256) {
+        let (x, y) = batch_xy(split, chunk);
+        let fwd = net.forward(&x, chunk.len());
+        let (z, a) = (&fwd.zs[fwd.zs.len() - 1], &fwd.activations[fwd.activations.len() - 1]);
+        for j in 0..chunk.len() {
+            let out = &a[j * k..(j + 1) * k];
+            let p = argmax(out);
+            predictions.push(p as u8);
+            confidence.push(out[p] / out.iter().sum::<f64>());
+            total += cost.cost(&z[j * k..(j + 1) * k], out, &y[j * k..(j + 1) * k]);
+        }
+    }
+    Evaluation { labels: split.labels.clone(), predictions, confidence, loss: total / split.len().max(1) as f64 }
+}
+
+impl Mlp {
+    fn network(&self) -> Network {
+        match &self.net {
+            Net::Fast(f) => f.to_network(),
+            Net::Reference(n) => n.clone(),
+        }
+    }
+}
+
+impl Model for Mlp {
+    const NAME: &'static str = "mlp";
+    const RATE_FLAG: &'static str = "--eta";
+    const DEFAULT_TRAIN: Option<(usize, &'static str)> = Some((DEFAULT_TRAIN_SIZE, "nn.py trains on the first 50000 training images"));
+    type Hyper = Hyper;
+    type Options = Options;
+
+    fn check_hyper(hyper: &Hyper) -> Result<()> {
+        hyper.check()
+    }
+
+    fn check_weights(hyper: &Hyper, weights: &Weights) -> Result<()> {
+        Network::from_weights(weights, &hyper.sizes).map(|_| ())
+    }
+
+    /// nn.py keeps the last, smaller batch.
+    fn batches(train: usize, batch_size: usize) -> usize {
+        train.div_ceil(batch_size)
+    }
+
+    fn build(spec: &RunSpec<Hyper, Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Mlp> {
+        let h = &spec.hyper;
+        let network = match weights {
+            Some(w) => Network::from_weights(w, &h.sizes)?,
+            None => Network::seeded(&h.sizes, h.init, spec.schedule.seed),
+        };
+        let engine = spec.options.engine;
+        let net = match engine {
+            Engine::Fast => {
+                let fast = FastNet::from_network(&network, spec.schedule.batch_size.max(256));
+                tracing::debug!("mlp kernels: {:?}", fast.simd());
+                Net::Fast(Box::new(fast))
+            }
+            Engine::Reference => Net::Reference(network),
+        };
+        Ok(Mlp {
+            hyper: h.clone(),
+            seed: spec.schedule.seed,
+            shuffle: spec.schedule.shuffle,
+            batch_size: spec.schedule.batch_size,
+            net,
+            train: Images::new(engine, train),
+            test: Images::new(engine, test),
+            order: Vec::new(),
+            loss_sum: 0.0,
+            trained: 0,
+        })
+    }
+
+    /// nn.py's two `Loaded ...` lines.
+    fn intro(&self, mnist: &Mnist) -> String {
+        mnist.loaded_lines()
+    }
+
+    fn start_epoch(&mut self, epoch: usize) -> Option<String> {
+        self.order = epoch_order(self.seed, epoch, self.train.len(), self.shuffle);
+        (self.loss_sum, self.trained) = (0.0, 0);
+        None
+    }
+
+    /// `update_mini_batch` on the images order[batch*bs..(batch+1)*bs]; returns the batch's
+    /// mean cost before the step.
+    fn train_batch(&mut self, batch: usize) -> Result<Option<f64>> {
+        let (bs, n) = (self.batch_size, self.train.len());
+        let idx = &self.order[batch * bs..((batch + 1) * bs).min(n)];
+        let h = &self.hyper;
+        let cost = match (&mut self.net, &self.train) {
+            (Net::Fast(fast), Images::Sparse(train)) => {
+                if let Some(next) = self.order.get((batch + 1) * bs..((batch + 2) * bs).min(n)) {
+                    train.prefetch(next);
+                }
+                fast.train_batch(train, idx, h.eta, h.cost, h.lambda, n)
+            }
+            (Net::Reference(net), Images::Dense(train)) => {
+                let (x, y) = batch_xy(train, idx);
+                net.update_mini_batch(&x, &y, idx.len(), h.eta, h.cost, h.lambda, n)
+            }
+            _ => unreachable!("the engine and its images are built together"),
+        };
+        self.loss_sum += cost;
+        self.trained += 1;
+        Ok(Some(cost))
+    }
+
+    fn batch_line(&self, _batch: usize, _loss: f64) -> Option<String> {
+        None
+    }
+
+    fn epoch_train_loss(&mut self) -> f64 {
+        self.loss_sum / self.trained.max(1) as f64
+    }
+
+    fn evaluate(&mut self) -> Result<Evaluation> {
+        Ok(match (&mut self.net, &self.test) {
+            (Net::Fast(fast), Images::Sparse(test)) => fast.evaluate(test, self.hyper.cost),
+            (Net::Reference(net), Images::Dense(test)) => evaluate_reference(net, test, self.hyper.cost),
+            _ => unreachable!("the engine and its images are built together"),
+        })
+    }
+
+    /// nn.py's `Epoch {i}: {correct} / {total}` (i from 0), with the test cost.
+    fn eval_lines(&self, epoch: usize, ev: &Evaluation) -> String {
+        format!("Epoch {epoch}: {} / {}  test cost {:.6}", ev.correct(), ev.total(), ev.loss)
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.network().entries()
+    }
+
+    fn device_name(&self) -> String {
+        "cpu".into()
+    }
+}
+

@@ -1,0 +1,166 @@
+//! `nnmnist trace`: one training step on one batch, every intermediate tensor written to a
+//! safetensors file, for `scripts/compare --layers` (which has the PyTorch reference scripts
+//! write the same file and reports where the two part).
+//!
+//! The batch: training images [start, start + N) in file order. The tensors (CPU; f32 for
+//! the convnet, f64 for the MLP):
+//! - each layer's output: `model.0` ... `model.9` for the convnet (train mode); `0`, `1`,
+//!   `2`, ... for the MLP, as nn.Sequential(Linear, Sigmoid, ...) numbers its modules (z,
+//!   then the sigmoid's a, per layer);
+//! - `loss` (1): the convnet's mean cross-entropy; the MLP's mean cost over the batch;
+//! - `grad.KEY` per parameter: the gradient of that loss (the MLP's nabla / m);
+//! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
+//!   convnet, nn.py's rule with eta, lambda and n for the MLP).
+use crate::classifier::ModelKind;
+use crate::cli::TraceArgs;
+use crate::device::device_and_threads;
+use crate::convnet::{self, images_tensor, labels_tensor, Net};
+use crate::data::{self, Mnist, Split};
+use crate::files::SaveTarget;
+use crate::mlp::{self, one_hot, pixels_f64, Cost, Network};
+use crate::weights::{Entry, Weights};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+/// A resolved `nnmnist trace` command.
+#[derive(Clone, Debug)]
+pub struct TraceSpec {
+    pub model: ModelKind,
+    pub weights: PathBuf,
+    pub out: PathBuf,
+    pub batch_size: usize,
+    pub batch_start: usize,
+    pub data_dir: PathBuf,
+    pub device: Device,
+    pub threads: Option<usize>,
+    pub deterministic: bool,
+    pub convnet: convnet::Hyper,
+    pub mlp: mlp::Hyper,
+    /// The MLP's n in its L2 term.
+    pub train_size_n: usize,
+}
+
+impl TraceSpec {
+    pub fn from_args(a: TraceArgs) -> Result<TraceSpec> {
+        let (device, threads) = if a.model == ModelKind::Convnet { device_and_threads(&a.device.device, a.device.threads)? } else { (Device::Cpu, None) };
+        let (c, m) = (convnet::Hyper::default(), mlp::Hyper::default());
+        let convnet = convnet::Hyper { lr: a.lr.unwrap_or(c.lr), weight_decay: a.weight_decay.unwrap_or(c.weight_decay) };
+        let mlp = mlp::Hyper { eta: a.eta.unwrap_or(m.eta), lambda: a.lambda.unwrap_or(m.lambda), cost: a.cost.unwrap_or(m.cost), ..m };
+        let batch_size = a.batch_size.unwrap_or(match a.model {
+            ModelKind::Convnet => convnet::hyper::DEFAULT_BATCH_SIZE,
+            ModelKind::Mlp => mlp::hyper::DEFAULT_BATCH_SIZE,
+        });
+        crate::driver::schedule::at_least_one("--batch-size", batch_size)?;
+        let train_size_n = a.train_size_n.unwrap_or(mlp::hyper::DEFAULT_TRAIN_SIZE);
+        crate::driver::schedule::at_least_one("--train-size-n", train_size_n)?;
+        match a.model {
+            ModelKind::Convnet => convnet.check()?,
+            ModelKind::Mlp => {
+                crate::driver::schedule::check_positive("--eta", mlp.eta)?;
+                crate::driver::schedule::check_non_negative("--lambda", mlp.lambda)?;
+            }
+        }
+        Ok(TraceSpec {
+            model: a.model,
+            weights: a.weights,
+            out: a.out,
+            batch_size,
+            batch_start: a.batch_start,
+            data_dir: a.data_dir,
+            device,
+            threads,
+            deterministic: a.deterministic,
+            convnet,
+            mlp,
+            train_size_n,
+        })
+    }
+}
+
+/// Runs the step and writes the file.
+pub fn run(spec: &TraceSpec) -> Result<()> {
+    let weights = Weights::load(&spec.weights)?;
+    let out = SaveTarget::open(&spec.out)?;
+    let train = Mnist::load(&spec.data_dir)?.train;
+    let batch = batch(&train, spec)?;
+    let entries = match spec.model {
+        ModelKind::Convnet => convnet_step(spec, &weights, &batch)?,
+        ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
+    };
+    crate::checkpoint::save(&out, &entries, None)?;
+    eprintln!("nnmnist: trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.display(), entries.len());
+    Ok(())
+}
+
+/// Training images [start, start + N).
+fn batch(train: &Split, spec: &TraceSpec) -> Result<Split> {
+    let end = spec.batch_start.checked_add(spec.batch_size).filter(|&e| e <= train.len());
+    let Some(end) = end else {
+        bail!("--batch-start {} with --batch-size {} runs past the {} training images in {}", spec.batch_start, spec.batch_size, train.len(), spec.data_dir.display())
+    };
+    let all = data::take_train(train, Some(end), None, &spec.data_dir)?;
+    Ok(Split { images: all.images[spec.batch_start * data::PIXELS..].to_vec(), labels: all.labels[spec.batch_start..].to_vec() })
+}
+
+/// A tensor as an F32 entry.
+fn f32_entry(name: String, t: &Tensor) -> Result<Entry> {
+    let shape = t.size().iter().map(|&d| d as usize).collect();
+    let values = Vec::<f32>::try_from(t.detach().to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).with_context(|| format!("reading {name}"))?;
+    Ok(Entry::f32(name, shape, values))
+}
+
+fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<Entry>> {
+    if let Some(t) = spec.threads {
+        tch::set_num_threads(t as i32);
+    }
+    if spec.deterministic {
+        convnet::determinism::enable(spec.device)?;
+    }
+    convnet::net::check_weights(weights)?;
+    let net = Net::new(spec.device, 0);
+    net.copy_from(weights)?;
+    let (x, y) = (images_tensor(&batch.images, spec.device), labels_tensor(&batch.labels, spec.device));
+    let mut out = Vec::new();
+    let layers = net.forward_layers(&x);
+    for (i, t) in layers.iter().enumerate() {
+        out.push(f32_entry(format!("model.{i}"), t)?);
+    }
+    let loss = convnet::step::loss(&layers[layers.len() - 1], &y);
+    out.push(f32_entry("loss".into(), &loss.reshape([1]))?);
+    let mut opt = convnet::step::sgd(&net, spec.convnet.lr, spec.convnet.weight_decay)?;
+    opt.zero_grad();
+    loss.backward();
+    for (name, p) in net.parameters() {
+        out.push(f32_entry(format!("grad.{name}"), &p.grad())?);
+    }
+    opt.step();
+    for (name, p) in net.parameters() {
+        out.push(f32_entry(format!("after.{name}"), &p)?);
+    }
+    Ok(out)
+}
+
+fn mlp_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<Entry>> {
+    let mut net: Network = mlp::network_of(weights)?;
+    let m = batch.len();
+    let (x, y) = (pixels_f64(&batch.images), one_hot(&batch.labels));
+    let (h, cost): (&mlp::Hyper, Cost) = (&spec.mlp, spec.mlp.cost);
+    let fwd = net.forward(&x, m);
+    let mut out = Vec::new();
+    for (i, (z, a)) in fwd.zs.iter().zip(&fwd.activations[1..]).enumerate() {
+        let width = net.sizes[i + 1];
+        out.push(Entry::f64(format!("{}", 2 * i), vec![m, width], z.clone()));
+        out.push(Entry::f64(format!("{}", 2 * i + 1), vec![m, width], a.clone()));
+    }
+    out.push(Entry::f64("loss", vec![1], vec![net.total_cost(&x, &y, m, cost) / m as f64]));
+    let (nabla_b, nabla_w) = net.backprop(&x, &y, m, cost);
+    for (i, (nw, nb)) in nabla_w.iter().zip(&nabla_b).enumerate() {
+        let shape = vec![net.sizes[i + 1], net.sizes[i]];
+        out.push(Entry::f64(format!("grad.{}.weight", 2 * i), shape, nw.iter().map(|g| g / m as f64).collect()));
+        out.push(Entry::f64(format!("grad.{}.bias", 2 * i), vec![net.sizes[i + 1]], nb.iter().map(|g| g / m as f64).collect()));
+    }
+    net.update_mini_batch(&x, &y, m, h.eta, cost, h.lambda, spec.train_size_n);
+    out.extend(net.entries().into_iter().map(|e| Entry { name: format!("after.{}", e.name), ..e }));
+    Ok(out)
+}
