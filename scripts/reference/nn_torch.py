@@ -17,7 +17,15 @@ Prints what `nnmnist mlp` prints: the two `Loaded ...` lines, then per epoch
 `Epoch {i}: {correct} / {total}  test cost {cost:.6f}`. --metrics: nnmnist's JSON-lines
 schema, implementation "pytorch".
 
+--trace OUT.safetensors (instead of training; the PyTorch side of scripts/compare --layers):
+one step on training images [--batch-start, --batch-start + --batch-size) in file order, and
+in OUT every layer's output by Sequential index (0 = z of layer 0, 1 = its activation, 2, ...),
+`loss` (1) the mean cost over the batch, `grad.<key>` = dC/dp / m (C summed over the batch,
+computed as that sum's gradient divided by m) and `after.<key>` the parameters after the step
+above, with n = --train-size-n.
+
     .venv/bin/python scripts/reference/nn_torch.py --epochs 1 --init-from w.safetensors --no-shuffle --save out.safetensors
+    .venv/bin/python scripts/reference/nn_torch.py --trace t.safetensors --init-from w.safetensors --threads 1
 """
 import argparse
 import os
