@@ -9,11 +9,31 @@ Run it through scripts/compare (which uses .venv/bin/python). Modes:
                 per-epoch test-loss agreement in significant digits, and whether the two
                 stdouts are identical. Default 1 convnet epoch, 3 MLP epochs.
   --seeds N     N seeds per side (seed, seed+1, ...): min/mean/max of the final accuracy and loss
-Every mode also times one epoch of nn_convnet.py as written (DataLoader + per-sample
-ToTensor) for the speed section (--no-dataloader skips it).
+  --layers      where do the two part? From the same weights (--weights F, else drawn: the
+                convnet's by nn_convnet.py --epochs 0 --seed S, the MLP's as --lockstep draws
+                them) and one batch (training images [--batch-start, +--batch-size) in file
+                order), each side runs forward, loss, backward and one SGD step and writes every
+                intermediate tensor (`nnmnist trace`, nn_convnet.py / nn_torch.py --trace).
+                One row per tensor: max absolute and relative difference and the number of
+                elements outside torch.testing.assert_close's default tolerance
+                (|rust - pytorch| > atol + rtol*|pytorch|; float32 rtol 1.3e-6 atol 1e-5,
+                float64 rtol 1e-7 atol 1e-7; a NaN is outside, as with assert_close's
+                equal_nan=False; a tensor only one side wrote, or of another shape, is wholly
+                outside). Rows in causal order: layer outputs, loss, gradients from the last
+                layer back, parameters after the step; the last line is `first divergence:
+                none` or `first divergence: <first row with an element outside>`. Exit 0 when
+                every row is within tolerance, else 1. Defaults: --model convnet, --device cpu,
+                --threads 1 on both sides (libtorch's reductions depend on the thread count).
+                --rust-weights F2 gives the Rust side other weights than the PyTorch side, to
+                see the report catch a difference (a perturbed model.7.weight: model.7).
+Every mode but --layers also times one epoch of nn_convnet.py as written (DataLoader +
+per-sample ToTensor) for the speed section (--no-dataloader skips it).
+--deterministic: both convnet sides run with deterministic cuDNN/cuBLAS/algorithms and
+per-tensor SGD (nn_convnet.py --deterministic, nnmnist convnet/trace --deterministic).
 
 What it writes under --out (default target/compare/): each run's metrics (JSON lines), stdout,
-stderr and weights; report.txt (what it prints); compare.png (or --plot-format svg).
+stderr and weights; report.txt (what it prints); compare.png (or --plot-format svg); with
+--layers each side's trace (<model>_<side>_seed<S>_trace.safetensors) and report_layers.txt.
 Runs go one after the other (never in parallel), so the timings do not disturb each other.
 Exit status: 0 when every run succeeded, 1 when one failed (the others are still reported),
 2 when the set-up is incomplete (it says which command fixes it).
@@ -22,6 +42,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -170,7 +191,8 @@ def execute(run):
         run.error = f"exit status {run.rc}: " + " | ".join(tail)
     status = "ok" if run.ok else f"FAILED ({run.error})"
     busy = f", other processes used {100 * run.others:.0f}% of the CPUs meanwhile" if run.others is not None else ""
-    print(f"[compare]   {status}, {run.wall:.1f} s, {len(run.records)} epoch record(s){busy}", file=sys.stderr, flush=True)
+    records = f", {len(run.records)} epoch record(s)" if os.path.exists(run.metrics) or not run.ok else ""
+    print(f"[compare]   {status}, {run.wall:.1f} s{records}{busy}", file=sys.stderr, flush=True)
     return run
 
 
@@ -186,6 +208,8 @@ def convnet_cmd(a, impl, seed, epochs, run_out, extra=()):
         cmd += ["--train-size", str(a.train_size)]
     if a.test_size:
         cmd += ["--test-size", str(a.test_size)]
+    if a.deterministic:
+        cmd += ["--deterministic"]
     return cmd + list(extra)
 
 
@@ -219,6 +243,28 @@ def mlp_available(a):
     return rust, torch_side, msgs
 
 
+# ------------------------------------------------------------------------------ shared initial weights
+
+def draw_convnet_init(a, path):
+    """PyTorch's default init of seed a.seed (nn_convnet.py --epochs 0 --save): the Run."""
+    return execute(Run("convnet", "pytorch", a.seed, [PY, CONVNET_PY, "--epochs", "0", "--seed", str(a.seed),
+                                                      "--device", "cpu", "--data-dir", a.data_dir,
+                                                      "--test-size", "1", "--save", path], a.out, "_init"))
+
+
+def draw_mlp_init(path, seed, sizes=(784, 30, 10)):
+    """nn.py's init law (every weight and bias N(0, 1)), drawn here with numpy so that neither
+    side's random stream is favoured; keys as both sides save them."""
+    import numpy as np
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        tensors[f"{2 * i}.weight"] = rng.standard_normal((n_out, n_in))
+        tensors[f"{2 * i}.bias"] = rng.standard_normal(n_out)
+    save_file(tensors, path)
+
+
 # ------------------------------------------------------------------------------ plans
 
 def plan_and_run(a):
@@ -232,9 +278,7 @@ def plan_and_run(a):
         init = None
         if a.lockstep:
             init = os.path.join(a.out, f"convnet_init_seed{a.seed}.safetensors")
-            r = execute(Run("convnet", "pytorch", a.seed, [PY, CONVNET_PY, "--epochs", "0", "--seed", str(a.seed),
-                                                          "--device", "cpu", "--data-dir", a.data_dir,
-                                                          "--test-size", "1", "--save", init], a.out, "_init"))
+            r = draw_convnet_init(a, init)
             if not r.ok:
                 notes.append(f"convnet lockstep: writing the shared initial weights failed ({r.error})")
                 runs.append(r)
@@ -269,18 +313,8 @@ def plan_and_run(a):
         notes += msgs
         init, extra_both = None, (["--no-shuffle"] if (a.no_shuffle or a.lockstep) else [])
         if a.lockstep and rust_ok and torch_ok:
-            # nn.py's init law (every weight and bias N(0, 1), sizes 784,30,10), drawn here with
-            # numpy, so that neither side's random stream is favoured; keys as both sides save them
-            import numpy as np
-            from safetensors.numpy import save_file
             init = os.path.join(a.out, f"mlp_init_seed{a.seed}.safetensors")
-            rng = np.random.default_rng(a.seed)
-            sizes = [784, 30, 10]
-            tensors = {}
-            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-                tensors[f"{2 * i}.weight"] = rng.standard_normal((n_out, n_in))
-                tensors[f"{2 * i}.bias"] = rng.standard_normal(n_out)
-            save_file(tensors, init)
+            draw_mlp_init(init, a.seed)
         for seed in seeds:
             for impl, ok in (("nnmnist", rust_ok), ("pytorch", torch_ok)):
                 if not ok:
@@ -499,6 +533,188 @@ def plot(runs, models, path, title):
     return path
 
 
+# ------------------------------------------------------------------------------ layers
+# The trace-file contract, the same for `nnmnist trace` and the references' --trace (see
+# trace_cmd for the options both get). One safetensors file, CPU tensors:
+#   batch: training images [--batch-start, --batch-start + --batch-size) in file order, pixels
+#          u8/255 (float32 convnet, float64 MLP), labels from the training labels
+#   convnet (float32): model.0 ... model.9 each nn.Sequential layer's output (train mode);
+#          loss (1) CrossEntropyLoss mean; grad.<key> each state_dict key's gradient after
+#          backward; after.<key> each parameter after one SGD step (--lr, --weight-decay,
+#          no momentum)
+#   MLP (float64): 0, 1, 2, 3, ... each Sequential index's output (0 = z of layer 0, 1 = its
+#          clipped sigmoid, ...); loss (1) the mean cost over the batch; grad.<key> the summed
+#          cost's gradient / m; after.<key> after nn.py's step w <- (1 - eta*(lambda/n)) w -
+#          (eta/m) nabla_w, b <- b - (eta/m) nabla_b, n = --train-size-n
+# Table order (table_key): outputs by layer, loss, gradients last layer first, after.* in
+# state_dict order; so the first row outside tolerance is where the two sides part.
+
+# torch.testing.assert_close's default (rtol, atol) per dtype; other dtypes must be equal
+TOLERANCE = {"float32": (1.3e-6, 1e-5), "float64": (1e-7, 1e-7)}
+
+
+def mlp_sizes(path):
+    """"784,30,10" from the shapes of an MLP weights file's 0.weight, 2.weight, ... (None if unreadable)."""
+    try:
+        from safetensors import safe_open
+        with safe_open(path, "np") as f:
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    except Exception:  # noqa: BLE001 - the sides say what is wrong with the file
+        return None
+    sizes, i = [], 0
+    while len(shapes.get(f"{2 * i}.weight", ())) == 2:
+        n_out, n_in = shapes[f"{2 * i}.weight"]
+        sizes, i = (sizes or [n_in]) + [n_out], i + 1
+    return ",".join(map(str, sizes)) if sizes else None
+
+
+def trace_cmd(a, impl, weights, out):
+    """The command that writes one side's trace of the batch (the --layers tensor-file contract)."""
+    both = ["--batch-size", str(a.batch_size), "--batch-start", str(a.batch_start), "--device", a.device,
+            "--threads", str(a.threads), "--data-dir", a.data_dir]
+    if a.model == "convnet":
+        both += ["--lr", repr(a.lr), "--weight-decay", repr(a.weight_decay)] + (["--deterministic"] if a.deterministic else [])
+    else:
+        both += ["--eta", repr(a.eta), "--lambda", repr(a.lmbda), "--cost", a.cost, "--train-size-n", str(a.train_size_n)]
+    if impl == "nnmnist":
+        return [a.bin, "trace", "--model", a.model, "--weights", weights, "--out", out] + both
+    sizes = mlp_sizes(weights) if a.model == "mlp" else None
+    return ([PY, CONVNET_PY if a.model == "convnet" else MLP_PY, "--trace", out, "--init-from", weights] + both
+            + (["--sizes", sizes] if sizes else []))
+
+
+def table_key(name):
+    """The row order: layer outputs by layer, loss, gradients last layer first (bias before weight,
+    the order backward computes them), parameters after the step in state_dict order, then any
+    other name."""
+    def param(key):  # "model.7.weight" / "2.bias" -> (layer, rank in the layer)
+        m = re.fullmatch(r"(?:.*\.)?(\d+)\.(\w+)", key)
+        return (int(m.group(1)), {"weight": 0, "bias": 1}.get(m.group(2), 2)) if m else (-1, 2)
+    if re.fullmatch(r"(?:model\.)?\d+", name):
+        return (0, int(name.rsplit(".", 1)[-1]), 0, name)
+    if name == "loss":
+        return (1, 0, 0, name)
+    if name.startswith("grad."):
+        layer, rank = param(name[5:])
+        return (2, -layer, -rank, name)
+    if name.startswith("after."):
+        return (3, *param(name[6:]), name)
+    return (4, 0, 0, name)
+
+
+def tensor_diff(e, a):
+    """(max |a - e|, max |a - e|/|e|, elements outside tolerance), e expected (PyTorch), a actual (Rust)."""
+    import torch
+    if e.numel() == 0:
+        return 0.0, 0.0, 0
+    rtol, atol = TOLERANCE.get(str(e.dtype).replace("torch.", ""), (0.0, 0.0))
+    outside = int((~torch.isclose(a, e, rtol=rtol, atol=atol)).sum())
+    if not (e.is_floating_point() and a.is_floating_point()):
+        e, a = e.double(), a.double()
+    d = torch.where(a == e, torch.zeros_like(e), (a - e).abs())  # equal infinities differ by 0
+    r = torch.where(d == 0, torch.zeros_like(d), d / e.abs())
+    return d.max().item(), r.max().item(), outside
+
+
+def trace_table(expected_path, actual_path, names=("PyTorch", "Rust")):
+    """The --layers table comparing two trace files, one row per tensor either holds, in
+    table_key order: (lines, the first row's name with an element outside tolerance or None).
+    A file that cannot be read raises ValueError naming it."""
+    from safetensors.torch import load_file
+    files = []
+    for path in (expected_path, actual_path):
+        try:
+            files.append(load_file(path))
+        except Exception as e:  # noqa: BLE001 - any unreadable file is one message
+            raise ValueError(f"{rel(path)}: cannot read as safetensors ({e})") from None
+    exp, act = files
+    head = f"{'tensor':<22} {'shape':<14} {'dtype':<8} {'max abs diff':>13} {'max rel diff':>13} {'outside':>18}"
+    lines, first = [head, "-" * len(head)], None
+    for name in sorted(set(exp) | set(act), key=table_key):
+        e, a = exp.get(name), act.get(name)
+        t = e if e is not None else a
+        shape = "x".join(map(str, t.shape)) or "scalar"
+        if e is None or a is None:
+            cells, bad = f"only in {names[0] if a is None else names[1]}'s file", True
+        elif e.shape != a.shape or e.dtype != a.dtype:
+            cells, bad = (f"{names[1]}: {'x'.join(map(str, a.shape)) or 'scalar'} "
+                          f"{str(a.dtype).replace('torch.', '')}"), True
+        else:
+            dmax, rmax, outside = tensor_diff(e, a)
+            cells, bad = f"{dmax:>13.3e} {rmax:>13.3e} {f'{outside} of {e.numel()}':>18}", outside > 0
+        lines.append(f"{name:<22} {shape:<14} {str(t.dtype).replace('torch.', ''):<8} {cells}")
+        if bad and first is None:
+            first = name
+    return lines, first
+
+
+def layers_main(a):
+    """--layers: both sides trace one step from the same weights; the table; exit 0 or 1."""
+    problems, warnings = check_setup(a)
+    for flag, f in (("--weights", a.weights), ("--rust-weights", a.rust_weights)):
+        if f and not os.path.isfile(f):
+            problems.append(f"{flag} {f}: no such file")
+    if os.access(a.bin, os.X_OK):
+        flags = supported_flags([a.bin, "trace"])
+        missing = [f for f in trace_cmd(a, "nnmnist", "W", "T") if f.startswith("--") and f not in flags]
+        if not flags:
+            problems.append(f"{rel(a.bin)} has no `trace` command in this build (the Rust side of --layers): "
+                            "run cargo build --release on a version that has it")
+        elif missing:
+            problems.append(f"`{rel(a.bin)} trace` has no {', '.join(missing)} option in this build: "
+                            "run cargo build --release")
+    if not setup_ok(problems, warnings):
+        return 2
+    os.makedirs(a.out, exist_ok=True)
+    if a.weights:
+        weights, origin = a.weights, "--weights"
+    elif a.model == "convnet":
+        weights, origin = os.path.join(a.out, f"convnet_init_seed{a.seed}.safetensors"), \
+            f"nn_convnet.py --epochs 0 --seed {a.seed}: PyTorch's default init"
+        r = draw_convnet_init(a, weights)
+        if not r.ok:
+            print(f"scripts/compare: writing the shared initial weights failed: {r.error} (stderr: {rel(r.stderr)})",
+                  file=sys.stderr)
+            return 1
+    else:
+        weights, origin = os.path.join(a.out, f"mlp_init_seed{a.seed}.safetensors"), \
+            f"N(0, 1) drawn by scripts/compare with numpy, seed {a.seed}"
+        draw_mlp_init(weights, a.seed)
+    runs = {}
+    for impl in ("pytorch", "nnmnist"):
+        run = Run(a.model, impl, a.seed, None, a.out, "_trace")
+        run.cmd = trace_cmd(a, impl, a.rust_weights if impl == "nnmnist" and a.rust_weights else weights, run.weights)
+        runs[impl] = execute(run)
+    settings = (f"lr {a.lr}, weight decay {a.weight_decay}" + (", deterministic" if a.deterministic else "")
+                if a.model == "convnet" else
+                f"{a.cost} cost, eta {a.eta}, lambda {a.lmbda}, n {a.train_size_n}")
+    out = [f"scripts/compare (layers): {a.model} on {a.device}, {a.threads} thread(s), one step on training images "
+           f"[{a.batch_start}, {a.batch_start + a.batch_size}), {settings}",
+           f"weights: {rel(weights)} ({origin})"
+           + (f"; the Rust side: {rel(a.rust_weights)} (--rust-weights)" if a.rust_weights else ""),
+           f"expected: PyTorch {rel(runs['pytorch'].weights)}; actual: Rust {rel(runs['nnmnist'].weights)}",
+           "outside = elements with |Rust - PyTorch| > atol + rtol*|PyTorch| (torch.testing.assert_close's "
+           "defaults: " + ", ".join(f"{k} rtol {r:g} atol {t:g}" for k, (r, t) in TOLERANCE.items()) + "; NaN is outside)",
+           ""]
+    failed = [r for r in runs.values() if not r.ok]
+    first = None
+    if failed:
+        out += [f"FAILED: {r.label()}: {r.error} (stderr: {rel(r.stderr)})" for r in failed]
+    else:
+        try:
+            lines, first = trace_table(runs["pytorch"].weights, runs["nnmnist"].weights)
+        except ValueError as e:
+            out.append(f"FAILED: {e}")
+            failed = [e]
+        else:
+            out += lines + ["", f"first divergence: {first or 'none'}"]
+    text = "\n".join(out)
+    print(text)
+    with open(os.path.join(a.out, "report_layers.txt"), "w") as f:
+        f.write(text + "\n")
+    return 1 if failed or first else 0
+
+
 # ------------------------------------------------------------------------------ main
 
 def parse_args(argv=None):
@@ -507,13 +723,19 @@ def parse_args(argv=None):
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="convnet 1 epoch, MLP 3 epochs")
     mode.add_argument("--lockstep", action="store_true", help="same initial weights and batch order on both sides")
+    mode.add_argument("--layers", action="store_true",
+                      help="one step from the same weights on one batch: where do the two part? (see above)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds per side (distribution mode when > 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--model", choices=["convnet", "mlp", "both"], default="both")
+    p.add_argument("--model", choices=["convnet", "mlp", "both"], help="default both; --layers: convnet")
     p.add_argument("--epochs", type=int, help="convnet epochs (default 20; --quick and --lockstep 1)")
     p.add_argument("--mlp-epochs", type=int, help="MLP epochs (default 30; --quick and --lockstep 3)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N, for the convnet on both sides")
-    p.add_argument("--threads", type=int, help="CPU threads for both convnet sides (default: libtorch's choice)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N, for the convnet on both sides (default auto; "
+                   "--layers: cpu, for either model)")
+    p.add_argument("--threads", type=int, help="CPU threads for both convnet sides (default: libtorch's choice; "
+                   "--layers: 1, both sides of either model)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN/cuBLAS/algorithms and per-tensor SGD on both convnet sides")
     p.add_argument("--no-shuffle", action="store_true", help="batches in data order on both sides")
     p.add_argument("--dataloader-epochs", type=int, default=1,
                    help="epochs of nn_convnet.py as written (DataLoader) for the speed section; 0 skips it")
@@ -524,9 +746,51 @@ def parse_args(argv=None):
     p.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "nnmnist"), help="the nnmnist binary")
     p.add_argument("--out", default=os.path.join(ROOT, "target", "compare"), help="output directory")
     p.add_argument("--plot-format", choices=["png", "svg"], default="png")
+    lay = p.add_argument_group("--layers options")
+    lay.add_argument("--weights", metavar="F", help="the weights both sides start from (default: drawn, see above)")
+    lay.add_argument("--rust-weights", metavar="F2",
+                     help="give the Rust side other weights than the PyTorch side, to see the report catch a difference")
+    lay.add_argument("--batch-size", type=int, help="images in the batch (default 64 convnet, 10 MLP)")
+    lay.add_argument("--batch-start", type=int, help="index of the batch's first training image (default 0)")
+    lay.add_argument("--lr", type=float, help="convnet: SGD learning rate (default 0.05)")
+    lay.add_argument("--weight-decay", type=float, help="convnet: SGD weight decay (default 0.001)")
+    lay.add_argument("--eta", type=float, help="MLP: learning rate (default 3.0)")
+    lay.add_argument("--lambda", dest="lmbda", metavar="LAMBDA", type=float, help="MLP: L2 regularization (default 0.0)")
+    lay.add_argument("--cost", choices=["quadratic", "cross-entropy"], help="MLP: cost (default quadratic)")
+    lay.add_argument("--train-size-n", type=int, help="MLP: n of the L2 factor 1 - eta*lambda/n (default 50000)")
     a = p.parse_args(argv)
+    layer_opts = {"weights": None, "rust_weights": None, "batch_size": None, "batch_start": 0, "lr": 0.05,
+                  "weight_decay": 0.001, "eta": 3.0, "lmbda": 0.0, "cost": "quadratic", "train_size_n": 50000}
+    flag = lambda k: "--" + ("lambda" if k == "lmbda" else k.replace("_", "-"))  # noqa: E731
+    if a.layers:
+        if a.model == "both":
+            p.error("--layers compares one model: --model convnet or --model mlp")
+        a.model = a.model or "convnet"
+        other = ["eta", "lmbda", "cost", "train_size_n"] if a.model == "convnet" else ["lr", "weight_decay"]
+        given = [flag(k) for k in other if getattr(a, k) is not None] + \
+            (["--deterministic"] if a.deterministic and a.model == "mlp" else [])
+        if given:
+            p.error(f"{', '.join(given)}: not an option of --layers --model {a.model}")
+        for k, v in layer_opts.items():
+            setattr(a, k, v if getattr(a, k) is None else getattr(a, k))
+        a.device = a.device or "cpu"
+        a.threads = 1 if a.threads is None else a.threads
+        a.batch_size = (64 if a.model == "convnet" else 10) if a.batch_size is None else a.batch_size
+        for k in ("batch_size", "threads", "train_size_n"):
+            if getattr(a, k) < 1:
+                p.error(f"{flag(k)} must be >= 1")
+        if a.batch_start < 0:
+            p.error("--batch-start must be >= 0")
+    else:
+        used = [flag(k) for k in layer_opts if getattr(a, k) is not None]
+        if used:
+            p.error(f"{', '.join(used)}: only with --layers")
+        a.model = a.model or "both"
+        a.device = a.device or "auto"
     if a.seeds < 1:
         p.error("--seeds must be >= 1")
+    if a.layers and (a.seeds > 1 or a.epochs is not None or a.mlp_epochs is not None):
+        p.error("--layers traces one step of one seed; leave out --seeds, --epochs and --mlp-epochs")
     if a.lockstep and a.seeds > 1:
         p.error("--lockstep compares one seed; leave out --seeds")
     short = a.quick or a.lockstep
@@ -538,19 +802,31 @@ def parse_args(argv=None):
         a.dataloader_epochs = 0
     a.bin = os.path.abspath(a.bin)
     a.out = os.path.abspath(a.out)
+    a.weights, a.rust_weights = (os.path.abspath(f) if f else f for f in (a.weights, a.rust_weights))
     a.data_dir = os.path.abspath(a.data_dir) if not os.path.isabs(a.data_dir) else a.data_dir
     return a
 
 
-def main(argv=None):
-    a = parse_args(argv)
-    problems, warnings = check_setup(a)
+def setup_ok(problems, warnings):
+    """Prints the warnings and the problems (each with its fix); True when there are no problems."""
     for w in warnings:
         print(f"scripts/compare: warning: {w}", file=sys.stderr)
     if problems:
         print("scripts/compare: the set-up is incomplete:", file=sys.stderr)
         for pr in problems:
             print(f"  - {pr}", file=sys.stderr)
+    return not problems
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    if a.layers:
+        return layers_main(a)
+    problems, warnings = check_setup(a)
+    if a.deterministic and a.model != "mlp" and os.access(a.bin, os.X_OK) \
+            and "--deterministic" not in supported_flags([a.bin, "convnet"]):
+        problems.append(f"`{rel(a.bin)} convnet` has no --deterministic option in this build: run cargo build --release")
+    if not setup_ok(problems, warnings):
         return 2
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()

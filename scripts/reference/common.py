@@ -4,6 +4,7 @@
   (src/data.rs), so both sides read the same bytes from the same --data-dir.
 - The JSON-lines metrics schema of `nnmnist --metrics` (src/metrics.rs).
 - The per-epoch shuffle seed of the determinism contract, shared with the Rust side.
+- The --trace file writer (scripts/compare --layers).
 
 Only numpy and the standard library here: torch is imported by the scripts that need it.
 """
@@ -133,6 +134,18 @@ def check_writable(path, what):
         fail(f"{what} {path}: directory {d} does not exist")
     if not os.access(d, os.W_OK):
         fail(f"{what} {path}: directory {d} is not writable")
+
+
+def write_trace(arrays, path, start, size, **settings):
+    """The --trace file of the reference scripts (the tensor-file contract of scripts/compare
+    --layers): `arrays` (name -> numpy array) as safetensors at `path`, the batch and `settings`
+    in its metadata; then one line on stdout saying so."""
+    from safetensors.numpy import save_file
+    meta = {"batch_start": str(start), "batch_size": str(size), **{k: str(v) for k, v in settings.items()}}
+    tmp = path + ".tmp"
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata=meta)
+    os.replace(tmp, path)
+    print(f"trace: {len(arrays)} tensors of training images [{start}, {start + size}) written to {path}")
 
 
 def add_mlp_args(p):

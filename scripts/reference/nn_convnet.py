@@ -26,9 +26,22 @@ capture"): warm-up on a side stream, capture, then per batch copy the batch into
 inputs and replay. The warm-up steps' weight changes are undone before capture, so the run
 follows the same recipe as eager.
 
+--deterministic: torch.backends.cudnn.benchmark = False, cudnn.deterministic = True,
+torch.use_deterministic_algorithms(True), CUBLAS_WORKSPACE_CONFIG=:4096:8 (if unset, before
+CUDA starts) and SGD(foreach=False), the per-tensor update libtorch's C++ SGD does: on CUDA a
+run is then repeatable and can follow `nnmnist convnet --deterministic` step for step.
+
+--trace OUT.safetensors (instead of training; the PyTorch side of scripts/compare --layers):
+one training step (model.train(), CrossEntropyLoss, SGD(--lr, --weight-decay)) on training
+images [--batch-start, --batch-start + --batch-size) in file order, from --init-from's weights
+(else seed --seed's PyTorch init), and in OUT (float32, CPU): model.0 ... model.9 each layer's
+output, `loss` (1), `grad.<key>` each gradient after loss.backward(), `after.<key>` each
+parameter after optimizer.step().
+
 Examples (from the repository root):
   .venv/bin/python scripts/reference/nn_convnet.py --epochs 1 --metrics target/pt.jsonl
   .venv/bin/python scripts/reference/nn_convnet.py --epochs 0 --seed 3 --save init.safetensors
+  .venv/bin/python scripts/reference/nn_convnet.py --trace t.safetensors --init-from init.safetensors --threads 1
 """
 import argparse
 import os
@@ -68,6 +81,21 @@ class NeuralNetwork(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+def make_deterministic():
+    """The deterministic settings of --deterministic (before CUDA starts: cuBLAS reads the
+    workspace setting when it first starts)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)
+
+
+def make_optimizer(model, a):
+    """nn_convnet.py's SGD; per tensor (foreach=False), as libtorch's, with --deterministic."""
+    return torch.optim.SGD(model.parameters(), lr=a.lr, weight_decay=a.weight_decay,
+                           foreach=False if a.deterministic else None)
 
 
 def build_model(seed, init_from, device):
@@ -144,19 +172,46 @@ def epoch_perm(seed, epoch, n, shuffle):
     return torch.randperm(n)
 
 
+def train_step(model, loss_fn, optimizer, X, y):
+    """nn_convnet.py's train() step: returns the batch loss, leaves the gradients in p.grad."""
+    pred = model(X)
+    loss = loss_fn(pred, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train_epoch_tensors(model, loss_fn, optimizer, train_x, train_y, bs, seed, epoch, shuffle, dev):
     """One eager epoch: nn_convnet.py's train() step on batches of the held tensors."""
     model.train()
+    return train_epoch_with(lambda X, y: train_step(model, loss_fn, optimizer, X, y),
+                            train_x, train_y, bs, seed, epoch, shuffle, dev)
 
-    def step(X, y):
-        pred = model(X)
-        loss = loss_fn(pred, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
 
-    return train_epoch_with(step, train_x, train_y, bs, seed, epoch, shuffle, dev)
+def trace(a, dev, tr_img, tr_lab):
+    """--trace: one train step on training images [batch_start, batch_start + batch_size), every
+    layer output, the loss, the gradients and the stepped weights written to a.trace."""
+    end = a.batch_start + a.batch_size
+    if end > len(tr_lab):
+        common.fail(f"--batch-start {a.batch_start} + --batch-size {a.batch_size} runs past the "
+                    f"{len(tr_lab)} training images")
+    model = build_model(a.seed, a.init_from, dev)
+    model.train()
+    out = {}
+    hooks = [layer.register_forward_hook(lambda _m, _i, o, k=f"model.{i}": out.__setitem__(k, o.detach().clone()))
+             for i, layer in enumerate(model.model)]
+    X = to_tensor(tr_img[a.batch_start:end]).to(dev)
+    y = torch.from_numpy(tr_lab[a.batch_start:end].astype(np.int64)).to(dev)
+    out["loss"] = train_step(model, nn.CrossEntropyLoss(), make_optimizer(model, a), X, y).reshape(1)
+    for h in hooks:
+        h.remove()
+    for k, p in model.named_parameters():
+        out["grad." + k] = p.grad
+        out["after." + k] = p.detach()
+    common.write_trace({k: v.cpu().numpy() for k, v in out.items()}, a.trace, a.batch_start, a.batch_size,
+                       model="convnet", lr=a.lr, weight_decay=a.weight_decay, device=device_label(dev),
+                       threads=torch.get_num_threads(), deterministic=a.deterministic)
 
 
 class GraphedStep:
@@ -310,6 +365,11 @@ def parse_args(argv=None):
     p.add_argument("--loader", choices=["tensors", "dataloader"], default="tensors")
     p.add_argument("--cuda-graph", action="store_true",
                    help="capture the train step as one CUDA graph (CUDA, tensors loader only)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN/cuBLAS/algorithms and per-tensor SGD (see above)")
+    p.add_argument("--trace", metavar="OUT.safetensors",
+                   help="instead of training: one step on one batch, every intermediate tensor written to OUT")
+    p.add_argument("--batch-start", type=int, default=0, help="--trace: index of the batch's first training image")
     a = p.parse_args(argv)
     if a.epochs < 0:
         p.error("--epochs must be >= 0")
@@ -321,6 +381,8 @@ def parse_args(argv=None):
         p.error("--weight-decay must be >= 0")
     if a.seed < 0:
         p.error("--seed must be >= 0")
+    if a.batch_start < 0:
+        p.error("--batch-start must be >= 0")
     for name in ("train_size", "test_size", "threads"):
         v = getattr(a, name)
         if v is not None and v < 1:
@@ -334,6 +396,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
+    if a.deterministic:
+        make_deterministic()
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = resolve_device(a.device)
@@ -341,14 +405,17 @@ def main(argv=None):
         common.fail("--cuda-graph needs a CUDA device (--device cuda)")
     common.check_writable(a.save, "--save")
     common.check_writable(a.metrics, "--metrics")
+    common.check_writable(a.trace, "--trace")
+    if a.trace:
+        return trace(a, dev, *common.load_mnist(a.data_dir)[0])
     metrics = common.Metrics(a.metrics)
     (tr_img, tr_lab), (te_img, te_lab) = common.load_mnist(a.data_dir, a.train_size, a.test_size)
     print(f"nn_convnet.py: seed {a.seed}, loader {a.loader}, {torch.get_num_threads()} threads"
-          f"{', CUDA graph' if a.cuda_graph else ''}", file=sys.stderr)
+          f"{', CUDA graph' if a.cuda_graph else ''}{', deterministic' if a.deterministic else ''}", file=sys.stderr)
 
     model = build_model(a.seed, a.init_from, dev)
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    optimizer = make_optimizer(model, a)
     print(f"Using {dev.type} device")
     step = None
 

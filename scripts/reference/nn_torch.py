@@ -17,7 +17,15 @@ Prints what `nnmnist mlp` prints: the two `Loaded ...` lines, then per epoch
 `Epoch {i}: {correct} / {total}  test cost {cost:.6f}`. --metrics: nnmnist's JSON-lines
 schema, implementation "pytorch".
 
+--trace OUT.safetensors (instead of training; the PyTorch side of scripts/compare --layers):
+one step on training images [--batch-start, --batch-start + --batch-size) in file order, and
+in OUT every layer's output by Sequential index (0 = z of layer 0, 1 = its activation, 2, ...),
+`loss` (1) the mean cost over the batch, `grad.<key>` = dC/dp / m (C summed over the batch,
+computed as that sum's gradient divided by m) and `after.<key>` the parameters after the step
+above, with n = --train-size-n.
+
     .venv/bin/python scripts/reference/nn_torch.py --epochs 1 --init-from w.safetensors --no-shuffle --save out.safetensors
+    .venv/bin/python scripts/reference/nn_torch.py --trace t.safetensors --init-from w.safetensors --threads 1
 """
 import argparse
 import os
@@ -70,6 +78,60 @@ def cost_sum(cost, z, a, y):
     return (y * sp(-z) + (1 - y) * sp(z)).sum()
 
 
+def as_tensors(images, labels, device):
+    """(x (N, 784) = u8/255, labels int64 (N,), y one-hot (N, 10)), float64, on the device."""
+    x = torch.tensor(images.reshape(-1, 784), dtype=torch.float64, device=device) / 255.0
+    labels = torch.tensor(labels, dtype=torch.int64, device=device)
+    return x, labels, torch.nn.functional.one_hot(labels, 10).to(torch.float64)
+
+
+def sgd_step(model, cost, x, y, eta, lmbda, n):
+    """One step of nn.py's rule on the batch (x, one-hot y): returns C, the cost summed over
+    the batch, and leaves dC/dp in each p.grad."""
+    m = len(x)
+    model.zero_grad(set_to_none=True)
+    z, a = logits_and_output(model, x)
+    c = cost_sum(cost, z, a, y)
+    c.backward()
+    with torch.no_grad():
+        if lmbda:
+            for lin in model:
+                if isinstance(lin, torch.nn.Linear):
+                    lin.weight.mul_(1 - eta * (lmbda / n))
+        for prm in model.parameters():
+            prm.sub_((eta / m) * prm.grad)
+    return c.detach()
+
+
+def evaluate(model, cost, x, labels, y):
+    """(correct, test cost): the cost summed over the images divided by their number."""
+    with torch.no_grad():
+        z, a = logits_and_output(model, x)
+        return int((a.argmax(dim=1) == labels).sum()), cost_sum(cost, z, a, y).item() / len(x)
+
+
+def trace(model, args, images, labels, device):
+    """--trace: one step of nn.py's rule on training images [start, start + m), every
+    intermediate tensor written to args.trace (the tensor-file contract of scripts/compare --layers)."""
+    start, m = args.batch_start, args.batch_size
+    if start + m > len(images):
+        common.fail(f"--batch-start {start} + --batch-size {m} runs past the {len(images)} training images")
+    x, _, y = as_tensors(images[start:start + m], labels[start:start + m], device)
+    out = {}
+    hooks = [mod.register_forward_hook(lambda _mod, _inp, o, k=str(i): out.__setitem__(k, o.detach().clone()))
+             for i, mod in enumerate(model)]
+    c = sgd_step(model, args.cost, x, y, args.eta, args.lmbda, args.train_size_n)
+    for h in hooks:
+        h.remove()
+    out["loss"] = (c / m).reshape(1)
+    for k, prm in model.named_parameters():
+        out["grad." + k] = prm.grad / m
+        out["after." + k] = prm.detach()
+    common.write_trace({k: v.cpu().numpy() for k, v in out.items()}, args.trace, start, m,
+                       model="mlp", cost=args.cost, eta=args.eta, n=args.train_size_n, **{"lambda": args.lmbda},
+                       device=str(device), threads=torch.get_num_threads())
+
+
 def load_init(model, path, sizes):
     from safetensors.torch import load_file
     try:
@@ -102,15 +164,39 @@ def main():
     p.add_argument("--init-from", default=None)
     p.add_argument("--save", default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+    p.add_argument("--trace", metavar="OUT.safetensors", default=None,
+                   help="instead of training: one step on training images [--batch-start, +--batch-size), "
+                        "every intermediate tensor written to OUT (scripts/compare --layers)")
+    p.add_argument("--batch-start", type=int, default=0, help="--trace: index of the batch's first training image")
+    p.add_argument("--train-size-n", type=int, default=50000,
+                   help="--trace: n of the L2 factor 1 - eta*lambda/n (training uses --train-size)")
     args, sizes = common.parse_mlp_args(p)
+    if args.batch_start < 0:
+        common.fail(f"--batch-start must be 0 or more, got {args.batch_start}")
+    for name in ("train_size_n", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            common.fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     common.check_writable(args.metrics, "metrics file")
     common.check_writable(args.save, "--save")
+    common.check_writable(args.trace, "--trace")
 
     (tr_x, tr_y), (te_x, te_y) = common.load_mnist(args.data_dir)
+    model = build(sizes)
+    if args.init_from:
+        load_init(model, args.init_from, sizes)
+    else:
+        init_normal(model, sizes, torch.Generator().manual_seed(args.seed), args.init == "scaled")
+    model.to(device)
+    if args.trace:
+        return trace(model, args, tr_x, tr_y, device)
+
     print(f"Loaded {len(tr_x)} images of shape (28, 28) and {len(tr_y)} labels.")
     print(f"Loaded {len(te_x)} test images of shape (28, 28) and {len(te_y)} labels.")
     n = args.train_size
@@ -122,21 +208,8 @@ def main():
     if args.batch_size > n:
         common.fail(f"--batch-size {args.batch_size} is larger than the training set (--train-size {n})")
 
-    def tensors(x, y, k):
-        x = torch.tensor(x[:k].reshape(-1, 784), dtype=torch.float64, device=device) / 255.0
-        labels = torch.tensor(y[:k], dtype=torch.int64, device=device)
-        return x, labels, torch.nn.functional.one_hot(labels, 10).to(torch.float64)
-
-    X, L, Y = tensors(tr_x, tr_y, n)
-    Xt, Lt, Yt = tensors(te_x, te_y, test_size)
-
-    model = build(sizes)
-    if args.init_from:
-        load_init(model, args.init_from, sizes)
-    else:
-        init_normal(model, sizes, torch.Generator().manual_seed(args.seed), args.init == "scaled")
-    model.to(device)
-    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    X, _, Y = as_tensors(tr_x[:n], tr_y[:n], device)
+    Xt, Lt, Yt = as_tensors(te_x[:test_size], te_y[:test_size], device)
     metrics = common.Metrics(args.metrics)
     print(f"nn_torch.py: seed {args.seed}", file=sys.stderr)
 
@@ -150,29 +223,15 @@ def main():
         t0 = time.perf_counter()
         for k in range(0, n, args.batch_size):
             idx = order[k:k + args.batch_size]
-            m = len(idx)
-            model.zero_grad(set_to_none=True)
-            z, a = logits_and_output(model, X[idx])
-            c = cost_sum(args.cost, z, a, Y[idx])
-            c.backward()
-            losses.append(c.item() / m)
+            losses.append(sgd_step(model, args.cost, X[idx], Y[idx], args.eta, args.lmbda, n).item() / len(idx))
             if not np.isfinite(losses[-1]):
                 common.fail(f"the training loss became {losses[-1]} in epoch {epoch}, batch {k // args.batch_size}: "
                             "training diverged; try a smaller learning rate (--eta)")
-            with torch.no_grad():
-                if args.lmbda:
-                    for w in weights:
-                        w.mul_(1 - args.eta * (args.lmbda / n))
-                for prm in model.parameters():
-                    prm.sub_((args.eta / m) * prm.grad)
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with torch.no_grad():
-            z, a = logits_and_output(model, Xt)
-            correct = int((a.argmax(dim=1) == Lt).sum())
-            test_cost = cost_sum(args.cost, z, a, Yt).item() / test_size
+        correct, test_cost = evaluate(model, args.cost, Xt, Lt, Yt)
         eval_seconds = time.perf_counter() - t0
         print(f"Epoch {epoch}: {correct} / {test_size}  test cost {test_cost:.6f}", flush=True)
         metrics.write(model="mlp", implementation="pytorch", epoch=epoch + 1, test_correct=correct,

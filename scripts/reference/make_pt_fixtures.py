@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/pt/: PyTorch's own .pt/.pth files (written by torch.save), for nnmnist's
+reader of them, and expected.json, PyTorch's evaluation of the weights in each.
+
+Rebuild (from the repository root):  .venv/bin/python scripts/reference/make_pt_fixtures.py
+
+The weights:
+  convnet  tests/fixtures/convnet/trained.safetensors (trained by PyTorch, make_convnet_fixtures.py)
+           loaded into nn_convnet.NeuralNetwork: keys model.0.weight ... model.9.bias, float32.
+  mlp      nn_torch.py's nn.Sequential(Linear, ClippedSigmoid, Linear, ClippedSigmoid), sizes
+           784,30,10, float64, keys 0.weight 0.bias 2.weight 2.bias, trained by nn_torch.py
+           itself: --seed 5 (N(0, 1) init), 1 epoch on the first 10,000 training images,
+           eta 3.0, quadratic cost, batches of 10, one thread.
+
+The files, and what torch.save was given (sd = model.state_dict(), an OrderedDict):
+  convnet_state_dict.pt         sd
+  convnet_dict.pt               dict(sd)
+  convnet_checkpoint.pt         {"epoch": 3, "model_state_dict": sd, "optimizer_state_dict": ...,
+                                 "loss": 0.123}, the state of nn_convnet.py's SGD (lr 0.05,
+                                 weight_decay 0.001, no momentum) after one step
+  convnet_nested_state_dict.pt  {"state_dict": sd, "epoch": 3}
+  convnet_extra_int.pt          sd plus "model.0.num_batches_tracked": torch.tensor(0), an int64
+                                scalar that is no parameter (a reader skips it with a note)
+  mlp_state_dict.pth            sd (.pth: the format is told by the content, not the name)
+  mlp_dict.pt                   dict(sd)
+  mlp_checkpoint.pt             like convnet_checkpoint.pt, with the state of SGD(lr 0.3,
+                                momentum 0.9) after one step: a momentum_buffer tensor per
+                                parameter, the same shapes and dtype as the weights
+  mlp_nested_model.pt           {"model": sd, "epoch": 3}
+Every optimizer state comes from a real step taken on a copy of the model, so the weights
+saved are the same in every file of a model.
+
+expected.json: per file its model, form, the key its state_dict nests under (null at the
+top level), the keys a reader must load and those it must skip, and PyTorch's evaluation of the
+weights read back from that file with torch.load, on all 10,000 test images, one thread:
+convnet: test_correct and test_loss = nn_convnet.py's avg loss (evaluate_tensors: the mean over
+test batches of 64 of each batch's mean CrossEntropyLoss); mlp: test_correct and test_loss =
+nn_torch.py's `test cost` (evaluate: the quadratic cost 0.5 ||a - y||^2 summed over the test
+images, divided by 10,000; no L2 term). Losses are repr() of the double, as a JSON string
+(exact with any float parser). Rerunning gives the same numbers; the .pt bytes differ (torch.save
+writes a fresh .data/serialization_id each time).
+"""
+import collections
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import common  # noqa: E402
+import nn_convnet  # noqa: E402
+import nn_torch  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(HERE))
+OUT = os.path.join(ROOT, "tests", "fixtures", "pt")
+TRAINED = os.path.join(ROOT, "tests", "fixtures", "convnet", "trained.safetensors")
+MLP_SIZES, MLP_SEED, MLP_IMAGES = [784, 30, 10], 5, 10000
+EPOCH, LOSS = 3, 0.123
+
+
+def one_step_optimizer(model, loss_of, make):
+    """optimizer.state_dict() of `make(params)` after one real step on a copy of the model."""
+    twin = copy.deepcopy(model)
+    opt = make(twin.parameters())
+    opt.zero_grad()
+    loss_of(twin).backward()
+    opt.step()
+    return opt.state_dict()
+
+
+def convnet(train, test):
+    model = nn_convnet.build_model(0, TRAINED, torch.device("cpu"))
+    x, y = train[0][:64], train[1][:64]
+    opt = one_step_optimizer(model, lambda m: torch.nn.CrossEntropyLoss()(m(x), y),
+                             lambda ps: torch.optim.SGD(ps, lr=0.05, weight_decay=0.001))
+
+    def evaluate(sd):
+        m = nn_convnet.NeuralNetwork()
+        m.load_state_dict(sd)
+        correct, _, loss = nn_convnet.evaluate_tensors(m, torch.nn.CrossEntropyLoss(), *test)
+        return correct, loss
+    return model.state_dict(), opt, evaluate
+
+
+def mlp(train, test, tmp):
+    trained = os.path.join(tmp, "mlp.safetensors")
+    cmd = [sys.executable, os.path.join(HERE, "nn_torch.py"), "--seed", str(MLP_SEED), "--epochs", "1",
+           "--train-size", str(MLP_IMAGES), "--threads", "1", "--save", trained, "--data-dir", os.path.join(ROOT, "data")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        common.fail(f"training the MLP failed: {' '.join(cmd)}: {r.stderr.strip()}")
+    print(f"nn_torch.py: {r.stdout.strip().splitlines()[-1]}")
+    model = nn_torch.build(MLP_SIZES)
+    nn_torch.load_init(model, trained, MLP_SIZES)
+    x, _, y1 = nn_torch.as_tensors(train[0][:10], train[1][:10], "cpu")
+    opt = one_step_optimizer(model, lambda m: nn_torch.cost_sum("quadratic", *nn_torch.logits_and_output(m, x), y1) / 10,
+                             lambda ps: torch.optim.SGD(ps, lr=0.3, momentum=0.9))
+    xt, lt, yt = nn_torch.as_tensors(*test, "cpu")
+
+    def evaluate(sd):
+        m = nn_torch.build(MLP_SIZES)
+        m.load_state_dict(sd)
+        return nn_torch.evaluate(m, "quadratic", xt, lt, yt)
+    return model.state_dict(), opt, evaluate
+
+
+def main():
+    torch.set_num_threads(1)
+    (tr_img, tr_lab), (te_img, te_lab) = common.load_mnist(os.path.join(ROOT, "data"))
+    labels = lambda lab: torch.from_numpy(lab.astype(np.int64))  # noqa: E731
+    os.makedirs(OUT, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {
+            "convnet": convnet((nn_convnet.to_tensor(tr_img), labels(tr_lab)),
+                               (nn_convnet.to_tensor(te_img), labels(te_lab))),
+            "mlp": mlp((tr_img, tr_lab), (te_img, te_lab), tmp),
+        }
+    files = []  # (name, model, form, nested_under, object to save)
+    for name, (sd, opt, _) in models.items():
+        ext = ".pth" if name == "mlp" else ".pt"
+        files += [(f"{name}_state_dict{ext}", name, "state_dict (OrderedDict)", None, sd),
+                  (f"{name}_dict.pt", name, "dict(state_dict)", None, dict(sd)),
+                  (f"{name}_checkpoint.pt", name, "training checkpoint", "model_state_dict",
+                   {"epoch": EPOCH, "model_state_dict": sd, "optimizer_state_dict": opt, "loss": LOSS})]
+    files += [("convnet_nested_state_dict.pt", "convnet", "checkpoint", "state_dict",
+               {"state_dict": models["convnet"][0], "epoch": EPOCH}),
+              ("mlp_nested_model.pt", "mlp", "checkpoint", "model", {"model": models["mlp"][0], "epoch": EPOCH})]
+    extra = collections.OrderedDict(models["convnet"][0])
+    extra["model.0.num_batches_tracked"] = torch.tensor(0)
+    files.append(("convnet_extra_int.pt", "convnet", "state_dict (OrderedDict) with an int64 scalar entry", None, extra))
+
+    expected = {"made_by": "scripts/reference/make_pt_fixtures.py", "torch": torch.__version__, "files": {}}
+    for name, model, form, key, obj in files:
+        path = os.path.join(OUT, name)
+        torch.save(obj, path)
+        back = torch.load(path, weights_only=True)
+        sd = back[key] if key else back
+        params = list(models[model][0])
+        correct, loss = models[model][2]({k: sd[k] for k in params})
+        expected["files"][name] = {
+            "model": model, "form": form, "nested_under": key,
+            "dtype": "float32" if model == "convnet" else "float64",
+            "keys": params, "skipped": [k for k in sd if k not in params],
+            "test_total": len(te_lab), "test_correct": correct, "test_loss": repr(loss),
+            "test_loss_is": ("nn_convnet.py avg loss: mean over test batches of 64 of the batch mean CrossEntropyLoss"
+                             if model == "convnet" else "nn_torch.py test cost: quadratic cost summed over the test "
+                             "images / 10000"),
+        }
+        print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes): {model}, {form}"
+              f"{f' under {key!r}' if key else ''}: PyTorch's test result {correct}/{len(te_lab)}, loss {loss!r}")
+    from safetensors import safe_open
+    meta = safe_open(TRAINED, "np").metadata()
+    mine = expected["files"]["convnet_state_dict.pt"]
+    same = (str(mine["test_correct"]), mine["test_loss"]) == (meta["test_correct"], meta["test_loss"])
+    print(f"convnet: {'the same result as' if same else 'WARNING: not the result'} {os.path.relpath(TRAINED, ROOT)}'s "
+          f"metadata records ({meta['test_correct']}, {meta['test_loss']})")
+    with open(os.path.join(OUT, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+        f.write("\n")
+    total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
+    print(f"wrote {os.path.relpath(os.path.join(OUT, 'expected.json'), ROOT)}; {total} bytes in tests/fixtures/pt/")
+
+
+if __name__ == "__main__":
+    main()
