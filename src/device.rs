@@ -3,12 +3,22 @@ use anyhow::{bail, Result};
 use tch::{Cuda, Device};
 
 /// Resolves a `--device` value. `auto` is CUDA (GPU 0) when available, else the CPU; asking
-/// for CUDA where there is none is an error, not a silent fall back to the CPU.
+/// for CUDA where there is none is an error, not a silent fall back to the CPU. Where
+/// libtorch sees no GPU but an NVIDIA driver is present ([`crate::nvidia::diagnose`]), `auto`
+/// says so in one warning line, and the error of `cuda` says the same.
 pub fn resolve(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
     let gpus = if spec == "cpu" { 0 } else { Cuda::device_count() as usize };
     match spec.as_str() {
-        "auto" => Ok(if gpus > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        "auto" => {
+            if gpus > 0 {
+                return Ok(Device::Cuda(0));
+            }
+            if let Some(why) = crate::nvidia::diagnose() {
+                eprintln!("nnmnist: warning: --device auto runs on the CPU: {why}");
+            }
+            Ok(Device::Cpu)
+        }
         "cpu" => Ok(Device::Cpu),
         "cuda" | "gpu" => cuda(&spec, 0, gpus),
         s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
@@ -20,7 +30,10 @@ pub fn resolve(spec: &str) -> Result<Device> {
 
 fn cuda(spec: &str, n: usize, gpus: usize) -> Result<Device> {
     if gpus == 0 {
-        bail!("--device {spec}: no CUDA device is available here (libtorch sees none); use --device cpu or auto");
+        match crate::nvidia::diagnose() {
+            Some(why) => bail!("--device {spec}: no CUDA device is available to libtorch: {why}"),
+            None => bail!("--device {spec}: no CUDA device is available here (libtorch sees none, and no NVIDIA driver is loaded); use --device cpu or auto"),
+        }
     }
     if n >= gpus {
         bail!("--device cuda:{n}: only {gpus} CUDA device(s) here (cuda:0 to cuda:{})", gpus - 1);

@@ -24,6 +24,7 @@ pub mod evaluation;
 pub mod files;
 pub mod metrics;
 pub mod mlp;
+pub mod nvidia;
 pub mod show;
 pub mod signal;
 pub mod trace;
