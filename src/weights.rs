@@ -2,8 +2,12 @@
 //! the run state. Every read error names the file and what is wrong with it: not a weights
 //! file, a missing key, a wrong shape or dtype, a NaN or infinity.
 //!
-//! The format is told by the content, not the extension: safetensors (what nnmnist writes,
-//! and `safetensors.torch.save_file`).
+//! The format is told by the content, not the extension:
+//! - safetensors (what nnmnist writes, and `safetensors.torch.save_file`);
+//! - PyTorch's own files, `torch.save` (the zip format, and the legacy and tar ones), read by
+//!   the `pytorch-reader` crate: a state_dict (an OrderedDict or a plain dict), or a training
+//!   checkpoint that nests it under `model_state_dict`, `state_dict` or `model` beside other
+//!   entries (an optimizer state, an epoch number), which are ignored with a note.
 use crate::files;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -112,15 +116,7 @@ impl Weights {
         if bytes.is_empty() {
             bail!("{}: empty file, not a weights file", path.display());
         }
-        let (entries, state) = if bytes.starts_with(b"PK\x03\x04") {
-            bail!(
-                "{}: a PyTorch file (torch.save's zip format), not safetensors; convert it with \
-                 `python -c \"import torch, safetensors.torch as s; s.save_file(torch.load('IN', map_location='cpu'), 'OUT.safetensors')\"`",
-                path.display()
-            )
-        } else {
-            read_safetensors(path, bytes)?
-        };
+        let (entries, state) = if looks_like_safetensors(bytes) { read_safetensors(path, bytes)? } else { read_pytorch(path, bytes)? };
         for e in entries.values() {
             if let Some((i, v)) = e.first_non_finite() {
                 bail!("{}: tensor {} holds {v} (at flat index {i}): weights must be finite numbers", path.display(), e.name);
@@ -149,7 +145,8 @@ impl Weights {
     pub fn note_extras(&self, expected: &[String], model: &str) {
         let extra: Vec<&str> = self.entries.keys().filter(|k| !expected.contains(k)).map(|k| k.as_str()).collect();
         if !extra.is_empty() {
-            eprintln!("nnmnist: note: {}: ignoring {} entr{} that {} not parameters of the {model}: {}", self.path.display(), extra.len(), if extra.len() == 1 { "y" } else { "ies" }, if extra.len() == 1 { "is" } else { "are" }, extra.join(", "));
+            let what = if extra.len() == 1 { "1 entry that is not a parameter".to_string() } else { format!("{} entries that are not parameters", extra.len()) };
+            eprintln!("nnmnist: note: {}: ignoring {what} of the {model}: {}", self.path.display(), extra.join(", "));
         }
     }
 
@@ -166,6 +163,49 @@ impl Weights {
 }
 
 type Parsed = (BTreeMap<String, Entry>, Option<RunState>);
+
+/// A safetensors file starts with its header's length (u64, little-endian), then the JSON
+/// header itself.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes[8] == b'{'
+}
+
+/// The keys under which training checkpoints commonly nest a state_dict, tried in order.
+pub const NESTED_KEYS: [&str; 3] = ["model_state_dict", "state_dict", "model"];
+
+/// Reads a file `torch.save` wrote (see the module comment).
+fn read_pytorch(path: &Path, bytes: &[u8]) -> Result<Parsed> {
+    use pytorch_reader::{DType, PytorchReader};
+    let nested = NESTED_KEYS.iter().find_map(|key| {
+        let r = PytorchReader::from_bytes(bytes.to_vec(), Some(key)).ok()?;
+        (!r.is_empty()).then_some((r, *key))
+    });
+    let reader = match nested {
+        Some((r, key)) => {
+            eprintln!("nnmnist: note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.display());
+            r
+        }
+        None => PytorchReader::from_bytes(bytes.to_vec(), None).map_err(|e| {
+            if bytes.starts_with(b"PK\x03\x04") {
+                anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.display())
+            } else {
+                let head = read_safetensors(path, bytes).err().map(|e| format!("{e:#}")).unwrap_or_default();
+                anyhow!("{head}; nor a PyTorch file ({e})")
+            }
+        })?,
+    };
+    let mut entries = BTreeMap::new();
+    for (name, t) in reader.tensors() {
+        let raw = t.read().with_context(|| format!("{}: cannot read tensor {name}", path.display()))?;
+        let data = match t.dtype() {
+            DType::F32 => Data::F32(raw.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            DType::F64 => Data::F64(raw.chunks_exact(8).map(|c| f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
+            other => Data::Other(format!("{other:?}")),
+        };
+        entries.insert(name.clone(), Entry { name: name.clone(), shape: t.shape().to_vec(), data });
+    }
+    Ok((entries, None))
+}
 
 fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let not = |e: safetensors::SafeTensorError| anyhow!("{}: not a safetensors file ({e:?})", path.display());

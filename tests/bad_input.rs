@@ -271,7 +271,7 @@ fn weights_not_safetensors() {
     // A PyTorch pickle (zip) and plain text: neither is safetensors.
     let path = tmp.path().join("model.pt");
     std::fs::write(&path, b"PK\x03\x04\x14\x00\x00\x00\x08\x00 not a safetensors header at all").unwrap();
-    weights_fail(&path, &["a PyTorch file"]);
+    weights_fail(&path, &["a zip file (torch.save's format) that holds no state_dict"]);
     let path = tmp.path().join("notes.safetensors");
     std::fs::write(&path, "weights: see the README\n".repeat(10)).unwrap();
     weights_fail_in(&path, &["not a safetensors file"], true);

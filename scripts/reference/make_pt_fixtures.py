@@ -30,6 +30,13 @@ The files, and what torch.save was given (sd = model.state_dict(), an OrderedDic
 Every optimizer state comes from a real step taken on a copy of the model, so the weights
 saved are the same in every file of a model.
 
+And tests/fixtures/pt/broken/, tiny files torch.save writes that nnmnist must refuse with the
+same messages as safetensors (the state_dict keys come in checking order, so the first one
+is the fault): missing_key.pt ({"model.0.bias": zeros(8)}: no model.0.weight),
+wrong_shape.pt (model.0.weight of shape (8, 1, 3, 4)), float16.pt (model.0.weight as float16),
+nan.pt (a NaN in model.0.weight), not_a_dict.pt (torch.save of a list of tensors). Only
+these: `make_pt_fixtures.py --broken-only`.
+
 expected.json: per file its model, form, the key its state_dict nests under (null at the
 top level), the keys a reader must load and those it must skip, and PyTorch's evaluation of the
 weights read back from that file with torch.load, on all 10,000 test images, one thread:
@@ -110,7 +117,28 @@ def mlp(train, test, tmp):
     return model.state_dict(), opt, evaluate
 
 
+def write_broken():
+    out = os.path.join(OUT, "broken")
+    os.makedirs(out, exist_ok=True)
+    nan = torch.zeros(8, 1, 3, 3)
+    nan[3, 0, 1, 2] = float("nan")
+    files = {
+        "missing_key.pt": {"model.0.bias": torch.zeros(8)},
+        "wrong_shape.pt": {"model.0.weight": torch.zeros(8, 1, 3, 4), "model.0.bias": torch.zeros(8)},
+        "float16.pt": {"model.0.weight": torch.zeros(8, 1, 3, 3, dtype=torch.float16), "model.0.bias": torch.zeros(8)},
+        "nan.pt": {"model.0.weight": nan, "model.0.bias": torch.zeros(8)},
+        "not_a_dict.pt": [torch.zeros(2), torch.ones(3)],
+    }
+    for name, obj in files.items():
+        path = os.path.join(out, name)
+        torch.save(obj, path)
+        print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
+
+
 def main():
+    write_broken()
+    if sys.argv[1:] == ["--broken-only"]:
+        return
     torch.set_num_threads(1)
     (tr_img, tr_lab), (te_img, te_lab) = common.load_mnist(os.path.join(ROOT, "data"))
     labels = lambda lab: torch.from_numpy(lab.astype(np.int64))  # noqa: E731
@@ -163,7 +191,7 @@ def main():
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
         f.write("\n")
-    total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
+    total = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(OUT) for n in names)
     print(f"wrote {os.path.relpath(os.path.join(OUT, 'expected.json'), ROOT)}; {total} bytes in tests/fixtures/pt/")
 
 
