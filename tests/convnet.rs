@@ -93,6 +93,11 @@ fn layer_shapes_and_state_dict_keys() {
     let direct = net.forward_t(&x, false);
     assert_eq!(direct.size(), [3, 10]);
     assert!(direct.allclose(&logits, 0.0, 0.0, false));
+    // nnmnist trace's layer by layer forward is the same chain.
+    let layers = net.forward_layers(&x);
+    assert_eq!(layers.len(), 10);
+    assert!(layers[9].equal(&direct), "forward_layers' last output differs from forward_t");
+    assert_eq!(layers[6].size(), [3, 576]);
 }
 
 #[test]
