@@ -36,6 +36,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
     let mut metrics = MetricsLog::open(spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
+    tracing::info!("evaluating {} test images", test.len());
     let started = Instant::now();
     let ev = classifier.evaluate(&test)?;
     let eval_seconds = started.elapsed().as_secs_f64();

@@ -70,20 +70,9 @@ fn usage_error(args: &[&str], phrases: &[&str]) -> String {
     expect_failure(args, USAGE, phrases, When::BeforeTraining)
 }
 
-/// A data directory with the first 100 training and test images, raw IDX.
-fn small_data() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let (train, test) = (real().train.take(100), real().test.take(100));
-    std::fs::write(dir.path().join(TRAIN_IMAGES), images_idx(&train.images)).unwrap();
-    std::fs::write(dir.path().join(TRAIN_LABELS), labels_idx(&train.labels)).unwrap();
-    std::fs::write(dir.path().join(TEST_IMAGES), images_idx(&test.images)).unwrap();
-    std::fs::write(dir.path().join(TEST_LABELS), labels_idx(&test.labels)).unwrap();
-    dir
-}
-
 /// A small data directory where `name` is replaced by `bytes` stored as `file_name`.
 fn broken_data(name: &str, file_name: &str, bytes: &[u8]) -> (TempDir, PathBuf) {
-    let dir = small_data();
+    let dir = small_data(100);
     std::fs::remove_file(dir.path().join(name)).unwrap();
     let path = dir.path().join(file_name);
     std::fs::write(&path, bytes).unwrap();
@@ -103,7 +92,7 @@ fn data_fails(dir: &Path, file: &Path, phrases: &[&str]) {
 #[test]
 fn small_data_dir_trains() {
     // The baseline the broken directories differ from: it works.
-    let dir = small_data();
+    let dir = small_data(100);
     let out = Command::new(BIN)
         .args(["convnet", "--device", "cpu", "--epochs", "1", "--batch-size", "10", "--data-dir", s(dir.path())])
         .output()
@@ -127,7 +116,7 @@ fn missing_data_directory() {
 #[test]
 fn missing_data_file() {
     for name in [TRAIN_IMAGES, TEST_LABELS] {
-        let dir = small_data();
+        let dir = small_data(100);
         std::fs::remove_file(dir.path().join(name)).unwrap();
         fails(&["convnet", "--device", "cpu", "--data-dir", s(dir.path())], &[s(dir.path()), name, "missing MNIST file"]);
     }
@@ -393,7 +382,7 @@ fn save_into_an_unwritable_place() {
 fn metrics_into_a_missing_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("no/m.jsonl");
-    let data = small_data();
+    let data = small_data(100);
     fails(&["convnet", "--device", "cpu", "--epochs", "1", "--metrics", s(&target), "--data-dir", s(data.path())], &[
         s(&target),
         "cannot open metrics file",
@@ -462,7 +451,7 @@ fn convnet_bad_values_in_process() {
 
 #[test]
 fn convnet_sizes_beyond_the_data() {
-    let data = small_data();
+    let data = small_data(100);
     let dir = s(data.path());
     fails(&["convnet", "--device", "cpu", "--train-size", "999999", "--data-dir", dir], &["--train-size 999999 is larger than the 100 training images in", dir]);
     fails(&["convnet", "--device", "cpu", "--test-size", "101", "--data-dir", dir], &["--test-size 101 is larger than the 100 test images in", dir]);
@@ -495,7 +484,7 @@ fn unparsable_values() {
 
 #[test]
 fn diverging_loss_stops_the_run() {
-    let data = small_data();
+    let data = small_data(100);
     expect_failure(
         &["convnet", "--device", "cpu", "--epochs", "1", "--batch-size", "10", "--lr", "1e12", "--data-dir", s(data.path())],
         ERROR,
@@ -507,7 +496,7 @@ fn diverging_loss_stops_the_run() {
 #[test]
 fn show_index_out_of_range() {
     fails(&["show", "10000", "--data-dir", s(&repo_data())], &["test image 10000 does not exist", "10000 images (0 to 9999)"]);
-    let data = small_data();
+    let data = small_data(100);
     fails(&["show", "100", "--data-dir", s(data.path())], &["test image 100 does not exist", "100 images (0 to 99)"]);
 }
 

@@ -78,3 +78,18 @@ pub fn stop_after(n: usize) -> impl Fn() -> bool {
         asked.get() > n
     }
 }
+
+/// A data directory holding `train` and `test` as raw IDX files.
+pub fn data_dir_of(train: &nnmnist::data::Split, test: &nnmnist::data::Split) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(TRAIN_IMAGES), images_idx(&train.images)).unwrap();
+    std::fs::write(dir.path().join(TRAIN_LABELS), labels_idx(&train.labels)).unwrap();
+    std::fs::write(dir.path().join(TEST_IMAGES), images_idx(&test.images)).unwrap();
+    std::fs::write(dir.path().join(TEST_LABELS), labels_idx(&test.labels)).unwrap();
+    dir
+}
+
+/// A data directory with the first `n` training and test images of data/, raw IDX.
+pub fn small_data(n: usize) -> tempfile::TempDir {
+    data_dir_of(&real().train.take(n), &real().test.take(n))
+}

@@ -1,0 +1,332 @@
+//! Faults and hostile files, end to end through the binary (issue 10): nothing trained is
+//! lost, files are written the way users expect, nothing panics, hostile data costs bounded
+//! work, and messages speak of what the user did.
+mod common;
+use common::*;
+use nnmnist::weights::{Entry, Weights};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
+
+/// Runs `nnmnist args` (killed if it runs over 60 s: a hang is a failure, not a stuck suite).
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN).args(args).env_remove("RUST_LOG").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("nnmnist {args:?} ran over 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `args` fails with exit 1, its stderr holding every phrase, no panic, no epoch trained.
+fn refused(args: &[&str], phrases: &[&str]) -> String {
+    let out = run(args);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+    eprintln!("[{:?}] nnmnist {} => {}", out.status.code(), args.join(" "), stderr.trim_end());
+    assert_eq!(out.status.code(), Some(1), "nnmnist {args:?}\n{stdout}\n{stderr}");
+    for p in phrases {
+        assert!(stderr.contains(p), "stderr lacks {p:?}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked") && !stdout.contains("Epoch 1") && !stdout.contains("Epoch 0"), "{stdout}\n{stderr}");
+    stderr
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+}
+
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect()
+}
+
+// ---------------------------------------------------------------- nothing trained is lost
+
+/// A metrics write that fails after an epoch (a full disk: /dev/full) still leaves that
+/// epoch's checkpoint, for both models.
+#[test]
+fn a_failed_metrics_write_keeps_the_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    for (model, extra) in [("mlp", &["--batch-size", "10"][..]), ("convnet", &["--device", "cpu", "--threads", "1"][..])] {
+        let ck = tmp.path().join(format!("{model}.safetensors"));
+        let mut args = vec![model, "--train-size", "640", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--metrics", "/dev/full", "--data-dir", s(data.path())];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot write metrics to /dev/full"), "{stderr}");
+        let state = Weights::load(&ck).unwrap_or_else(|e| panic!("{model}: the epoch's checkpoint is gone: {e:#}")).state.unwrap();
+        assert_eq!((state.epochs_done, state.next_batch), (1, 0), "{model}");
+    }
+}
+
+// ---------------------------------------------------------------- files as users expect
+
+#[test]
+fn metrics_are_appended_by_training_and_eval_and_a_redone_epoch_is_not_recorded_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let m = tmp.path().join("m.jsonl");
+    std::fs::write(&m, "{\"an earlier record\": true}\n").unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    let base = ["mlp", "--train-size", "600", "--test-size", "100", "--data-dir", d];
+    assert!(run(&[&base[..], &["--epochs", "1", "--save", s(&ck), "--metrics", s(&m)]].concat()).status.success());
+    let epoch1 = tmp.path().join("epoch1.safetensors");
+    std::fs::copy(&ck, &epoch1).unwrap();
+    assert!(run(&["mlp", "--resume", s(&ck), "--epochs", "2", "--metrics", s(&m), "--data-dir", d]).status.success());
+    assert!(run(&["eval", "--model", "mlp", "--weights", s(&ck), "--metrics", s(&m), "--data-dir", d]).status.success());
+    // The epoch-1 checkpoint resumed again redoes epoch 2, which the file already records.
+    let out = run(&["mlp", "--resume", s(&epoch1), "--epochs", "2", "--metrics", s(&m), "--data-dir", d]);
+    assert!(out.status.success());
+    assert!(stderr_of(&out).contains("already holds this run's records of epochs [2]"), "{}", stderr_of(&out));
+    let text = std::fs::read_to_string(&m).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"an earlier record\": true}", "the earlier content is kept");
+    let records: Vec<nnmnist::metrics::EpochMetrics> = lines[1..].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let epochs: Vec<(usize, bool)> = records.iter().map(|r| (r.epoch, r.train_loss.is_some())).collect();
+    assert_eq!(epochs, [(1, true), (2, true), (2, false)], "training epochs 1 and 2 once each, then the eval record");
+}
+
+#[test]
+fn save_writes_through_symlinks_and_keeps_permissions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let real = tmp.path().join("real.safetensors");
+    let link = tmp.path().join("link.safetensors");
+    std::fs::write(&real, b"old").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    symlink(&real, &link).unwrap();
+    let out = run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&link), "--data-dir", s(data.path())]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+    assert_eq!(Weights::load(&real).unwrap().state.unwrap().epochs_done, 1, "its target holds the checkpoint");
+    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o640, "the file keeps its mode");
+    // A dangling link: the file it names is created.
+    let dangling = tmp.path().join("dangling.safetensors");
+    let target = tmp.path().join("made.safetensors");
+    symlink(&target, &dangling).unwrap();
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&dangling), "--data-dir", s(data.path())]).status.success());
+    assert!(Weights::load(&target).is_ok() && std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+    assert!(temporaries(tmp.path()).is_empty(), "{:?}", temporaries(tmp.path()));
+    assert!(!tmp.path().join(".real.safetensors.lock").exists(), "the lock file is removed at the end");
+}
+
+#[test]
+fn save_refuses_what_is_not_a_regular_file_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo.safetensors");
+    mkfifo(&fifo);
+    refused(&["mlp", "--save", s(&fifo)], &[s(&fifo), "it is a FIFO; nnmnist only replaces regular files"]);
+    refused(&["mlp", "--save", "/dev/null"], &["/dev/null", "it is a character device"]);
+    let link = tmp.path().join("to-null");
+    symlink("/dev/null", &link).unwrap();
+    refused(&["mlp", "--save", s(&link)], &[s(&link), "it is a character device"]);
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo_like(), "the FIFO is left alone");
+}
+
+trait FifoLike {
+    fn is_fifo_like(&self) -> bool;
+}
+
+impl FifoLike for std::fs::FileType {
+    fn is_fifo_like(&self) -> bool {
+        std::os::unix::fs::FileTypeExt::is_fifo(self)
+    }
+}
+
+#[test]
+fn stale_temporaries_are_removed_and_a_second_run_on_the_same_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(3200);
+    let ck = tmp.path().join("ck.safetensors");
+    let stale = tmp.path().join(".ck.safetensors.tmp4242");
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    // A long run holding the file...
+    let mut first = Command::new(BIN)
+        .args(["mlp", "--train-size", "3200", "--test-size", "100", "--epochs", "100000", "--save", s(&ck), "--data-dir", s(data.path())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(first.stdout.take().unwrap()));
+    assert!(lines.any(|l| l.unwrap().starts_with("Epoch 0:")), "the first run trains");
+    assert!(!stale.exists(), "the stale temporary file of an earlier save is removed");
+    // ...refuses a second one.
+    let err = refused(&["mlp", "--save", s(&ck), "--data-dir", s(data.path())], &[s(&ck), &format!("another nnmnist run (pid {}) is saving to it", first.id())]);
+    assert!(err.contains("choose another file"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Killed: its lock file stays, holds no lock, and the next run takes it.
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())]).status.success());
+}
+
+// ---------------------------------------------------------------- no panic on any input
+
+#[test]
+fn empty_sets_zero_sizes_and_absurd_thread_counts() {
+    let empty_test = data_dir_of(&real().train.take(700), &real().test.take(0));
+    for model in ["mlp", "convnet"] {
+        refused(&[model, "--train-size", "640", "--data-dir", s(empty_test.path())], &["the test set in", "has no images: nothing to evaluate on"]);
+    }
+    let empty_train = data_dir_of(&real().train.take(0), &real().test.take(10));
+    refused(&["convnet", "--data-dir", s(empty_train.path())], &["the training set in", "has no images"]);
+    refused(&["eval", "--model", "mlp", "--weights", "x", "--test-size", "0"], &["--test-size must be at least 1"]);
+    // 2^31 threads: capped to the machine's CPUs with a warning (it used to panic).
+    let data = small_data(700);
+    let out = run(&["convnet", "--device", "cpu", "--threads", "2147483648", "--epochs", "1", "--train-size", "640", "--test-size", "100", "--data-dir", s(data.path())]);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("--threads 2147483648 is more than the") && stderr.contains("CPUs here; using"), "{stderr}");
+}
+
+#[test]
+fn layer_sizes_that_cannot_fit_in_memory_are_refused_with_the_size() {
+    refused(&["mlp", "--sizes", "784,100000000,10"], &["--sizes 784,100000000,10", "need about", "GiB", "available"]);
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("inf.safetensors");
+    let entries: Vec<Entry> = nnmnist::convnet::Net::new(tch::Device::Cpu, 0)
+        .entries()
+        .into_iter()
+        .map(|mut e| {
+            if let (true, nnmnist::weights::Data::F32(v)) = (e.name == "model.7.bias", &mut e.data) {
+                v[5] = f32::INFINITY;
+            }
+            e
+        })
+        .collect();
+    nnmnist::checkpoint::save_to(&path, &entries, None).unwrap();
+    let phrase = "tensor model.7.bias holds inf (at flat index 5): weights must be finite numbers";
+    refused(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(&path)], &[s(&path), phrase]);
+    refused(&["convnet", "--device", "cpu", "--init-from", s(&path)], &[s(&path), phrase]);
+}
+
+// ---------------------------------------------------------------- bounded work on hostile data
+
+#[test]
+fn fifos_are_refused_instead_of_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(100);
+    let labels = data.path().join(TEST_LABELS);
+    std::fs::remove_file(&labels).unwrap();
+    mkfifo(&labels);
+    refused(&["show", "0", "--data-dir", s(data.path())], &[s(&labels), "it is a FIFO, not a regular file"]);
+    let weights = tmp.path().join("w.safetensors");
+    mkfifo(&weights);
+    refused(&["eval", "--model", "mlp", "--weights", s(&weights)], &[s(&weights), "it is a FIFO, not a regular file"]);
+    let metrics = tmp.path().join("m.fifo");
+    mkfifo(&metrics);
+    refused(&["mlp", "--metrics", s(&metrics)], &[s(&metrics), "is a FIFO with no reader"]);
+}
+
+/// A .gz of 1.3 MB that inflates to 1 GiB behind a header promising 100 labels: refused
+/// after reading what the header promises and counting at most 64 MiB more, in bounded
+/// memory (the whole file used to be inflated first: 1.49 GB peak).
+#[test]
+fn a_gzip_bomb_is_refused_in_bounded_memory() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let data = small_data(100);
+    let path = data.path().join(format!("{TEST_LABELS}.gz"));
+    std::fs::remove_file(data.path().join(TEST_LABELS)).unwrap();
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&labels_idx(&real().test.take(100).labels)).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        enc.write_all(&zeros).unwrap();
+    }
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+    let started = Instant::now();
+    let child = Command::new(BIN).args(["show", "0", "--data-dir", s(data.path())]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    // SAFETY: getrusage fills the struct it is given.
+    let peak_kib = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u.ru_maxrss
+    };
+    let stderr = stderr_of(&out);
+    eprintln!("gzip bomb: {took:?}, peak RSS of the largest child so far {} MiB: {stderr}", peak_kib / 1024);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(s(&path)) && stderr.contains("more than 67108864 unexpected bytes after the 100 data bytes"), "{stderr}");
+    assert!(peak_kib < 900 * 1024, "peak RSS {} MiB: the stream was inflated whole", peak_kib / 1024);
+}
+
+// ---------------------------------------------------------------- messages about what the user did
+
+#[test]
+fn a_default_that_does_not_fit_the_data_names_its_flag() {
+    let data = small_data(2000);
+    refused(&["mlp", "--data-dir", s(data.path())], &[
+        "nn.py trains on the first 50000 training images; the training set in",
+        "has 2000: use --train-size N (N <= 2000)",
+    ]);
+}
+
+// ---------------------------------------------------------------- fault injection
+
+/// SIGKILL at 24 moments of runs that save after every epoch (some land inside a save):
+/// each leaves no checkpoint (no epoch had ended) or one that loads and resumes, and no
+/// temporary file survives the next run.
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
+    let data = small_data(2000);
+    let d = s(data.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    // xorshift, seeded: the moments are reproducible.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut absent, mut resumed) = (0, 0);
+    for kill in 0..24 {
+        let _ = std::fs::remove_file(&ck);
+        let delay = Duration::from_millis(150 + next() % 900);
+        // 784,300,10: a 1.9 MB checkpoint written every ~40 ms.
+        let mut child = Command::new(BIN)
+            .args(["mlp", "--sizes", "784,300,10", "--train-size", "2000", "--test-size", "50", "--epochs", "100000", "--save", s(&ck), "--data-dir", d])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !ck.exists() {
+            absent += 1;
+            continue;
+        }
+        let w = Weights::load(&ck).unwrap_or_else(|e| panic!("kill {kill} after {delay:?}: a broken checkpoint: {e:#}"));
+        let state = w.state.unwrap_or_else(|| panic!("kill {kill}: a checkpoint without its run state"));
+        assert!(state.epochs_done >= 1 && state.next_batch == 0, "kill {kill}: {state:?}");
+        let out = run(&["mlp", "--resume", s(&ck), "--epochs", &(state.epochs_done + 1).to_string(), "--data-dir", d]);
+        assert!(out.status.success(), "kill {kill}: resume failed: {}", stderr_of(&out));
+        assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, state.epochs_done + 1);
+        assert!(temporaries(tmp.path()).is_empty(), "kill {kill}: {:?} survived the next run", temporaries(tmp.path()));
+        resumed += 1;
+    }
+    eprintln!("24 kills: {absent} before the first checkpoint, {resumed} resumed");
+    assert!(resumed >= 12, "too few kills landed after a checkpoint ({resumed}) to test anything");
+}
