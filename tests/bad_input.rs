@@ -392,9 +392,12 @@ fn metrics_into_a_missing_directory() {
 // ---------------------------------------------------------------- devices and values
 
 #[test]
-fn cuda_without_a_gpu() {
-    if tch::Cuda::device_count() > 0 {
-        eprintln!("skipped: this machine has a CUDA device");
+fn cuda_that_is_not_there() {
+    let gpus = tch::Cuda::device_count();
+    if gpus > 0 {
+        // On a GPU machine: a device index past the last one.
+        let spec = format!("cuda:{gpus}");
+        fails(&["convnet", "--device", &spec, "--epochs", "1"], &[&format!("--device cuda:{gpus}: only {gpus} CUDA device(s) here")]);
         return;
     }
     fails(&["convnet", "--device", "cuda", "--epochs", "1"], &["--device cuda", "no CUDA device is available"]);
@@ -403,6 +406,39 @@ fn cuda_without_a_gpu() {
     fails(&["eval", "--model", "convnet", "--device", "cuda", "--weights", s(&weights_file(tmp.path()))], &[
         "no CUDA device is available",
     ]);
+}
+
+/// An NVIDIA driver libtorch cannot use (a fake /proc/driver/nvidia/version, 550, older than
+/// what the CUDA 13.0 torch needs): `--device auto` says so in one line before running on
+/// the CPU, and `--device cuda` fails saying the same. Never a silent CPU run. (On a GPU
+/// machine CUDA_VISIBLE_DEVICES="" hides the GPU from libtorch, so the test runs there too.)
+#[test]
+fn an_unusable_nvidia_driver_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let version = tmp.path().join("version");
+    std::fs::write(&version, "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n").unwrap();
+    let data = small_data(100);
+    let run = |device: &str| {
+        Command::new(BIN)
+            .args(["convnet", "--device", device, "--epochs", "1", "--batch-size", "10", "--data-dir", s(data.path())])
+            .env("NNMNIST_NVIDIA_VERSION_FILE", &version)
+            .env("CUDA_VISIBLE_DEVICES", "")
+            .output()
+            .unwrap()
+    };
+    let torch = env!("NNMNIST_TORCH_VERSION");
+    let cuda = env!("NNMNIST_TORCH_CUDA");
+    let found = format!("NVIDIA driver 550.54.14 found ({})", version.display());
+    let auto = run("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("--device auto runs on the CPU")).unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(line.contains(&found) && line.contains(torch), "{line}");
+    if !cuda.is_empty() {
+        assert!(line.contains("scripts/setup"), "names the command that fixes it: {line}");
+    }
+    let err = String::from_utf8_lossy(&run("cuda").stderr).into_owned();
+    assert!(err.contains("--device cuda: no CUDA device is available to libtorch") && err.contains(&found), "{err}");
 }
 
 #[test]

@@ -283,3 +283,14 @@ fn stop_before_training_saves_a_resumable_checkpoint() {
     train(&["--resume", p(&ckpt)]).unwrap();
     assert_eq!(tensors(&ckpt), tensors(&whole));
 }
+
+/// `--deterministic` on the CPU is accepted and changes nothing: the same weights, bit for bit.
+#[test]
+fn deterministic_changes_nothing_on_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (plain, det) = (tmp.path().join("plain.safetensors"), tmp.path().join("det.safetensors"));
+    let common = ["--train-size", "640", "--test-size", "100", "--seed", "4", "--epochs", "1"];
+    train(&[&common[..], &["--save", p(&plain)]].concat()).unwrap();
+    train(&[&common[..], &["--save", p(&det), "--deterministic"]].concat()).unwrap();
+    assert_eq!(tensors(&plain), tensors(&det));
+}
