@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU checks and benchmark of the convnet's CUDA path (issue 5), one run, PASS or FAIL.
+"""GPU checks and benchmark of the convnet's CUDA path (issues 5 and 12), one run, PASS or FAIL.
 
 Runs on a machine with a CUDA GPU and PyTorch 2.11 (for example the lent H100/H200, with
 the binary built elsewhere and carried over). In one run it measures:
@@ -9,8 +9,9 @@ the binary built elsewhere and carried over). In one run it measures:
   PyTorch, whole step as one CUDA graph        (nn_convnet.py --cuda-graph)
   nn_convnet.py as written (DataLoader + per-sample transform)
 and checks: CUDA is seen; graph and eager agree on the first batch's loss (same weights,
-same batch) and after one epoch; train part of an epoch <= 0.25 s; a 20-epoch run end to end
-< 8 s with final accuracy in 98.7-99.0%; >= 20x faster than nn_convnet.py as written.
+same batch) and after one epoch; train part of an epoch <= 0.2 s; a 20-epoch run end to end
+(start-up included) <= 6 s with final accuracy in 98.7-99.0%; and reports the speed ratio
+against PyTorch's own CUDA graph, eager PyTorch and nn_convnet.py as written (2 epochs).
 
     python3 scripts/gpu_check.py [--binary target/release/nnmnist] [--quick]
 
@@ -35,7 +36,10 @@ def lib_env():
 
     torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
     site = os.path.dirname(os.path.dirname(torch.__file__))
-    dirs = [torch_lib, os.path.join(site, "nvidia", "cu13", "lib")]
+    # The CUDA runtime the shim links: nvidia/cu13/lib (CUDA 13 wheels) or
+    # nvidia/cuda_runtime/lib (CUDA 12 wheels), whichever this torch has.
+    dirs = [torch_lib] + [d for d in (os.path.join(site, "nvidia", "cu13", "lib"),
+                                      os.path.join(site, "nvidia", "cuda_runtime", "lib")) if os.path.isdir(d)]
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = ":".join(d for d in dirs + [env.get("LD_LIBRARY_PATH", "")] if d)
     return env
@@ -75,6 +79,9 @@ def main():
     args = ap.parse_args()
     epochs = 5 if args.quick else 20
     env = lib_env()
+    import torch
+    card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    print(f"gpu_check: {time.strftime('%Y-%m-%d')}, {card}, torch {torch.__version__}, binary {args.binary}")
     tmp = tempfile.mkdtemp(prefix="nnmnist-gpu-")
     checks, rows, failed_runs = [], [], 0
 
@@ -94,7 +101,7 @@ def main():
     eager = nnmnist("eager", ["--no-cuda-graph"], 3)
     torch_eager = reference("torch_eager", [], 3)
     torch_graph = reference("torch_graph", ["--cuda-graph"], 3)
-    torch_loader = reference("torch_dataloader", ["--loader", "dataloader"], 1)
+    torch_loader = reference("torch_dataloader", ["--loader", "dataloader"], 2)
 
     for name, (proc, wall, recs) in [("nnmnist graph", graph), ("nnmnist eager", eager),
                                      ("PyTorch eager, tensors", torch_eager),
@@ -131,10 +138,10 @@ def main():
         check("epoch 1, graph vs eager", abs(a1 - a2) <= 0.005 and abs(t1 - t2) <= 0.05 * t2,
               f"accuracy {a1:.4f} vs {a2:.4f}, loss {t1:.6f} vs {t2:.6f}")
         s = speed(grec)
-        check("train part of an epoch <= 0.25 s (goal 0.2)", s <= 0.25, f"{s:.3f} s")
+        check("train part of an epoch <= 0.2 s", s <= 0.2, f"{s:.3f} s")
         if not args.quick:
             acc = grec[-1]["test_accuracy"]
-            check(f"{epochs}-epoch run end to end < 8 s", gwall < 8.0, f"{gwall:.2f} s")
+            check(f"{epochs}-epoch run end to end <= 6 s", gwall <= 6.0, f"{gwall:.2f} s")
             check("final accuracy in 98.7-99.0%", 0.987 <= acc <= 0.990, f"{100 * acc:.2f}%")
         ratios = {name: other / s for name, other, _, _ in rows[1:] if other}
         for name, r in ratios.items():

@@ -65,7 +65,7 @@ fn graph_step_matches_eager_step() {
 #[test]
 fn cuda_forward_and_gradients_match_the_cpu_fixture() {
     let Some(cuda) = gpu("cuda_forward_and_gradients_match_the_cpu_fixture") else { return };
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/convnet/parity.safetensors");
+    let path = common::root().join("tests/fixtures/convnet/parity.safetensors");
     let fx: HashMap<String, Tensor> = Tensor::read_safetensors(&path).unwrap().into_iter().collect();
     let net = Net::new(cuda, 0);
     for (name, mut p) in net.parameters() {
@@ -109,12 +109,12 @@ fn deterministic_cuda_runs_repeat_bit_for_bit() {
     let (a, b) = (run("a.safetensors"), run("b.safetensors"));
     assert!(a == b, "two --deterministic CUDA runs from the same seed end with different weights");
     // PyTorch's side of the same step, deterministic on CUDA too: reported, the goal being 0.
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if python.exists() {
+    let python = common::python();
+    if python.exists() || std::env::var_os("NNMNIST_PYTHON").is_some() {
         let out = std::process::Command::new(python)
-            .args(["scripts/compare.py", "--layers", "--model", "convnet", "--device", "cuda", "--deterministic", "--bin", env!("CARGO_BIN_EXE_nnmnist")])
+            .args(["scripts/compare.py", "--layers", "--model", "convnet", "--device", "cuda", "--deterministic", "--bin", common::s(&common::bin())])
             .args(["--out", common::s(&tmp.path().join("layers"))])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(common::root())
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -12,9 +12,25 @@ pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
+/// The repository: `NNMNIST_ROOT` where set (test binaries run on another machine, e.g. a
+/// GPU machine, from a copy of the repository), else the one they were built in.
+pub fn root() -> PathBuf {
+    std::env::var_os("NNMNIST_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The nnmnist binary: `NNMNIST_BIN` where set, else the one cargo built beside the tests.
+pub fn bin() -> PathBuf {
+    std::env::var_os("NNMNIST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nnmnist")))
+}
+
+/// The Python with torch: `NNMNIST_PYTHON` where set, else the repository's .venv.
+pub fn python() -> PathBuf {
+    std::env::var_os("NNMNIST_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/python"))
+}
+
 /// The repository's data/ directory.
 pub fn repo_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+    root().join("data")
 }
 
 /// The committed data/, loaded once per test binary.
