@@ -6,7 +6,7 @@ use crate::data::{self, Mnist, CLASSES};
 use crate::evaluation::Evaluation;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::weights::Weights;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -40,6 +40,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let started = Instant::now();
     let ev = classifier.evaluate(&test)?;
     let eval_seconds = started.elapsed().as_secs_f64();
+    ev.check_finite().with_context(|| format!("evaluating {}", spec.weights.display()))?;
     match &classifier {
         Classifier::Convnet(_) => println!("{}", crate::convnet::eval::lines(&ev)),
         Classifier::Mlp(net, cost) => println!(

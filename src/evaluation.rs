@@ -50,6 +50,15 @@ impl Evaluation {
         counts
     }
 
+    /// Fails when the loss is NaN or infinite (outputs that overflow): no result to print
+    /// or record as if it were one.
+    pub fn check_finite(&self) -> anyhow::Result<()> {
+        if !self.loss.is_finite() {
+            anyhow::bail!("the test loss is {}: the network's outputs overflow on the test images", self.loss);
+        }
+        Ok(())
+    }
+
     /// The misclassified images, in test-set order.
     pub fn misses(&self) -> impl Iterator<Item = Miss> + '_ {
         (0..self.total()).filter(|&i| self.labels[i] != self.predictions[i]).map(|i| Miss {

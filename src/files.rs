@@ -108,6 +108,16 @@ impl SaveTarget {
         &self.named
     }
 
+    /// Whether `other` names the file this target writes (symbolic links followed).
+    pub fn is_same_file(&self, other: &Path) -> bool {
+        let canon = |p: &Path| {
+            let p = follow_links(p).ok()?;
+            let dir = parent_dir(&p).canonicalize().ok()?;
+            Some(dir.join(p.file_name()?))
+        };
+        canon(&self.target).is_some_and(|t| canon(other) == Some(t))
+    }
+
     /// Replaces the target's contents with `bytes`, atomically (see the module comment).
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
         let dir = parent_dir(&self.target);

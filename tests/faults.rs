@@ -218,6 +218,31 @@ fn non_finite_weights_are_refused_naming_the_tensor() {
     refused(&["convnet", "--device", "cpu", "--init-from", s(&path)], &[s(&path), phrase]);
 }
 
+/// Finite weights whose outputs overflow: no "Avg loss: NaN" printed and recorded as a result.
+#[test]
+fn an_evaluation_that_overflows_is_an_error_not_a_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("huge.safetensors");
+    let entries: Vec<Entry> = nnmnist::convnet::Net::new(tch::Device::Cpu, 0)
+        .entries()
+        .into_iter()
+        .map(|e| if e.name == "model.9.weight" { Entry::f32(e.name, e.shape, vec![3e38; 1000]) } else { e })
+        .collect();
+    nnmnist::checkpoint::save_to(&path, &entries, None).unwrap();
+    let m = tmp.path().join("m.jsonl");
+    refused(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(&path), "--metrics", s(&m)], &[s(&path), "the test loss is", "outputs overflow"]);
+    assert_eq!(std::fs::read_to_string(&m).unwrap_or_default(), "", "nothing recorded");
+}
+
+#[test]
+fn metrics_and_save_naming_one_file_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("run.out");
+    let link = tmp.path().join("link.out");
+    symlink(&f, &link).unwrap();
+    refused(&["mlp", "--save", s(&f), "--metrics", s(&link)], &["are the same file"]);
+}
+
 // ---------------------------------------------------------------- bounded work on hostile data
 
 #[test]

@@ -177,6 +177,11 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
         return Ok(());
     }
     let save = begin.save.as_deref().map(SaveTarget::open).transpose()?;
+    if let (Some(target), Some(m)) = (&save, &spec.files.metrics) {
+        if target.is_same_file(m) {
+            bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.display(), target.path().display());
+        }
+    }
     let mut metrics = MetricsLog::open(spec.files.metrics.as_deref())?;
     if matches!(spec.start, Start::Resume(_)) {
         let kept = metrics.keep_recorded(M::NAME, s.seed, begin.epoch);
@@ -258,6 +263,7 @@ impl Run<'_> {
             let started = Instant::now();
             let ev = model.evaluate()?;
             let eval_seconds = started.elapsed().as_secs_f64();
+            ev.check_finite().with_context(|| format!("after epoch {} (its checkpoint is saved)", epoch + 1))?;
             console.line(&model.eval_lines(epoch, &ev));
             let record = EpochMetrics::new(M::NAME, model.device_name(), self.s.seed, epoch + 1, &ev);
             metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, ..record })?;
