@@ -570,12 +570,14 @@ def mlp_sizes(path):
 
 def trace_cmd(a, impl, weights, out):
     """The command that writes one side's trace of the batch (the --layers tensor-file contract)."""
-    both = ["--batch-size", str(a.batch_size), "--batch-start", str(a.batch_start), "--device", a.device,
-            "--threads", str(a.threads), "--data-dir", a.data_dir]
+    both = ["--batch-size", str(a.batch_size), "--batch-start", str(a.batch_start), "--data-dir", a.data_dir]
     if a.model == "convnet":
-        both += ["--lr", repr(a.lr), "--weight-decay", repr(a.weight_decay)] + (["--deterministic"] if a.deterministic else [])
+        both += ["--device", a.device, "--threads", str(a.threads), "--lr", repr(a.lr), "--weight-decay", repr(a.weight_decay)]
+        both += ["--deterministic"] if a.deterministic else []
     else:
+        # The MLP runs on the CPU on one thread: nnmnist refuses --device/--threads for it.
         both += ["--eta", repr(a.eta), "--lambda", repr(a.lmbda), "--cost", a.cost, "--train-size-n", str(a.train_size_n)]
+        both += ["--threads", str(a.threads)] if impl != "nnmnist" else []
     if impl == "nnmnist":
         return [a.bin, "trace", "--model", a.model, "--weights", weights, "--out", out] + both
     sizes = mlp_sizes(weights) if a.model == "mlp" else None

@@ -83,9 +83,9 @@ pub struct CommonArgs {
 /// The device and threads of the commands that run the convnet.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// auto (CUDA when available), cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto]
+    #[arg(long)]
+    pub device: Option<String>,
     /// CPU threads libtorch may use [default: libtorch's own choice]
     #[arg(long)]
     pub threads: Option<usize>,
@@ -217,4 +217,20 @@ pub struct TraceArgs {
     /// mlp: the training-set size n of the L2 term (1 - eta*lambda/n) [default: 50000]
     #[arg(long, value_name = "N")]
     pub train_size_n: Option<usize>,
+}
+
+impl DeviceArgs {
+    /// `--device` and `--threads` resolved (see [`crate::device::device_and_threads`]).
+    pub fn resolve(&self) -> anyhow::Result<(tch::Device, Option<usize>)> {
+        crate::device::device_and_threads(self.device.as_deref().unwrap_or("auto"), self.threads)
+    }
+
+    /// Fails when either flag was given to a command that runs the MLP (always on the CPU,
+    /// on one thread): a flag that would be ignored is an error, not a silence.
+    pub fn refuse_for_mlp(&self) -> anyhow::Result<()> {
+        if self.device.is_some() || self.threads.is_some() {
+            anyhow::bail!("--device and --threads apply to the convnet; the MLP runs on the CPU, on one thread");
+        }
+        Ok(())
+    }
 }

@@ -9,7 +9,6 @@ use crate::driver::{self, Files, RunSpec, Schedule, Start};
 use crate::signal::StopCondition;
 use crate::eval::EvalSpec;
 use crate::trace::TraceSpec;
-use crate::device::device_and_threads;
 use crate::{convnet, mlp};
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
@@ -40,7 +39,7 @@ impl Job {
             Command::Convnet(a) => {
                 let d = convnet::Hyper::default();
                 let hyper = convnet::Hyper { lr: a.lr.unwrap_or(d.lr), weight_decay: a.weight_decay.unwrap_or(d.weight_decay) };
-                let (device, threads) = device_and_threads(&a.device.device, a.device.threads)?;
+                let (device, threads) = a.device.resolve()?;
                 let options = convnet::Options { device, cuda_graph: !a.no_cuda_graph, threads, deterministic: a.deterministic };
                 let mut given = given_common(&a.common);
                 put(&mut given, "lr", a.lr);
@@ -67,8 +66,11 @@ impl Job {
             }
             Command::Eval(a) => {
                 let (device, threads) = match a.model {
-                    ModelKind::Convnet => device_and_threads(&a.device.device, a.device.threads)?,
-                    ModelKind::Mlp => (tch::Device::Cpu, None),
+                    ModelKind::Convnet => a.device.resolve()?,
+                    ModelKind::Mlp => {
+                        a.device.refuse_for_mlp()?;
+                        (tch::Device::Cpu, None)
+                    }
                 };
                 if a.test_size == Some(0) {
                     bail!("--test-size must be at least 1");

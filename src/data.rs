@@ -13,7 +13,7 @@
 //! images of a split, with one wording, naming the flag that changes N.
 use crate::files;
 use anyhow::{bail, Context, Result};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -93,14 +93,16 @@ impl Mnist {
 }
 
 fn check_dir(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        bail!(
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) => bail!("data directory {} is {}, not a directory", dir.display(), files::kind_of(&m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(dir).is_err() => bail!(
             "data directory {} does not exist (the MNIST files live in data/ of the repository; \
              `scripts/make_data.py` rebuilds them)",
             dir.display()
-        );
+        ),
+        Err(e) => bail!("data directory {} cannot be read ({e})", dir.display()),
     }
-    Ok(())
 }
 
 /// The training images a run uses: the first `n` (`--train-size`), or without it the
@@ -140,20 +142,27 @@ pub fn train_size_note(n: Option<usize>) -> String {
     n.map(|n| format!(" (--train-size {n})")).unwrap_or_default()
 }
 
+/// Both files of a split, headers first: image and label counts are compared before either
+/// body is read (a header promising millions of images is refused by its label file's count,
+/// not after inflating them).
 fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let images_path = find_file(dir, prefix, "images", 3)?;
     let labels_path = find_file(dir, prefix, "labels", 1)?;
-    let images = read_images(&images_path)?;
-    let labels = read_labels(&labels_path)?;
-    if images.len() / PIXELS != labels.len() {
+    let bad_images = || format!("{}: not a valid MNIST image file", images_path.display());
+    let bad_labels = || format!("{}: not a valid MNIST label file", labels_path.display());
+    let mut images = IdxFile::open(&images_path, IMAGE_MAGIC, 3).with_context(bad_images)?;
+    let mut labels = IdxFile::open(&labels_path, LABEL_MAGIC, 1).with_context(bad_labels)?;
+    if images.dims[0] != labels.dims[0] {
         bail!(
             "{} holds {} images but {} holds {} labels: the counts must match",
             images_path.display(),
-            images.len() / PIXELS,
+            images.dims[0],
             labels_path.display(),
-            labels.len()
+            labels.dims[0]
         );
     }
+    let labels = labels.body().with_context(bad_labels)?;
+    let images = images.body().with_context(bad_images)?;
     Ok(Split { images, labels })
 }
 
@@ -163,7 +172,8 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf>
     for stem in &stems {
         for name in [stem.clone(), format!("{stem}.gz")] {
             let path = dir.join(name);
-            if path.exists() {
+            // Present even as a broken or looping link: reading it then says what is wrong.
+            if std::fs::symlink_metadata(&path).is_ok() {
                 return Ok(path);
             }
         }
@@ -173,12 +183,22 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf>
 
 /// Reads and validates an IDX image file: 28x28 images, returned as `count * 784` u8 pixels.
 pub fn read_images(path: &Path) -> Result<Vec<u8>> {
-    read_file(path, IMAGE_MAGIC, 3).with_context(|| format!("{}: not a valid MNIST image file", path.display()))
+    IdxFile::open(path, IMAGE_MAGIC, 3).and_then(|mut f| f.body()).with_context(|| format!("{}: not a valid MNIST image file", path.display()))
 }
 
 /// Reads and validates an IDX label file: one u8 per image, each below 10.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    read_file(path, LABEL_MAGIC, 1).with_context(|| format!("{}: not a valid MNIST label file", path.display()))
+    IdxFile::open(path, LABEL_MAGIC, 1).and_then(|mut f| f.body()).with_context(|| format!("{}: not a valid MNIST label file", path.display()))
+}
+
+/// Parses IDX image bytes (magic 0x803, dims count x 28 x 28); returns the pixels.
+pub fn parse_images(bytes: &[u8]) -> Result<Vec<u8>> {
+    IdxFile::new(Box::new(bytes), Some(bytes.len() as u64), IMAGE_MAGIC, 3)?.body()
+}
+
+/// Parses IDX label bytes (magic 0x801, one dim); returns the labels, each checked < 10.
+pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>> {
+    IdxFile::new(Box::new(bytes), Some(bytes.len() as u64), LABEL_MAGIC, 1)?.body()
 }
 
 /// A gzip stream's read error, worded for the user.
@@ -193,40 +213,14 @@ impl std::fmt::Display for Corrupt {
 
 impl std::error::Error for Corrupt {}
 
-/// Opens `path` (a regular file; inflated as it is read when its name ends in `.gz`) and
-/// parses it as an IDX file of `magic` with `ndims` dimensions.
-fn read_file(path: &Path, magic: u32, ndims: usize) -> Result<Vec<u8>> {
-    let size = files::check_readable(path, "MNIST file")?;
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        if size == 0 {
-            bail!("empty file");
-        }
-        let mut gz = GzDecoder::new(BufReader::new(file));
-        let mut stream = GzReader(&mut gz);
-        parse(&mut stream, None, magic, ndims)
-    } else {
-        parse(&mut BufReader::new(file), Some(size), magic, ndims)
-    }
-}
+/// A gzip decoder (every member of the stream, as zcat reads it) whose errors say
+/// "corrupt or truncated gzip data".
+struct GzReader<R: Read>(MultiGzDecoder<R>);
 
-/// A gzip decoder whose errors say "corrupt or truncated gzip data".
-struct GzReader<'a, R: Read>(&'a mut GzDecoder<R>);
-
-impl<R: Read> Read for GzReader<'_, R> {
+impl<R: Read> Read for GzReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.read(buf).map_err(|e| std::io::Error::other(Corrupt(e)))
     }
-}
-
-/// Parses IDX image bytes (magic 0x803, dims count x 28 x 28); returns the pixels.
-pub fn parse_images(bytes: &[u8]) -> Result<Vec<u8>> {
-    parse(&mut &bytes[..], Some(bytes.len() as u64), IMAGE_MAGIC, 3)
-}
-
-/// Parses IDX label bytes (magic 0x801, one dim); returns the labels, each checked < 10.
-pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>> {
-    parse(&mut &bytes[..], Some(bytes.len() as u64), LABEL_MAGIC, 1)
 }
 
 /// Reads up to `buf.len()` bytes; fewer only at the end of the stream.
@@ -245,64 +239,99 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 
 /// The gzip wording of a [`Corrupt`] error, else the I/O error itself.
 fn unwrap_io(e: std::io::Error) -> anyhow::Error {
-    match e.into_inner() {
-        Some(inner) => match inner.downcast::<Corrupt>() {
-            Ok(c) => anyhow::Error::new(*c),
-            Err(other) => anyhow::anyhow!("{other}"),
-        },
-        None => anyhow::anyhow!("read error"),
+    if e.get_ref().is_some_and(|inner| inner.is::<Corrupt>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(c) = inner.downcast::<Corrupt>() {
+                return anyhow::Error::new(*c);
+            }
+        }
+        return anyhow::anyhow!("corrupt or truncated gzip data");
     }
+    anyhow::Error::new(e).context("cannot read the file")
 }
 
-/// Parses an IDX stream of `magic` with `ndims` dimensions: the header, then exactly the
-/// bytes it promises. `len` is the whole stream's length when known (a raw file), which
-/// settles a size mismatch before the body is read. Images must be 28x28, labels below 10.
-fn parse(r: &mut dyn Read, len: Option<u64>, magic: u32, ndims: usize) -> Result<Vec<u8>> {
-    let header_len = 4 + 4 * ndims;
-    let mut header = vec![0u8; header_len];
-    let got = read_full(r, &mut header)?;
-    if got == 0 {
-        bail!("empty file");
-    }
-    if got < header_len {
-        bail!("truncated: {got} bytes, shorter than the {header_len}-byte IDX header");
-    }
-    let word = |i: usize| u32::from_be_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
-    let found = word(0);
-    if found != magic {
-        bail!("wrong magic number 0x{found:08x}, expected 0x{magic:08x}");
-    }
-    let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();
-    if magic == IMAGE_MAGIC && (dims[1] != ROWS || dims[2] != COLS) {
-        bail!("images are {}x{}, expected {ROWS}x{COLS}", dims[1], dims[2]);
-    }
-    let Some(expected) = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|n| n.checked_add(header_len).is_some()) else {
-        bail!("dimensions {dims:?} are too large")
-    };
-    if let Some(len) = len {
-        let found = len - header_len as u64;
-        if found < expected as u64 {
-            bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {found}");
-        }
-        if found > expected as u64 {
-            bail!("{} unexpected bytes after the {expected} data bytes that header {dims:?} promises", found - expected as u64);
+/// An IDX stream whose header has been read and checked: `dims` as the header says; the
+/// body is read by [`IdxFile::body`]. Images must be 28x28, labels below 10.
+struct IdxFile<'a> {
+    r: Box<dyn Read + 'a>,
+    /// The whole stream's length when known (a raw file): a size mismatch is settled
+    /// before the body is read.
+    len: Option<u64>,
+    magic: u32,
+    dims: Vec<usize>,
+}
+
+impl<'a> IdxFile<'a> {
+    /// Opens `path` (a regular file; inflated as it is read when its name ends in `.gz`).
+    fn open(path: &Path, magic: u32, ndims: usize) -> Result<IdxFile<'static>> {
+        let size = files::check_readable(path, "MNIST file")?;
+        let file = BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
+        if path.extension().is_some_and(|e| e == "gz") {
+            if size == 0 {
+                bail!("empty file");
+            }
+            IdxFile::new(Box::new(GzReader(MultiGzDecoder::new(file))), None, magic, ndims)
+        } else {
+            IdxFile::new(Box::new(file), Some(size), magic, ndims)
         }
     }
-    let mut body = Vec::new();
-    r.take(expected as u64).read_to_end(&mut body).map_err(unwrap_io)?;
-    if body.len() < expected {
-        bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {}", body.len());
-    }
-    let mut probe = [0u8; 1];
-    if read_full(r, &mut probe)? > 0 {
-        let more = std::io::copy(&mut r.take(64 << 20), &mut std::io::sink()).map_err(unwrap_io)?;
-        let count = if more == 64 << 20 { format!("more than {}", more) } else { (more + 1).to_string() };
-        bail!("{count} unexpected bytes after the {expected} data bytes that header {dims:?} promises");
-    }
-    if magic == LABEL_MAGIC {
-        if let Some(i) = body.iter().position(|&l| l as usize >= CLASSES) {
-            bail!("label {} at index {i} is out of range (labels are 0-9)", body[i]);
+
+    /// Reads and checks the header of `r`, an IDX stream of `magic` with `ndims` dimensions.
+    fn new(mut r: Box<dyn Read + 'a>, len: Option<u64>, magic: u32, ndims: usize) -> Result<IdxFile<'a>> {
+        let header_len = 4 + 4 * ndims;
+        let mut header = vec![0u8; header_len];
+        let got = read_full(&mut r, &mut header)?;
+        if got == 0 {
+            bail!("empty file");
         }
+        if got < header_len {
+            bail!("truncated: {got} bytes, shorter than the {header_len}-byte IDX header");
+        }
+        let word = |i: usize| u32::from_be_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
+        let found = word(0);
+        if found != magic {
+            bail!("wrong magic number 0x{found:08x}, expected 0x{magic:08x}");
+        }
+        let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();
+        if magic == IMAGE_MAGIC && (dims[1] != ROWS || dims[2] != COLS) {
+            bail!("images are {}x{}, expected {ROWS}x{COLS}", dims[1], dims[2]);
+        }
+        Ok(IdxFile { r, len, magic, dims })
     }
-    Ok(body)
+
+    /// Reads exactly the bytes the header promises (memory bounded by that promise), and
+    /// checks that nothing follows them.
+    fn body(&mut self) -> Result<Vec<u8>> {
+        let dims = &self.dims;
+        let header_len = 4 + 4 * dims.len();
+        let Some(expected) = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|n| n.checked_add(header_len).is_some()) else {
+            bail!("dimensions {dims:?} are too large")
+        };
+        if let Some(len) = self.len {
+            let found = len - header_len as u64;
+            if found < expected as u64 {
+                bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {found}");
+            }
+            if found > expected as u64 {
+                bail!("{} unexpected bytes after the {expected} data bytes that header {dims:?} promises", found - expected as u64);
+            }
+        }
+        let mut body = Vec::new();
+        (&mut self.r).take(expected as u64).read_to_end(&mut body).map_err(unwrap_io)?;
+        if body.len() < expected {
+            bail!("truncated: header {dims:?} promises {expected} data bytes, the file has {}", body.len());
+        }
+        let mut probe = [0u8; 1];
+        if read_full(&mut self.r, &mut probe)? > 0 {
+            let more = std::io::copy(&mut (&mut self.r).take(64 << 20), &mut std::io::sink()).map_err(unwrap_io)?;
+            let count = if more == 64 << 20 { format!("more than {more}") } else { (more + 1).to_string() };
+            bail!("{count} unexpected bytes after the {expected} data bytes that header {dims:?} promises");
+        }
+        if self.magic == LABEL_MAGIC {
+            if let Some(i) = body.iter().position(|&l| l as usize >= CLASSES) {
+                bail!("label {} at index {i} is out of range (labels are 0-9)", body[i]);
+            }
+        }
+        Ok(body)
+    }
 }

@@ -5,6 +5,7 @@ use crate::classifier::{Classifier, ModelKind};
 use crate::data::{self, Mnist, CLASSES};
 use crate::evaluation::Evaluation;
 use crate::metrics::{EpochMetrics, MetricsLog};
+use crate::report::out;
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     }
     let weights = Weights::load(&spec.weights)?;
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
+    if spec.metrics.as_deref().is_some_and(|m| crate::files::same_file(m, &spec.weights)) {
+        anyhow::bail!("--metrics {} is the weights file: appending a record would break it", spec.weights.display());
+    }
     let mut metrics = MetricsLog::open(spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
     tracing::info!("evaluating {} test images", test.len());
@@ -42,9 +46,9 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let eval_seconds = started.elapsed().as_secs_f64();
     ev.check_finite().with_context(|| format!("evaluating {}", spec.weights.display()))?;
     match &classifier {
-        Classifier::Convnet(_) => println!("{}", crate::convnet::eval::lines(&ev)),
-        Classifier::Mlp(net, cost) => println!(
-            "MLP {} from {}: {} / {} correct ({:.2}%)  test cost {:.6} ({})",
+        Classifier::Convnet(_) => out(format_args!("{}\n", crate::convnet::eval::lines(&ev))),
+        Classifier::Mlp(net, cost) => out(format_args!(
+            "MLP {} from {}: {} / {} correct ({:.2}%)  test cost {:.6} ({})\n",
             crate::mlp::join_sizes(&net.sizes),
             spec.weights.display(),
             ev.correct(),
@@ -52,13 +56,13 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
             100.0 * ev.accuracy(),
             ev.loss,
             serde_json::to_value(cost).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        ),
-    }
+        )),
+    };
     if spec.confusion {
-        print!("{}", confusion_table(&ev));
+        out(confusion_table(&ev));
     }
-    if let Some(n) = spec.errors {
-        print!("{}", errors_table(&ev, n, &spec.weights));
+    if let Some(n) = spec.errors.filter(|&n| n > 0) {
+        out(errors_table(&ev, n, &spec.weights));
     }
     let state = weights.state.as_ref();
     let epoch = state.map(|s| s.epochs_done).unwrap_or(0);

@@ -68,6 +68,9 @@ impl SaveTarget {
     pub fn open(path: &Path) -> Result<SaveTarget> {
         let target = follow_links(path)?;
         let cannot = |why: String| anyhow!("cannot save to {}: {why}", path.display());
+        if fs::metadata(&target).is_ok_and(|m| m.is_dir()) {
+            return Err(cannot("it is a directory".into()));
+        }
         let dir = parent_dir(&target);
         match fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
@@ -90,12 +93,16 @@ impl SaveTarget {
                 "another nnmnist run{} is saving to it; wait for it to end or choose another file",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             )),
-            LockError::Io(e) => cannot(format!("directory {} is not writable ({e})", dir.display())),
+            LockError::Io(e) => cannot(format!("cannot create files in directory {} ({e})", dir.display())),
         })?;
+        // Exactly `.NAME.tmpPID`, the names `write` gives: `.NAME.tmp.lock` (another file's
+        // lock) or a user's `.NAME.tmpfoo` are not ours.
         let stale = format!(".{name}.tmp");
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&stale) {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let pid = file.strip_prefix(&stale).unwrap_or("");
+                if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
                     let _ = fs::remove_file(e.path());
                 }
             }
@@ -110,12 +117,7 @@ impl SaveTarget {
 
     /// Whether `other` names the file this target writes (symbolic links followed).
     pub fn is_same_file(&self, other: &Path) -> bool {
-        let canon = |p: &Path| {
-            let p = follow_links(p).ok()?;
-            let dir = parent_dir(&p).canonicalize().ok()?;
-            Some(dir.join(p.file_name()?))
-        };
-        canon(&self.target).is_some_and(|t| canon(other) == Some(t))
+        same_file(&self.target, other)
     }
 
     /// Replaces the target's contents with `bytes`, atomically (see the module comment).
@@ -130,6 +132,9 @@ impl SaveTarget {
             f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
             if let Some(old) = &old {
                 f.set_permissions(old.permissions()).with_context(|| format!("cannot set the permissions of {}", tmp.display()))?;
+                // The owner too, as `cp` onto an existing file keeps it (root only can give a
+                // file away: for anyone else this is the owner already, or refused and left).
+                let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
             }
             fs::rename(&tmp, &self.target).with_context(|| format!("cannot rename {} to {}", tmp.display(), self.target.display()))?;
             if let Ok(d) = File::open(&dir) {
@@ -182,6 +187,19 @@ fn lock(path: &Path) -> Result<File, LockError> {
         }
     }
     Err(LockError::Io(std::io::Error::other("the lock file keeps being replaced")))
+}
+
+/// Whether `a` and `b` name one file (symbolic links followed): the same inode when both
+/// exist, else the same place.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(x), Ok(y)) = (fs::metadata(a), fs::metadata(b)) {
+        return x.dev() == y.dev() && x.ino() == y.ino();
+    }
+    let place = |p: &Path| {
+        let p = follow_links(p).ok()?;
+        Some(parent_dir(&p).canonicalize().ok()?.join(p.file_name()?))
+    };
+    place(a).is_some_and(|x| place(b) == Some(x))
 }
 
 /// `path` with every symbolic link along its last component followed (the file a write

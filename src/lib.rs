@@ -25,6 +25,7 @@ pub mod files;
 pub mod metrics;
 pub mod mlp;
 pub mod nvidia;
+pub mod report;
 pub mod show;
 pub mod signal;
 pub mod trace;

@@ -18,16 +18,19 @@ fn main() -> ExitCode {
     let code = |sig: Option<i32>| ExitCode::from(signal::exit_code(sig.unwrap_or(signal::SIGINT)) as u8);
     match result {
         Ok(()) => match stop.signal() {
-            // A signal after the last save: everything is on disk, but say it was stopped.
-            Some(sig) => code(Some(sig)),
+            // A signal during the last epoch's evaluation: everything is saved, but say so.
+            Some(sig) => {
+                nnmnist::report::note(format_args!("{} arrived after the last checkpoint was saved: the run is complete", signal::name(sig)));
+                code(Some(sig))
+            }
             None => ExitCode::SUCCESS,
         },
         Err(e) => {
             if let Some(i) = e.downcast_ref::<Interrupted>() {
-                eprintln!("nnmnist: {i}");
+                nnmnist::report::note(i);
                 return code(stop.signal());
             }
-            eprintln!("error: {e:#}");
+            nnmnist::report::error(format_args!("{e:#}"));
             ExitCode::FAILURE
         }
     }

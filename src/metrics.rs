@@ -36,6 +36,10 @@ pub struct EpochMetrics {
     pub eval_seconds: f64,
     pub device: String,
     pub seed: u64,
+    /// The training run the record belongs to (kept through resumes; absent for `eval` and
+    /// the PyTorch scripts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// 10x10, rows the true label, columns the prediction (absent in older records and in
     /// the PyTorch scripts' records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +63,7 @@ impl EpochMetrics {
             eval_seconds: 0.0,
             device,
             seed,
+            run: None,
             confusion: Some(ev.confusion()),
         }
     }
@@ -69,6 +74,8 @@ pub struct MetricsLog {
     file: Option<(File, PathBuf)>,
     /// Epochs this run has already recorded (a resumed run redoing them writes no duplicates).
     recorded: Vec<usize>,
+    /// The file did not end with a newline: the first record starts a new line.
+    needs_newline: bool,
 }
 
 impl MetricsLog {
@@ -78,13 +85,14 @@ impl MetricsLog {
             None => None,
             Some(p) => Some((open_append(p)?, p.to_path_buf())),
         };
-        Ok(MetricsLog { file, recorded: Vec::new() })
+        let needs_newline = path.is_some_and(|p| last_byte(p).is_some_and(|b| b != b'\n'));
+        Ok(MetricsLog { file, recorded: Vec::new(), needs_newline })
     }
 
-    /// For a resumed run: the records this file already holds of the same run (nnmnist's,
-    /// `model`, `seed`) for epochs after `epochs_done` are kept, and those epochs are not
-    /// recorded again. Returns them (a note for the user).
-    pub fn keep_recorded(&mut self, model: &str, seed: u64, epochs_done: usize) -> Vec<usize> {
+    /// For a resumed run: the records this file already holds of the same run (its `run`
+    /// id, which the checkpoint carries) for epochs after `epochs_done` are kept, and those
+    /// epochs are not recorded again. Returns them (a note for the user).
+    pub fn keep_recorded(&mut self, run: &str, epochs_done: usize) -> Vec<usize> {
         let Some((_, path)) = &self.file else { return Vec::new() };
         if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
             return Vec::new();
@@ -93,7 +101,7 @@ impl MetricsLog {
         let mut epochs: Vec<usize> = text
             .lines()
             .filter_map(|l| serde_json::from_str::<EpochMetrics>(l).ok())
-            .filter(|r| r.implementation == "nnmnist" && r.model == model && r.seed == seed && r.epoch > epochs_done)
+            .filter(|r| r.implementation == "nnmnist" && r.run.as_deref() == Some(run) && r.epoch > epochs_done)
             .map(|r| r.epoch)
             .collect();
         epochs.sort_unstable();
@@ -109,8 +117,12 @@ impl MetricsLog {
             if self.recorded.contains(&m.epoch) {
                 return Ok(());
             }
-            let line = serde_json::to_string(m)?;
-            writeln!(f, "{line}").and_then(|_| f.flush()).with_context(|| format!("cannot write metrics to {}", path.display()))?;
+            // One write of the whole line: appenders to the same log cannot interleave inside it.
+            let mut line = if self.needs_newline { "\n".to_string() } else { String::new() };
+            line.push_str(&serde_json::to_string(m)?);
+            line.push('\n');
+            f.write_all(line.as_bytes()).and_then(|_| f.flush()).with_context(|| format!("cannot write metrics to {}", path.display()))?;
+            self.needs_newline = false;
         }
         Ok(())
     }
@@ -120,6 +132,20 @@ impl MetricsLog {
 fn open_append(path: &Path) -> Result<File> {
     let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.display()));
     let meta = std::fs::metadata(path);
+    if let Ok(m) = &meta {
+        // /dev/stdout onto a file (`> out.txt`): write through stdout's own descriptor and
+        // offset, or the two would overwrite each other.
+        if let Some(fd) = std_stream(m) {
+            // SAFETY: dup of a descriptor the process holds; the File owns the copy.
+            let copy = unsafe { libc::dup(fd) };
+            if copy >= 0 {
+                return Ok(unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(copy) });
+            }
+        }
+        if m.is_file() && !is_text(path) {
+            bail!("cannot append metrics to {}: it holds binary data, not a JSON-lines log (a weights file?)", path.display());
+        }
+    }
     let kind = meta.as_ref().map(|m| m.file_type()).ok();
     match kind {
         Some(t) if t.is_dir() => bail!("cannot open metrics file {}: it is a directory", path.display()),
@@ -144,6 +170,38 @@ fn open_append(path: &Path) -> Result<File> {
         }
         _ => OpenOptions::new().create(true).append(true).open(path).map_err(what),
     }
+}
+
+/// Stdout's or stderr's descriptor, if `meta` is the file it writes to.
+fn std_stream(meta: &std::fs::Metadata) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    [1, 2].into_iter().find(|&fd| {
+        // SAFETY: fstat fills the struct it is given.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        unsafe { libc::fstat(fd, &mut st) == 0 && st.st_dev as u64 == meta.dev() && st.st_ino as u64 == meta.ino() }
+    })
+}
+
+/// Whether the start of a regular file reads as text (no NUL byte, UTF-8 up to a character
+/// cut at the 64 KiB boundary): a log, not weights.
+fn is_text(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if File::open(path).and_then(|f| f.take(64 << 10).read_to_end(&mut head)).is_err() {
+        return true; // unreadable: opening it for appending says why
+    }
+    !head.contains(&0) && std::str::from_utf8(&head).map_or_else(|e| e.error_len().is_none(), |_| true)
+}
+
+/// The last byte of a regular file, if it has one.
+fn last_byte(path: &Path) -> Option<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file() && m.len() > 0)?;
+    let mut f = File::open(path).ok()?;
+    f.seek(SeekFrom::Start(meta.len() - 1)).ok()?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).ok()?;
+    Some(b[0])
 }
 
 /// Reads a metrics file back (used by tests and tools).

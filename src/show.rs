@@ -11,6 +11,7 @@ use crate::classifier::Classifier;
 use crate::cli::ShowArgs;
 use crate::data::{Mnist, COLS, PIXELS, ROWS};
 use crate::evaluation::argmax;
+use crate::report::out;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use std::io::IsTerminal;
@@ -38,14 +39,14 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     let image = test.image(args.index);
     let label = test.labels[args.index];
     let color = use_color();
-    print!("{}", render(image, color));
-    println!("Test image {}: label {label}", args.index);
+    out(render(image, color));
+    out(format_args!("Test image {}: label {label}\n", args.index));
     if let Some(model) = model {
         let probs = model.probabilities(image)?;
         let predicted = argmax(&probs);
         let verdict = if predicted == label as usize { "correct" } else { "wrong" };
-        println!("Prediction: {predicted} ({verdict}; {})", model.describe());
-        print!("{}", bar_chart(&probs, predicted, label as usize));
+        out(format_args!("Prediction: {predicted} ({verdict}; {})\n", model.describe()));
+        out(bar_chart(&probs, predicted, label as usize));
     }
     Ok(())
 }

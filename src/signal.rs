@@ -67,7 +67,7 @@ impl Stop {
                     }
                 });
             }
-            Err(e) => eprintln!("nnmnist: warning: cannot install the signal handlers ({e}); Ctrl-C will not save"),
+            Err(e) => crate::report::note(format_args!("warning: cannot install the signal handlers ({e}); Ctrl-C will not save")),
         }
         stop
     }
@@ -89,15 +89,18 @@ impl Stop {
         let first = self.signal.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
         let name = name(sig);
         if first && self.in_loop.load(Ordering::SeqCst) {
-            eprintln!("\nnnmnist: {name}: stopping at the next batch boundary to save (send it again to quit at once)");
+            crate::report::note(format_args!("{name}: stopping at the next batch boundary to save (send it again to quit at once)"));
             return;
         }
         if first {
-            eprintln!("\nnnmnist: {name}: stopping (nothing is being trained, so there is nothing to save)");
+            crate::report::note(format_args!("{name}: stopping (nothing is being trained, so there is nothing to save)"));
         } else {
-            eprintln!("\nnnmnist: second signal ({name}): exiting at once, without saving");
+            crate::report::note(format_args!("second signal ({name}): exiting at once, without saving"));
         }
-        std::process::exit(exit_code(sig));
+        // _exit, not exit: the main thread may be inside libtorch, and running its static
+        // destructors under it corrupts the heap.
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(exit_code(sig)) }
     }
 }
 

@@ -13,7 +13,6 @@
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
 use crate::classifier::ModelKind;
 use crate::cli::TraceArgs;
-use crate::device::device_and_threads;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
 use crate::files::SaveTarget;
@@ -43,7 +42,24 @@ pub struct TraceSpec {
 
 impl TraceSpec {
     pub fn from_args(a: TraceArgs) -> Result<TraceSpec> {
-        let (device, threads) = if a.model == ModelKind::Convnet { device_and_threads(&a.device.device, a.device.threads)? } else { (Device::Cpu, None) };
+        // A flag of the other model would be ignored: refused instead.
+        let (device, threads) = match a.model {
+            ModelKind::Convnet => {
+                let other = [("--eta", a.eta.is_some()), ("--lambda", a.lambda.is_some()), ("--cost", a.cost.is_some()), ("--train-size-n", a.train_size_n.is_some())];
+                if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+                    bail!("{flag} is the MLP's; the convnet's step takes --lr and --weight-decay");
+                }
+                a.device.resolve()?
+            }
+            ModelKind::Mlp => {
+                let other = [("--lr", a.lr.is_some()), ("--weight-decay", a.weight_decay.is_some()), ("--deterministic", a.deterministic)];
+                if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+                    bail!("{flag} is the convnet's; the MLP's step takes --eta, --lambda, --cost and --train-size-n");
+                }
+                a.device.refuse_for_mlp()?;
+                (Device::Cpu, None)
+            }
+        };
         let (c, m) = (convnet::Hyper::default(), mlp::Hyper::default());
         let convnet = convnet::Hyper { lr: a.lr.unwrap_or(c.lr), weight_decay: a.weight_decay.unwrap_or(c.weight_decay) };
         let mlp = mlp::Hyper { eta: a.eta.unwrap_or(m.eta), lambda: a.lambda.unwrap_or(m.lambda), cost: a.cost.unwrap_or(m.cost), ..m };
@@ -82,6 +98,9 @@ impl TraceSpec {
 pub fn run(spec: &TraceSpec) -> Result<()> {
     let weights = Weights::load(&spec.weights)?;
     let out = SaveTarget::open(&spec.out)?;
+    if out.is_same_file(&spec.weights) {
+        bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.display());
+    }
     let train = Mnist::load(&spec.data_dir)?.train;
     let batch = batch(&train, spec)?;
     let entries = match spec.model {
@@ -89,7 +108,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
         ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
     };
     crate::checkpoint::save(&out, &entries, None)?;
-    eprintln!("nnmnist: trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.display(), entries.len());
+    crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.display(), entries.len()));
     Ok(())
 }
 

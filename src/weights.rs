@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The header key under which a checkpoint's [`RunState`] is stored (safetensors metadata).
@@ -78,7 +79,9 @@ impl Entry {
 /// epoch `epochs_done` (0-based) after that many batches. The batch order of an epoch is a
 /// function of (seed, epoch), so it is rebuilt rather than stored. `hyper` holds the run's
 /// hyperparameters (the [`crate::driver::Schedule`] and the model's own, seed included) as
-/// one JSON object; the driver validates every value with the checks the flags get.
+/// one JSON object; the driver validates every value with the checks the flags get. `run`
+/// identifies the run through its resumes (its metrics records carry it); `threads` is the
+/// number of libtorch threads it trained with (its sums, so its bits, depend on it).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
@@ -86,6 +89,10 @@ pub struct RunState {
     pub epochs_done: usize,
     pub next_batch: usize,
     pub hyper: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 impl RunState {
@@ -104,19 +111,36 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Reads a weights file (see the module comment for the formats).
+    /// Reads a weights file (see the module comment for the formats). Only a safetensors
+    /// file is read whole; a PyTorch file is read tensor by tensor.
     pub fn load(path: &Path) -> Result<Weights> {
-        files::check_readable(path, "weights file")?;
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))?;
-        Weights::from_bytes(path, &bytes)
+        let size = files::check_readable(path, "weights file")?;
+        let cannot = || format!("cannot read weights file {}", path.display());
+        let mut head = Vec::new();
+        std::fs::File::open(path).and_then(|f| f.take(9).read_to_end(&mut head)).with_context(cannot)?;
+        if looks_like_safetensors(&head) {
+            let bytes = std::fs::read(path).with_context(cannot)?;
+            return Weights::from_bytes(path, &bytes);
+        }
+        if size == 0 {
+            bail!("{}: empty file, not a weights file", path.display());
+        }
+        let (entries, state) = read_pytorch(path, Source::File, &head)?;
+        Weights::checked(path, entries, state)
     }
 
-    /// Parses the bytes of the file `path` (never panics, whatever the bytes).
+    /// Parses the bytes of the file `path` (never panics, whatever the bytes). A PyTorch
+    /// checkpoint that nests its state_dict is read from there by [`Weights::load`] only.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Weights> {
         if bytes.is_empty() {
             bail!("{}: empty file, not a weights file", path.display());
         }
-        let (entries, state) = if looks_like_safetensors(bytes) { read_safetensors(path, bytes)? } else { read_pytorch(path, bytes)? };
+        let (entries, state) = if looks_like_safetensors(bytes) { read_safetensors(path, bytes)? } else { read_pytorch(path, Source::Bytes(bytes), bytes)? };
+        Weights::checked(path, entries, state)
+    }
+
+    /// Refuses NaN and infinities.
+    fn checked(path: &Path, entries: BTreeMap<String, Entry>, state: Option<RunState>) -> Result<Weights> {
         for e in entries.values() {
             if let Some((i, v)) = e.first_non_finite() {
                 bail!("{}: tensor {} holds {v} (at flat index {i}): weights must be finite numbers", path.display(), e.name);
@@ -146,7 +170,7 @@ impl Weights {
         let extra: Vec<&str> = self.entries.keys().filter(|k| !expected.contains(k)).map(|k| k.as_str()).collect();
         if !extra.is_empty() {
             let what = if extra.len() == 1 { "1 entry that is not a parameter".to_string() } else { format!("{} entries that are not parameters", extra.len()) };
-            eprintln!("nnmnist: note: {}: ignoring {what} of the {model}: {}", self.path.display(), extra.join(", "));
+            crate::report::note(format_args!("note: {}: ignoring {what} of the {model}: {}", self.path.display(), extra.join(", ")));
         }
     }
 
@@ -173,33 +197,55 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
 /// The keys under which training checkpoints commonly nest a state_dict, tried in order.
 pub const NESTED_KEYS: [&str; 3] = ["model_state_dict", "state_dict", "model"];
 
-/// Reads a file `torch.save` wrote (see the module comment).
-fn read_pytorch(path: &Path, bytes: &[u8]) -> Result<Parsed> {
+/// Where a PyTorch file's bytes are.
+enum Source<'a> {
+    File,
+    Bytes(&'a [u8]),
+}
+
+/// The key a training checkpoint nests its state_dict under: one of [`NESTED_KEYS`] that the
+/// top-level dictionary holds, whose value is a state_dict (a dictionary holding tensors).
+/// A state_dict itself (keys such as `model.0.weight`) nests nothing; nor does a whole
+/// pickled module (`torch.save(model)`: its attribute `model` holds submodules, not tensors),
+/// whose parameters read under their state_dict names.
+fn nested_key(path: &Path) -> Option<&'static str> {
+    use pytorch_reader::{PickleValue, PytorchReader};
+    let PickleValue::Dict(top) = PytorchReader::read_pickle_data(path, None).ok()? else { return None };
+    NESTED_KEYS.into_iter().find(|k| match top.get(*k) {
+        Some(PickleValue::Dict(inner)) => inner.values().any(|v| matches!(v, PickleValue::Unsupported(t) if t.contains("Tensor") || t.contains("Parameter"))),
+        _ => false,
+    })
+}
+
+/// Reads a file `torch.save` wrote (see the module comment); `head` is its start.
+fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
     use pytorch_reader::{DType, PytorchReader};
-    let nested = NESTED_KEYS.iter().find_map(|key| {
-        let r = PytorchReader::from_bytes(bytes.to_vec(), Some(key)).ok()?;
-        (!r.is_empty()).then_some((r, *key))
-    });
-    let reader = match nested {
-        Some((r, key)) => {
-            eprintln!("nnmnist: note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.display());
-            r
-        }
-        None => PytorchReader::from_bytes(bytes.to_vec(), None).map_err(|e| {
-            if bytes.starts_with(b"PK\x03\x04") {
-                anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.display())
-            } else {
-                let head = read_safetensors(path, bytes).err().map(|e| format!("{e:#}")).unwrap_or_default();
-                anyhow!("{head}; nor a PyTorch file ({e})")
-            }
-        })?,
+    let nested = match source {
+        Source::File => nested_key(path),
+        Source::Bytes(_) => None,
     };
+    let opened = match (source, nested) {
+        (Source::File, Some(key)) => PytorchReader::with_top_level_key(path, key),
+        (Source::File, None) => PytorchReader::new(path),
+        (Source::Bytes(b), _) => PytorchReader::from_bytes(b.to_vec(), None),
+    };
+    let reader = opened.map_err(|e| {
+        if head.starts_with(b"PK\x03\x04") {
+            anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.display())
+        } else {
+            anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.display())
+        }
+    })?;
+    if let Some(key) = nested {
+        crate::report::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.display()));
+    }
     let mut entries = BTreeMap::new();
     for (name, t) in reader.tensors() {
-        let raw = t.read().with_context(|| format!("{}: cannot read tensor {name}", path.display()))?;
+        let bytes = || t.read().with_context(|| format!("{}: cannot read tensor {name}", path.display()));
         let data = match t.dtype() {
-            DType::F32 => Data::F32(raw.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()),
-            DType::F64 => Data::F64(raw.chunks_exact(8).map(|c| f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
+            DType::F32 => Data::F32(bytes()?.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            DType::F64 => Data::F64(bytes()?.chunks_exact(8).map(|c| f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
+            // Not read: never a parameter here, only noted or refused by name.
             other => Data::Other(format!("{other:?}")),
         };
         entries.insert(name.clone(), Entry { name: name.clone(), shape: t.shape().to_vec(), data });
@@ -208,7 +254,7 @@ fn read_pytorch(path: &Path, bytes: &[u8]) -> Result<Parsed> {
 }
 
 fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Parsed> {
-    let not = |e: safetensors::SafeTensorError| anyhow!("{}: not a safetensors file ({e:?})", path.display());
+    let not = |e: safetensors::SafeTensorError| anyhow!("{}: not a safetensors file ({})", path.display(), safetensors_error(&e));
     let tensors = SafeTensors::deserialize(bytes).map_err(not)?;
     let mut entries = BTreeMap::new();
     for (name, view) in tensors.tensors() {
@@ -227,4 +273,17 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         None => None,
     };
     Ok((entries, state))
+}
+
+/// A safetensors error in words (the crate's own Display is its variant's name).
+fn safetensors_error(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooLarge => "its header length is beyond the file (HeaderTooLarge)".into(),
+        E::HeaderTooSmall => "shorter than a safetensors header (HeaderTooSmall)".into(),
+        E::InvalidHeaderLength => "its header length is beyond the file (InvalidHeaderLength)".into(),
+        E::MetadataIncompleteBuffer => "its tensors' data is cut short (MetadataIncompleteBuffer)".into(),
+        E::InvalidOffset(name) => format!("tensor {name}'s data offsets do not fit the file (InvalidOffset)"),
+        other => format!("{other:?}"),
+    }
 }

@@ -263,12 +263,12 @@ fn weights_not_safetensors() {
     weights_fail(&path, &["a zip file (torch.save's format) that holds no state_dict"]);
     let path = tmp.path().join("notes.safetensors");
     std::fs::write(&path, "weights: see the README\n".repeat(10)).unwrap();
-    weights_fail_in(&path, &["not a safetensors file"], true);
+    weights_fail_in(&path, &["neither a safetensors nor a PyTorch file"], true);
     // A safetensors file cut short.
     let good = std::fs::read(weights_file(tmp.path())).unwrap();
     let path = tmp.path().join("cut.safetensors");
     std::fs::write(&path, &good[..good.len() - 100]).unwrap();
-    weights_fail(&path, &["not a safetensors file"]);
+    weights_fail(&path, &["not a safetensors file (its tensors' data is cut short"]);
 }
 
 #[test]
@@ -343,7 +343,7 @@ fn resume_from_a_file_that_is_no_checkpoint() {
         "cannot be resumed",
     ]);
     let mlp = tmp.path().join("mlp.safetensors");
-    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, hyper: serde_json::json!({}) };
+    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, hyper: serde_json::json!({}), run: None, threads: None };
     checkpoint::save_to(&mlp, &convnet_entries(), Some(&state)).unwrap();
     fails(&["convnet", "--device", "cpu", "--resume", s(&mlp), "--data-dir", s(&repo_data())], &[
         s(&mlp),
@@ -372,7 +372,7 @@ fn save_into_an_unwritable_place() {
     // /proc takes no new files, even for root (chmod would not stop root).
     fails(&["convnet", "--device", "cpu", "--epochs", "1", "--save", "/proc/nnmnist.safetensors"], &[
         "/proc/nnmnist.safetensors",
-        "not writable",
+        "cannot create files in directory /proc",
     ]);
     let tmp = tempfile::tempdir().unwrap();
     fails(&["convnet", "--device", "cpu", "--epochs", "1", "--save", s(tmp.path())], &[s(tmp.path()), "it is a directory"]);

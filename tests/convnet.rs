@@ -177,7 +177,7 @@ fn safetensors_round_trip() {
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());
-    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}) };
+    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1) };
     let ckpt = tmp.path().join("ckpt.safetensors");
     checkpoint::save_to(&ckpt, &net.entries(), Some(&state)).unwrap();
     let w = Weights::load(&ckpt).unwrap();
@@ -258,7 +258,7 @@ fn resume_after_a_stop_mid_epoch_is_bit_identical() {
         let ckpt = tmp.path().join(format!("stopped{k}.safetensors"));
         let e = train_until(&[&common[..], &["--save", p(&ckpt)]].concat(), &stop_after(batches + k)).unwrap_err();
         let msg = e.downcast_ref::<Interrupted>().unwrap_or_else(|| panic!("not an interruption: {e:#}")).to_string();
-        assert_eq!(msg, format!("interrupted in epoch 2 of 2, after {k} of {batches} batches; saved to {0}; continue with --resume {0}", ckpt.display()));
+        assert_eq!(msg, format!("interrupted in epoch 2 of 2, after {k} of {batches} batches; saved to {0}; continue with --resume {0} --threads 1", ckpt.display()));
         let state = Weights::load(&ckpt).unwrap().state.unwrap();
         assert_eq!((state.epochs_done, state.next_batch), (1, k));
         train(&["--resume", p(&ckpt)]).unwrap();

@@ -3,6 +3,7 @@
 //! work, and messages speak of what the user did.
 mod common;
 use common::*;
+use nnmnist::mlp::Network;
 use nnmnist::weights::{Entry, Weights};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -354,4 +355,261 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
     }
     eprintln!("24 kills: {absent} before the first checkpoint, {resumed} resumed");
     assert!(resumed >= 12, "too few kills landed after a checkpoint ({resumed}) to test anything");
+}
+
+// ---------------------------------------------------------------- found by a hostile user
+
+/// `nnmnist mlp | head -1`: stdout closes, the run goes on, saves every epoch and exits 0
+/// (it used to panic in println! and lose the epoch).
+#[test]
+fn a_closed_stdout_does_not_stop_the_run() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(3200);
+    let ck = tmp.path().join("ck.safetensors");
+    let mut child = Command::new(BIN)
+        .args(["mlp", "--train-size", "3200", "--test-size", "100", "--epochs", "3", "--save", s(&ck), "--data-dir", s(data.path())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // The reader is gone: every later write to stdout fails with EPIPE.
+    let out = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, 3, "every epoch saved");
+}
+
+#[test]
+fn a_file_named_as_input_and_output_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w.safetensors");
+    let net = Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0);
+    nnmnist::checkpoint::save_to(&w, &net.entries(), None).unwrap();
+    let before = std::fs::read(&w).unwrap();
+    refused(&["eval", "--model", "mlp", "--weights", s(&w), "--metrics", s(&w)], &["--metrics", "is the weights file"]);
+    refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&w)], &["is the weights file --weights reads"]);
+    refused(&["mlp", "--init-from", s(&w), "--metrics", s(&w)], &["is the weights file the run starts from"]);
+    // Some other weights file as a training log: binary, not a log.
+    let other = tmp.path().join("other.safetensors");
+    std::fs::copy(&w, &other).unwrap();
+    refused(&["mlp", "--metrics", s(&other)], &[s(&other), "holds binary data, not a JSON-lines log"]);
+    assert_eq!(std::fs::read(&w).unwrap(), before, "the weights are untouched");
+}
+
+#[test]
+fn other_files_beside_the_target_are_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("x");
+    let (lock_of_other, user_file, stale) = (tmp.path().join(".x.tmp.lock"), tmp.path().join(".x.tmpfoo"), tmp.path().join(".x.tmp77"));
+    for f in [&lock_of_other, &user_file, &stale] {
+        std::fs::write(f, b"...").unwrap();
+    }
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())]).status.success());
+    assert!(lock_of_other.exists() && user_file.exists(), "files that are not our temporaries stay");
+    assert!(!stale.exists(), "our stale temporary goes");
+}
+
+/// Records of another run with the same seed in the same log are not taken for this run's.
+#[test]
+fn a_resumed_run_records_its_epochs_beside_another_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let log = tmp.path().join("log.jsonl");
+    let b = tmp.path().join("b.safetensors");
+    let common = ["mlp", "--train-size", "600", "--test-size", "100", "--data-dir", d, "--metrics", s(&log)];
+    assert!(run(&[&common[..], &["--epochs", "3"]].concat()).status.success());
+    assert!(run(&[&common[..], &["--eta", "0.5", "--epochs", "1", "--save", s(&b)]].concat()).status.success());
+    let out = run(&["mlp", "--resume", s(&b), "--epochs", "3", "--data-dir", d, "--metrics", s(&log)]);
+    assert!(out.status.success() && !stderr_of(&out).contains("already holds"), "{}", stderr_of(&out));
+    let records = nnmnist::metrics::read(&log).unwrap();
+    let runs: Vec<(Option<String>, usize)> = records.iter().map(|r| (r.run.clone(), r.epoch)).collect();
+    assert_eq!(runs.len(), 6, "3 epochs of each run: {runs:?}");
+    let second = &runs[3].0;
+    assert_eq!(runs[3..].iter().map(|(r, e)| (r == second, *e)).collect::<Vec<_>>(), [(true, 1), (true, 2), (true, 3)]);
+    assert_ne!(&runs[0].0, second, "two runs, two ids");
+}
+
+/// SIGTERM while libtorch works outside a training loop (building the network and the data
+/// tensors, evaluating): exit 143 at once, never a corrupted heap, an abort or a panic (the
+/// handler used to run exit() under a busy libtorch: 5 aborts and 5 panics in 12 tries).
+#[test]
+fn signals_outside_the_loop_exit_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
+    let data = common::repo_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&weights, &nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries(), None).unwrap();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for attempt in 0..12 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_millis(150 + x % 500);
+        let args: Vec<&str> = if attempt % 2 == 0 {
+            vec!["eval", "--model", "convnet", "--device", "cpu", "--threads", "1", "--weights", s(&weights), "--data-dir", s(&data)]
+        } else {
+            vec!["convnet", "--device", "cpu", "--threads", "1", "--epochs", "1", "--data-dir", s(&data)]
+        };
+        let child = Command::new(BIN).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(delay);
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = stderr_of(&out);
+        let ok = matches!(out.status.code(), Some(0) | Some(143)) || out.status.signal() == Some(libc::SIGTERM);
+        assert!(ok && !stderr.contains("panicked") && !stderr.contains("corrupted"), "{} after {delay:?}: {:?}\n{stderr}", args[0], out.status);
+    }
+}
+
+#[test]
+fn values_beyond_float32_are_refused_for_the_convnet() {
+    refused(&["convnet", "--lr", "1e39"], &["--lr must be at most 3.4028235e38 (the convnet computes in float32), got 1e39"]);
+    refused(&["trace", "--model", "convnet", "--weights", "x", "--out", "y", "--weight-decay", "1e308"], &["--weight-decay must be at most"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("f64.safetensors");
+    let entries: Vec<Entry> = nnmnist::convnet::Net::new(tch::Device::Cpu, 0)
+        .entries()
+        .into_iter()
+        .map(|e| {
+            let mut v = e.to_f64();
+            if e.name == "model.9.bias" {
+                v[0] = 1e300;
+            }
+            Entry::f64(e.name, e.shape, v)
+        })
+        .collect();
+    nnmnist::checkpoint::save_to(&path, &entries, None).unwrap();
+    refused(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(&path)], &["tensor model.9.bias holds 1e300 (at flat index 0), beyond float32's range"]);
+}
+
+#[test]
+fn a_resume_with_another_thread_count_says_it_will_not_repeat_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("c.safetensors");
+    let base = ["convnet", "--device", "cpu", "--threads", "1", "--train-size", "640", "--test-size", "100", "--data-dir", s(data.path())];
+    assert!(run(&[&base[..], &["--epochs", "1", "--save", s(&ck)]].concat()).status.success());
+    let w = Weights::load(&ck).unwrap();
+    let mut state = w.state.clone().unwrap();
+    assert_eq!(state.threads, Some(1), "the checkpoint records its thread count");
+    state.threads = Some(7);
+    nnmnist::checkpoint::save_to(&ck, &w.entries.into_values().collect::<Vec<_>>(), Some(&state)).unwrap();
+    let out = run(&["convnet", "--resume", s(&ck), "--epochs", "2", "--threads", "1", "--data-dir", s(data.path())]);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("trained with 7 libtorch thread(s) and this run has 1") && stderr.contains("pass --threads 7"), "{stderr}");
+}
+
+/// `--metrics /dev/stdout > file`: the records and the console lines share stdout's offset
+/// instead of overwriting each other; a log without a final newline gets one first.
+#[test]
+fn metrics_to_redirected_stdout_and_to_a_log_without_a_final_newline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let out = tmp.path().join("out.txt");
+    let cmd = format!("'{BIN}' mlp --train-size 600 --test-size 100 --epochs 2 --data-dir '{}' --metrics /dev/stdout > '{}'", s(data.path()), s(&out));
+    assert!(Command::new("sh").args(["-c", &cmd]).status().unwrap().success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let records: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(records.len(), 2, "{text}");
+    for r in &records {
+        serde_json::from_str::<nnmnist::metrics::EpochMetrics>(r).unwrap_or_else(|e| panic!("{e}: {r}"));
+    }
+    assert!(text.lines().any(|l| l.starts_with("Epoch 1: ")), "{text}");
+    let log = tmp.path().join("log.jsonl");
+    std::fs::write(&log, "abc").unwrap();
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--data-dir", s(data.path()), "--metrics", s(&log)]).status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("abc\n{") && text.ends_with("}\n"), "{text:?}");
+}
+
+#[test]
+fn gzip_with_several_members_reads_as_zcat_does_and_counts_are_compared_first() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let data = small_data(100);
+    let bytes = labels_idx(&real().test.take(100).labels);
+    let member = |b: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    let mut two = member(&bytes[..50]);
+    two.extend(member(&bytes[50..]));
+    std::fs::remove_file(data.path().join(TEST_LABELS)).unwrap();
+    std::fs::write(data.path().join(format!("{TEST_LABELS}.gz")), two).unwrap();
+    let out = run(&["show", "3", "--data-dir", s(data.path())]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // An image file whose header promises 5,000,000 images beside 100 labels: refused by the
+    // count, before a byte of the images is read.
+    let images = data.path().join(TEST_IMAGES);
+    std::fs::write(&images, common::idx(nnmnist::data::IMAGE_MAGIC, &[5_000_000, 28, 28], &[0; 784])).unwrap();
+    refused(&["show", "0", "--data-dir", s(data.path())], &["holds 5000000 images but", "holds 100 labels"]);
+}
+
+#[test]
+fn save_keeps_the_owner_of_the_file_it_replaces() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: only root can give a file to another owner, so there is no other owner to keep");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("owned.safetensors");
+    std::fs::write(&ck, b"old").unwrap();
+    std::os::unix::fs::chown(&ck, Some(65534), Some(65534)).unwrap();
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())]).status.success());
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&ck).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+}
+
+#[test]
+fn flags_that_would_be_ignored_are_refused() {
+    refused(&["trace", "--model", "mlp", "--weights", "w", "--out", "o", "--lr", "5"], &["--lr is the convnet's"]);
+    refused(&["trace", "--model", "convnet", "--weights", "w", "--out", "o", "--eta", "5"], &["--eta is the MLP's"]);
+    refused(&["eval", "--model", "mlp", "--weights", "w", "--device", "cuda"], &["--device and --threads apply to the convnet"]);
+    refused(&["eval", "--model", "mlp", "--weights", "w", "--threads", "0"], &["--device and --threads apply to the convnet"]);
+}
+
+#[test]
+fn messages_name_what_the_user_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    // A default that does not fit: the default is named, and the flag that changes it.
+    refused(&["convnet", "--device", "cpu", "--train-size", "63", "--data-dir", d], &["the default batch size 64 is larger than the 63 training images (--train-size 63): use --batch-size N (N <= 63)"]);
+    // A checkpoint's sizes on smaller data: the checkpoint is named, not a flag it ignores.
+    let ck = tmp.path().join("m.safetensors");
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", d]).status.success());
+    let tiny = small_data(300);
+    refused(&["mlp", "--resume", s(&ck), "--epochs", "2", "--data-dir", s(tiny.path())], &[
+        s(&ck),
+        "its run uses the first 600 training images, and",
+        "has 300: resume it with the data it was trained on (--data-dir)",
+    ]);
+    // Divergence names the rate and the regularisation.
+    let out = run(&["mlp", "--train-size", "600", "--test-size", "100", "--lambda", "1e308", "--data-dir", d]);
+    assert!(stderr_of(&out).contains("try a smaller learning rate (--eta) or L2 regularisation (--lambda)"), "{}", stderr_of(&out));
+    // A data directory that is a file.
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    refused(&["show", "0", "--data-dir", s(&file)], &[s(&file), "is a regular file, not a directory"]);
+}
+
+/// The resume hint is a shell word even for a path with a space.
+#[test]
+fn the_resume_hint_quotes_what_needs_quoting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("a b.safetensors");
+    let data = common::repo_data();
+    let err = run_cli(&["mlp", "--train-size", "600", "--test-size", "100", "--save", s(&ck), "--data-dir", s(&data)], &stop_after(5)).unwrap_err();
+    assert!(err.to_string().ends_with(&format!("continue with --resume '{}'", ck.display())), "{err}");
 }

@@ -64,10 +64,11 @@ fn eval_of_each_file_matches_pytorch() {
         let metrics = tmp.path().join(format!("{name}.jsonl"));
         let path = fixtures().join(&name);
         let model = e["model"].as_str().unwrap();
-        run_cli(
-            &["eval", "--model", model, "--weights", common::s(&path), "--device", "cpu", "--data-dir", common::s(&data), "--metrics", common::s(&metrics)],
-            &never(),
-        )
+        let mut argv = vec!["eval", "--model", model, "--weights", common::s(&path), "--data-dir", common::s(&data), "--metrics", common::s(&metrics)];
+        if model == "convnet" {
+            argv.extend(["--device", "cpu"]);
+        }
+        run_cli(&argv, &never())
         .unwrap_or_else(|err| panic!("{name}: {err:#}"));
         let r = &nnmnist::metrics::read(&metrics).unwrap()[0];
         let want_loss: f64 = e["test_loss"].as_str().unwrap().parse().unwrap();
@@ -122,4 +123,14 @@ fn broken_pytorch_files_are_refused_by_name() {
         let msg = format!("{err:#}");
         assert!(msg.contains(common::s(&path)) && msg.contains(phrase), "{file}: {msg}");
     }
+}
+
+/// torch.save of the whole module (not its state_dict): its parameters read under the
+/// state_dict's names, the same values as convnet_state_dict.pt (its attribute `model` is
+/// not taken for a nested checkpoint).
+#[test]
+fn a_whole_pickled_module_reads_as_its_state_dict() {
+    let module = Weights::load(&fixtures().join("more/convnet_module.pt")).unwrap();
+    let sd = Weights::load(&fixtures().join("convnet_state_dict.pt")).unwrap();
+    assert_eq!(module.entries, sd.entries);
 }

@@ -34,8 +34,11 @@ And tests/fixtures/pt/broken/, tiny files torch.save writes that nnmnist must re
 same messages as safetensors (the state_dict keys come in checking order, so the first one
 is the fault): missing_key.pt ({"model.0.bias": zeros(8)}: no model.0.weight),
 wrong_shape.pt (model.0.weight of shape (8, 1, 3, 4)), float16.pt (model.0.weight as float16),
-nan.pt (a NaN in model.0.weight), not_a_dict.pt (torch.save of a list of tensors). Only
-these: `make_pt_fixtures.py --broken-only`.
+nan.pt (a NaN in model.0.weight), not_a_dict.pt (torch.save of a list of tensors); and
+tests/fixtures/pt/more/convnet_module.pt, torch.save of the whole nn_convnet.NeuralNetwork
+(not its state_dict) with the weights of convnet_state_dict.pt: its parameters must read as
+the state_dict's keys, not as a checkpoint nested under the module's attribute `model`.
+Only these: `make_pt_fixtures.py --broken-only`.
 
 expected.json: per file its model, form, the key its state_dict nests under (null at the
 top level), the keys a reader must load and those it must skip, and PyTorch's evaluation of the
@@ -133,6 +136,14 @@ def write_broken():
         path = os.path.join(out, name)
         torch.save(obj, path)
         print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
+    more = os.path.join(OUT, "more")
+    os.makedirs(more, exist_ok=True)
+    from safetensors.torch import load_file
+    model = nn_convnet.NeuralNetwork()
+    model.load_state_dict(load_file(TRAINED))
+    path = os.path.join(more, "convnet_module.pt")
+    torch.save(model, path)
+    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes): torch.save(model), the whole module")
 
 
 def main():

@@ -32,7 +32,7 @@ pub fn graph_step_or_eager(opt: nn::Optimizer, net: &Net, batch_size: usize) -> 
         }
         Err((why, opt)) => {
             tracing::warn!("CUDA-graph capture failed ({why:#}); training eagerly (same results, slower)");
-            eprintln!("nnmnist: warning: CUDA-graph capture failed ({why:#}); training eagerly");
+            crate::report::note(format_args!("warning: CUDA-graph capture failed ({why:#}); training eagerly"));
             Box::new(EagerStep { opt })
         }
     }

@@ -1,7 +1,7 @@
 //! The convnet's hyperparameters (nn_convnet.py's), their defaults and their checks, and its
 //! options that a checkpoint does not store.
 use crate::driver::schedule::{check_non_negative, check_positive};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
@@ -30,7 +30,14 @@ impl Hyper {
     /// The checks of every value, from flags or from a checkpoint.
     pub fn check(&self) -> Result<()> {
         check_positive("--lr", self.lr)?;
-        check_non_negative("--weight-decay", self.weight_decay)
+        check_non_negative("--weight-decay", self.weight_decay)?;
+        // libtorch's SGD takes them as float32.
+        for (flag, v) in [("--lr", self.lr), ("--weight-decay", self.weight_decay)] {
+            if v > f32::MAX as f64 {
+                bail!("{flag} must be at most {:e} (the convnet computes in float32), got {v:e}", f32::MAX);
+            }
+        }
+        Ok(())
     }
 }
 

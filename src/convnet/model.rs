@@ -38,7 +38,7 @@ pub struct Convnet {
 
 impl Model for Convnet {
     const NAME: &'static str = "convnet";
-    const RATE_FLAG: &'static str = "--lr";
+    const DIVERGED_HINT: &'static str = "a smaller learning rate (--lr) or weight decay (--weight-decay)";
     const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
     type Hyper = Hyper;
     type Options = Options;
@@ -144,5 +144,10 @@ impl Model for Convnet {
 
     fn done_line(&self) -> Option<&'static str> {
         Some("Done!")
+    }
+
+    /// libtorch's CPU threads, on the CPU (on CUDA the count does not change the sums).
+    fn threads(&self) -> Option<usize> {
+        (!self.device.is_cuda()).then(|| tch::get_num_threads().max(1) as usize)
     }
 }

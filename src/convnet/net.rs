@@ -45,8 +45,13 @@ pub fn keys() -> Vec<String> {
 pub fn check_weights(weights: &Weights) -> Result<()> {
     for (prefix, shape) in LAYERS {
         let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-        weights.get(&format!("{prefix}.weight"), &shape)?;
-        weights.get(&format!("{prefix}.bias"), &shape[..1])?;
+        for (name, shape) in [(format!("{prefix}.weight"), &shape[..]), (format!("{prefix}.bias"), &shape[..1])] {
+            let entry = weights.get(&name, shape)?;
+            // float64 weights are rounded to float32: one beyond its range would become inf.
+            if let Some((i, v)) = entry.to_f64().iter().enumerate().find(|(_, v)| v.abs() > f32::MAX as f64) {
+                anyhow::bail!("{}: tensor {name} holds {v:e} (at flat index {i}), beyond float32's range: the convnet computes in float32", weights.path.display());
+            }
+        }
     }
     weights.note_extras(&keys(), "convnet");
     Ok(())

@@ -3,15 +3,18 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
-/// Stdout lines, with a progress bar on stderr when stderr is a terminal.
+/// Stdout lines, with a progress bar on stderr when stderr is a terminal. Once stdout is
+/// closed (`| head`), the run goes on and prints nothing more there: the checkpoint and the
+/// metrics hold its results.
 #[derive(Default)]
 pub struct Console {
     bar: Option<ProgressBar>,
+    stdout_closed: bool,
 }
 
 impl Console {
     pub fn new() -> Console {
-        Console { bar: None }
+        Console::default()
     }
 
     /// Starts the bar for one epoch of `batches` steps (no-op when stderr is not a terminal).
@@ -37,10 +40,17 @@ impl Console {
     }
 
     /// Prints a line to stdout (above the bar, if any).
-    pub fn line(&self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{text}")),
-            None => println!("{text}"),
+    pub fn line(&mut self, text: &str) {
+        if self.stdout_closed {
+            return;
+        }
+        let written = match &self.bar {
+            Some(bar) => bar.suspend(|| crate::report::out(format_args!("{text}\n"))),
+            None => crate::report::out(format_args!("{text}\n")),
+        };
+        if !written {
+            self.stdout_closed = true;
+            crate::report::note("stdout is closed: training goes on without printing there (the checkpoint and --metrics keep its results)");
         }
     }
 

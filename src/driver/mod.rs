@@ -25,14 +25,16 @@ pub use schedule::{Files, RunSpec, Schedule, Start};
 use crate::checkpoint;
 use crate::data::{self, Mnist, Split};
 use crate::evaluation::Evaluation;
-use crate::files::SaveTarget;
+use crate::files::{self, SaveTarget};
 use crate::metrics::{EpochMetrics, MetricsLog};
+use crate::report;
 use crate::signal::StopCondition;
 use crate::weights::{Entry, RunState, Weights};
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
+use std::path::Path;
 use std::time::Instant;
 
 /// A network the driver can train. Shapes and meanings are each model's own; the driver
@@ -41,8 +43,8 @@ use std::time::Instant;
 pub trait Model: Sized {
     /// The model's name in checkpoints and metrics: "convnet", "mlp".
     const NAME: &'static str;
-    /// The flag of the learning rate, named when training diverges.
-    const RATE_FLAG: &'static str;
+    /// What to try when training diverges: "a smaller learning rate (--lr) or ...".
+    const DIVERGED_HINT: &'static str;
     /// What the model trains on without `--train-size`: None for all the training images,
     /// or (N, why) for the first N (the MLP: nn.py trains on the first 50,000).
     const DEFAULT_TRAIN: Option<(usize, &'static str)>;
@@ -81,6 +83,11 @@ pub trait Model: Sized {
     fn device_name(&self) -> String;
     /// The console line after the last epoch, if any.
     fn done_line(&self) -> Option<&'static str> {
+        None
+    }
+    /// The number of CPU threads its sums use, where the result depends on it (libtorch on
+    /// the CPU); stored in checkpoints so that a resume can say when it will not repeat.
+    fn threads(&self) -> Option<usize> {
         None
     }
 }
@@ -122,12 +129,32 @@ struct Begin {
     epoch: usize,
     batch: usize,
     save: Option<std::path::PathBuf>,
+    /// The run's id, kept through resumes.
+    run: String,
+    /// The threads the checkpoint was trained with, if it says.
+    threads: Option<usize>,
+}
+
+/// A new run's id: when it started and the process that started it.
+fn new_run_id() -> String {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:09}-{}", since.as_secs(), since.subsec_nanos(), std::process::id())
+}
+
+/// A path as a shell word, quoted where it has to be.
+fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Resolves fresh / `--init-from` / `--resume`: the checkpoint's hyperparameters replace the
 /// spec's (`--epochs` excepted), every value is checked, the weights fit the model.
 fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> {
-    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone() };
+    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone(), run: new_run_id(), threads: None };
     match spec.start.clone() {
         Start::Fresh => check::<M>(&spec.schedule, &spec.hyper)?,
         Start::InitFrom(path) => {
@@ -140,9 +167,14 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             let bad = || format!("{}: its run state is not valid", path.display());
             let stored: Stored<M::Hyper> = serde_json::from_value(state.hyper.clone()).with_context(bad)?;
             check::<M>(&stored.schedule, &stored.hyper).with_context(bad)?;
+            let known = serde_json::to_value(&stored)?;
+            let unknown: Vec<&String> = state.hyper.as_object().map(|o| o.keys().filter(|k| known.get(k.as_str()).is_none()).collect()).unwrap_or_default();
+            if !unknown.is_empty() {
+                return Err(anyhow::anyhow!("unknown field(s) {unknown:?} among its hyperparameters")).with_context(bad);
+            }
             let ignored = schedule::ignored_on_resume(&spec.given, &state.hyper);
             if !ignored.is_empty() {
-                eprintln!("nnmnist: warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", "));
+                report::note(format_args!("warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", ")));
             }
             let epochs = if spec.given.contains_key("epochs") { spec.schedule.epochs } else { stored.schedule.epochs };
             if state.next_batch > 0 && state.epochs_done >= stored.schedule.epochs {
@@ -156,6 +188,8 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             begin.save = Some(spec.files.save.clone().unwrap_or_else(|| path.clone()));
             begin.resumed = Some(path);
             begin.weights = Some(weights);
+            begin.run = state.run.clone().unwrap_or(begin.run);
+            begin.threads = state.threads;
         }
     }
     if let Some(w) = &begin.weights {
@@ -170,10 +204,10 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     let s = spec.schedule.clone();
     if begin.epoch >= s.epochs {
         let inside = if begin.batch > 0 { format!(" and {} batches of the next", begin.batch) } else { String::new() };
-        eprintln!(
-            "nnmnist: nothing to do: the checkpoint holds {} epochs{inside} of this run, and --epochs is {}; pass --epochs N (N > {}) to train further",
+        report::note(format_args!(
+            "nothing to do: the checkpoint holds {} epochs{inside} of this run, and --epochs is {}; pass --epochs N (N > {}) to train further",
             begin.epoch, s.epochs, begin.epoch
-        );
+        ));
         return Ok(());
     }
     let save = begin.save.as_deref().map(SaveTarget::open).transpose()?;
@@ -182,19 +216,38 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
             bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.display(), target.path().display());
         }
     }
+    if let (Some(m), Start::InitFrom(w) | Start::Resume(w)) = (&spec.files.metrics, &spec.start) {
+        if files::same_file(m, w) {
+            bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.display());
+        }
+    }
     let mut metrics = MetricsLog::open(spec.files.metrics.as_deref())?;
     if matches!(spec.start, Start::Resume(_)) {
-        let kept = metrics.keep_recorded(M::NAME, s.seed, begin.epoch);
+        let kept = metrics.keep_recorded(&begin.run, begin.epoch);
         if let (false, Some(m)) = (kept.is_empty(), &spec.files.metrics) {
-            eprintln!("nnmnist: note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.display());
+            report::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.display()));
         }
     }
 
-    let mnist = Mnist::load(&spec.files.data_dir)?;
-    let train = data::take_train(&mnist.train, s.train_size, M::DEFAULT_TRAIN, &spec.files.data_dir)?;
-    let test = data::take_test(&mnist.test, s.test_size, &spec.files.data_dir)?;
+    let dir = &spec.files.data_dir;
+    let mnist = Mnist::load(dir)?;
+    if let Some(ck) = &begin.resumed {
+        // The sizes are the checkpoint's, not flags of this command: say so.
+        let (train, test) = (s.train_size.or(M::DEFAULT_TRAIN.map(|d| d.0)), s.test_size);
+        let unfit = [(train, mnist.train.len(), "training"), (test, mnist.test.len(), "test")].into_iter().find(|(n, len, _)| n.is_some_and(|n| n > *len));
+        let smaller = mnist.train.len().min(train.unwrap_or(usize::MAX));
+        if let Some((n, len, what)) = unfit {
+            bail!("{}: its run uses the first {} {what} images, and {} has {len}: resume it with the data it was trained on (--data-dir)", ck.display(), n.unwrap_or(0), dir.display());
+        }
+        if s.batch_size > smaller {
+            bail!("{}: its run's batch size {} is larger than the {smaller} training images in {}: resume it with the data it was trained on (--data-dir)", ck.display(), s.batch_size, dir.display());
+        }
+    }
+    let train = data::take_train(&mnist.train, s.train_size, M::DEFAULT_TRAIN, dir)?;
+    let test = data::take_test(&mnist.test, s.test_size, dir)?;
     if s.batch_size > train.len() {
-        bail!("--batch-size {} is larger than the {} training images{}", s.batch_size, train.len(), data::train_size_note(s.train_size));
+        let what = if spec.given.contains_key("batch_size") { format!("--batch-size {}", s.batch_size) } else { format!("the default batch size {}", s.batch_size) };
+        bail!("{what} is larger than the {} training images{}: use --batch-size N (N <= {})", train.len(), data::train_size_note(s.train_size), train.len());
     }
     let batches = M::batches(train.len(), s.batch_size);
     if begin.batch >= batches {
@@ -207,13 +260,20 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     }
     let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
     drop(begin.weights);
+    if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
+        if was != now {
+            report::note(format_args!(
+                "warning: the checkpoint was trained with {was} libtorch thread(s) and this run has {now}: libtorch's sums depend on the count, so it will not continue bit for bit (pass --threads {was})"
+            ));
+        }
+    }
     let mut console = Console::new();
     console.line(&model.intro(&mnist));
     drop(mnist);
-    eprintln!("nnmnist: seed {}", s.seed);
+    report::note(format_args!("seed {}", s.seed));
 
     let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
-    let run = Run { s: &s, stored, save: save.as_ref(), batches };
+    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run };
     stop.training(true);
     let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
     stop.training(false);
@@ -231,6 +291,8 @@ struct Run<'a> {
     stored: serde_json::Value,
     save: Option<&'a SaveTarget>,
     batches: usize,
+    /// The run's id (checkpoints and metrics records carry it).
+    run: String,
 }
 
 impl Run<'_> {
@@ -266,7 +328,7 @@ impl Run<'_> {
             ev.check_finite().with_context(|| format!("after epoch {} (its checkpoint is saved)", epoch + 1))?;
             console.line(&model.eval_lines(epoch, &ev));
             let record = EpochMetrics::new(M::NAME, model.device_name(), self.s.seed, epoch + 1, &ev);
-            metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, ..record })?;
+            metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, run: Some(self.run.clone()), ..record })?;
         }
         Ok(())
     }
@@ -278,7 +340,7 @@ impl Run<'_> {
                 Some(b) => format!("batch {} of {}", b + 1, self.batches),
                 None => "its mean over the epoch".to_string(),
             };
-            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try a smaller learning rate ({})", epoch + 1, M::RATE_FLAG);
+            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try {}", epoch + 1, M::DIVERGED_HINT);
         }
         Ok(())
     }
@@ -286,7 +348,7 @@ impl Run<'_> {
     /// Saves the weights and the position (`epochs_done`, `next_batch`), if there is a target.
     fn save<M: Model>(&self, model: &M, epochs_done: usize, next_batch: usize) -> Result<()> {
         let Some(target) = self.save else { return Ok(()) };
-        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone() };
+        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads() };
         checkpoint::save(target, &model.entries(), Some(&state))
     }
 
@@ -294,12 +356,20 @@ impl Run<'_> {
     /// `batch` of epoch `epoch` (both 0-based).
     fn stopped<M: Model>(&self, model: &M, epoch: usize, batch: usize) -> anyhow::Error {
         let place = format!("interrupted in epoch {} of {}, after {batch} of {} batches", epoch + 1, self.s.epochs, self.batches);
-        match self.save {
-            None => Interrupted(format!("{place}; nothing saved (give --save FILE to be able to resume)")).into(),
-            Some(target) => match self.save(model, epoch, batch) {
-                Ok(()) => Interrupted(format!("{place}; saved to {0}; continue with --resume {0}", target.path().display())).into(),
-                Err(e) => e.context(format!("{place}, and saving failed")),
-            },
+        let Some(target) = self.save else {
+            return Interrupted(format!("{place}; nothing saved (give --save FILE to be able to resume)")).into();
+        };
+        let p = target.path();
+        let resume = format!("--resume {}{}", shell_word(p), model.threads().map(|t| format!(" --threads {t}")).unwrap_or_default());
+        match self.save(model, epoch, batch) {
+            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.display())).into(),
+            Err(e) => {
+                let kept = match Weights::load(p).ok().and_then(|w| w.state) {
+                    Some(st) => format!("{} still holds the checkpoint of {} epoch(s) and {} batch(es); continue from it with {resume}", p.display(), st.epochs_done, st.next_batch),
+                    None => "no checkpoint was saved before".to_string(),
+                };
+                Interrupted(format!("{place}; saving failed ({e:#}): {kept}")).into()
+            }
         }
     }
 }

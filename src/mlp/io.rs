@@ -57,7 +57,7 @@ pub fn infer_sizes(weights: &Weights) -> Result<Vec<usize>> {
     let path = weights.path.display();
     let first = weights.entries.get("0.weight").ok_or_else(|| {
         let keys: Vec<&str> = weights.entries.keys().map(|k| k.as_str()).collect();
-        anyhow!("{path}: not MLP weights: no tensor 0.weight (the file has: {})", keys.join(", "))
+        anyhow!("{path}: not MLP weights: no tensor 0.weight (the file has: {})", if keys.is_empty() { "no tensors".to_string() } else { keys.join(", ") })
     })?;
     if first.shape.len() != 2 {
         bail!("{path}: tensor 0.weight has shape {:?}, expected (out, in)", first.shape);

@@ -110,7 +110,7 @@ impl Mlp {
 
 impl Model for Mlp {
     const NAME: &'static str = "mlp";
-    const RATE_FLAG: &'static str = "--eta";
+    const DIVERGED_HINT: &'static str = "a smaller learning rate (--eta) or L2 regularisation (--lambda)";
     const DEFAULT_TRAIN: Option<(usize, &'static str)> = Some((DEFAULT_TRAIN_SIZE, "nn.py trains on the first 50000 training images"));
     type Hyper = Hyper;
     type Options = Options;
@@ -119,8 +119,15 @@ impl Model for Mlp {
         hyper.check()
     }
 
+    /// Also says which `--sizes` the file's shapes are, when they are not the run's.
     fn check_weights(hyper: &Hyper, weights: &Weights) -> Result<()> {
-        Network::from_weights(weights, &hyper.sizes).map(|_| ())
+        Network::from_weights(weights, &hyper.sizes).map(|_| ()).map_err(|e| match super::io::infer_sizes(weights) {
+            Ok(sizes) if sizes != hyper.sizes => {
+                let s = super::io::join_sizes(&sizes);
+                anyhow::anyhow!("{e:#} (its layers are {s}: pass --sizes {s})")
+            }
+            _ => e,
+        })
     }
 
     /// nn.py keeps the last, smaller batch.
