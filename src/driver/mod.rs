@@ -229,6 +229,38 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
         }
     }
 
+    let (mnist, train, test, batches) = load_data::<M>(&spec, &begin)?;
+    let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
+    drop(begin.weights);
+    if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
+        if was != now {
+            report::note(format_args!(
+                "warning: the checkpoint was trained with {was} libtorch thread(s) and this run has {now}: libtorch's sums depend on the count, so it will not continue bit for bit (pass --threads {was})"
+            ));
+        }
+    }
+    let mut console = Console::new();
+    console.line(&model.intro(&mnist));
+    drop(mnist);
+    report::note(format_args!("seed {}", s.seed));
+
+    let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
+    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run };
+    stop.training(true);
+    let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
+    stop.training(false);
+    result?;
+    if let Some(line) = model.done_line() {
+        console.line(line);
+    }
+    Ok(())
+}
+
+/// The data of a run with its one size check: the MNIST files, the training and test images
+/// the run uses, and the number of batches an epoch has. A resumed run's sizes are its
+/// checkpoint's, and the messages say so.
+fn load_data<M: Model>(spec: &RunSpec<M::Hyper, M::Options>, begin: &Begin) -> Result<(Mnist, Split, Split, usize)> {
+    let s = &spec.schedule;
     let dir = &spec.files.data_dir;
     let mnist = Mnist::load(dir)?;
     if let Some(ck) = &begin.resumed {
@@ -258,30 +290,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
             begin.epoch + 1
         );
     }
-    let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
-    drop(begin.weights);
-    if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
-        if was != now {
-            report::note(format_args!(
-                "warning: the checkpoint was trained with {was} libtorch thread(s) and this run has {now}: libtorch's sums depend on the count, so it will not continue bit for bit (pass --threads {was})"
-            ));
-        }
-    }
-    let mut console = Console::new();
-    console.line(&model.intro(&mnist));
-    drop(mnist);
-    report::note(format_args!("seed {}", s.seed));
-
-    let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
-    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run };
-    stop.training(true);
-    let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
-    stop.training(false);
-    result?;
-    if let Some(line) = model.done_line() {
-        console.line(line);
-    }
-    Ok(())
+    Ok((mnist, train, test, batches))
 }
 
 /// An epoch loop in progress.
