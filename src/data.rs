@@ -150,8 +150,8 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let labels_path = find_file(dir, prefix, "labels", 1)?;
     let bad_images = || format!("{}: not a valid MNIST image file", images_path.display());
     let bad_labels = || format!("{}: not a valid MNIST label file", labels_path.display());
-    let mut images = IdxFile::open(&images_path, IMAGE_MAGIC, 3).with_context(bad_images)?;
-    let mut labels = IdxFile::open(&labels_path, LABEL_MAGIC, 1).with_context(bad_labels)?;
+    let mut images = IdxFile::open(&images_path, IMAGE_MAGIC, 3, bad_images)?;
+    let mut labels = IdxFile::open(&labels_path, LABEL_MAGIC, 1, bad_labels)?;
     if images.dims[0] != labels.dims[0] {
         bail!(
             "{} holds {} images but {} holds {} labels: the counts must match",
@@ -164,6 +164,23 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let labels = labels.body().with_context(bad_labels)?;
     let images = images.body().with_context(bad_images)?;
     Ok(Split { images, labels })
+}
+
+/// The MNIST files of `dir` that exist (for refusing an output that would replace one).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    ["train", "t10k"]
+        .into_iter()
+        .flat_map(|prefix| [("images", 3), ("labels", 1)].map(|(kind, dims)| find_file(dir, prefix, kind, dims)))
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// Fails when `output` (named by `flag`) is one of the MNIST files in `dir`.
+pub fn refuse_to_overwrite(flag: &str, output: &Path, dir: &Path) -> Result<()> {
+    if let Some(f) = files_in(dir).into_iter().find(|f| files::same_file(f, output)) {
+        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.display(), f.display());
+    }
+    Ok(())
 }
 
 /// Finds `{prefix}-{kind}-idx{dims}-ubyte` (or `{prefix}-{kind}.idx{dims}-ubyte`), raw or `.gz`.
@@ -183,12 +200,14 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf>
 
 /// Reads and validates an IDX image file: 28x28 images, returned as `count * 784` u8 pixels.
 pub fn read_images(path: &Path) -> Result<Vec<u8>> {
-    IdxFile::open(path, IMAGE_MAGIC, 3).and_then(|mut f| f.body()).with_context(|| format!("{}: not a valid MNIST image file", path.display()))
+    let bad = || format!("{}: not a valid MNIST image file", path.display());
+    IdxFile::open(path, IMAGE_MAGIC, 3, bad)?.body().with_context(bad)
 }
 
 /// Reads and validates an IDX label file: one u8 per image, each below 10.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    IdxFile::open(path, LABEL_MAGIC, 1).and_then(|mut f| f.body()).with_context(|| format!("{}: not a valid MNIST label file", path.display()))
+    let bad = || format!("{}: not a valid MNIST label file", path.display());
+    IdxFile::open(path, LABEL_MAGIC, 1, bad)?.body().with_context(bad)
 }
 
 /// Parses IDX image bytes (magic 0x803, dims count x 28 x 28); returns the pixels.
@@ -262,18 +281,21 @@ struct IdxFile<'a> {
 }
 
 impl<'a> IdxFile<'a> {
-    /// Opens `path` (a regular file; inflated as it is read when its name ends in `.gz`).
-    fn open(path: &Path, magic: u32, ndims: usize) -> Result<IdxFile<'static>> {
+    /// Opens `path` (a regular file; inflated as it is read when its name ends in `.gz`)
+    /// and reads its header; `bad` words the header's faults ("F: not a valid MNIST label
+    /// file"), while a file that cannot be opened says so by itself.
+    fn open(path: &Path, magic: u32, ndims: usize, bad: impl Fn() -> String) -> Result<IdxFile<'static>> {
         let size = files::check_readable(path, "MNIST file")?;
         let file = BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
-        if path.extension().is_some_and(|e| e == "gz") {
+        let idx = if path.extension().is_some_and(|e| e == "gz") {
             if size == 0 {
-                bail!("empty file");
+                return Err(anyhow::anyhow!("empty file")).with_context(bad);
             }
             IdxFile::new(Box::new(GzReader(MultiGzDecoder::new(file))), None, magic, ndims)
         } else {
             IdxFile::new(Box::new(file), Some(size), magic, ndims)
-        }
+        };
+        idx.with_context(bad)
     }
 
     /// Reads and checks the header of `r`, an IDX stream of `magic` with `ndims` dimensions.

@@ -5,7 +5,7 @@ use crate::classifier::{Classifier, ModelKind};
 use crate::data::{self, Mnist, CLASSES};
 use crate::evaluation::Evaluation;
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::report::out;
+use crate::report::print;
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -35,8 +35,11 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     }
     let weights = Weights::load(&spec.weights)?;
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
-    if spec.metrics.as_deref().is_some_and(|m| crate::files::same_file(m, &spec.weights)) {
-        anyhow::bail!("--metrics {} is the weights file: appending a record would break it", spec.weights.display());
+    if let Some(m) = &spec.metrics {
+        if crate::files::same_file(m, &spec.weights) {
+            anyhow::bail!("--metrics {} is the weights file {}: appending a record would break it", m.display(), spec.weights.display());
+        }
+        data::refuse_to_overwrite("--metrics", m, &spec.data_dir)?;
     }
     let mut metrics = MetricsLog::open(spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
@@ -45,9 +48,9 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let ev = classifier.evaluate(&test)?;
     let eval_seconds = started.elapsed().as_secs_f64();
     ev.check_finite().with_context(|| format!("evaluating {}", spec.weights.display()))?;
-    match &classifier {
-        Classifier::Convnet(_) => out(format_args!("{}\n", crate::convnet::eval::lines(&ev))),
-        Classifier::Mlp(net, cost) => out(format_args!(
+    let mut text = match &classifier {
+        Classifier::Convnet(_) => format!("{}\n", crate::convnet::eval::lines(&ev)),
+        Classifier::Mlp(net, cost) => format!(
             "MLP {} from {}: {} / {} correct ({:.2}%)  test cost {:.6} ({})\n",
             crate::mlp::join_sizes(&net.sizes),
             spec.weights.display(),
@@ -56,14 +59,15 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
             100.0 * ev.accuracy(),
             ev.loss,
             serde_json::to_value(cost).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        )),
+        ),
     };
     if spec.confusion {
-        out(confusion_table(&ev));
+        text.push_str(&confusion_table(&ev));
     }
     if let Some(n) = spec.errors.filter(|&n| n > 0) {
-        out(errors_table(&ev, n, &spec.weights));
+        text.push_str(&errors_table(&ev, n, &spec.weights));
     }
+    print(text)?;
     let state = weights.state.as_ref();
     let epoch = state.map(|s| s.epochs_done).unwrap_or(0);
     let seed = state.and_then(|s| s.hyper.get("seed")).and_then(|v| v.as_u64()).unwrap_or(0);

@@ -39,6 +39,8 @@ pub fn kind_of(meta: &fs::Metadata) -> &'static str {
         "a block device"
     } else if t.is_socket() {
         "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
     } else {
         "not a regular file"
     }
@@ -93,7 +95,8 @@ impl SaveTarget {
                 "another nnmnist run{} is saving to it; wait for it to end or choose another file",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             )),
-            LockError::Io(e) => cannot(format!("cannot create files in directory {} ({e})", dir.display())),
+            LockError::Io(e) => cannot(format!("cannot create its lock file {} ({e})", lock_path.display())),
+            LockError::NotOurs(why) => cannot(format!("{} {why}; remove it if no nnmnist run uses it", lock_path.display())),
         })?;
         // Exactly `.NAME.tmpPID`, the names `write` gives: `.NAME.tmp.lock` (another file's
         // lock) or a user's `.NAME.tmpfoo` are not ours.
@@ -161,13 +164,26 @@ impl Drop for SaveTarget {
 enum LockError {
     Held(Option<u32>),
     Io(std::io::Error),
+    /// Something else is at the lock file's path.
+    NotOurs(String),
 }
 
 /// Takes the advisory lock on `path`, creating it, and writes our pid into it. Retries when
 /// the file it locked was removed by its previous holder in the meantime.
 fn lock(path: &Path) -> Result<File, LockError> {
+    use std::os::unix::fs::OpenOptionsExt;
     for _ in 0..100 {
-        let mut f = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path).map_err(LockError::Io)?;
+        // Never another file's: not through a link, not one that holds anything but a pid.
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if !meta.is_file() {
+                return Err(LockError::NotOurs(format!("is {}, not nnmnist's lock file", kind_of(&meta))));
+            }
+            let text = fs::read_to_string(path).unwrap_or_default();
+            if !text.trim().bytes().all(|b| b.is_ascii_digit()) {
+                return Err(LockError::NotOurs("holds something else than an nnmnist lock (a process id)".into()));
+            }
+        }
+        let mut f = OpenOptions::new().create(true).read(true).write(true).truncate(false).custom_flags(libc::O_NOFOLLOW).open(path).map_err(LockError::Io)?;
         match f.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

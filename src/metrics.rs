@@ -76,6 +76,9 @@ pub struct MetricsLog {
     recorded: Vec<usize>,
     /// The file did not end with a newline: the first record starts a new line.
     needs_newline: bool,
+    /// The log is stdout or stderr (`/dev/stdout`): a reader that went away (`| head`)
+    /// ends the records there, as it ends the console lines, instead of failing the run.
+    on_std_stream: bool,
 }
 
 impl MetricsLog {
@@ -86,7 +89,8 @@ impl MetricsLog {
             Some(p) => Some((open_append(p)?, p.to_path_buf())),
         };
         let needs_newline = path.is_some_and(|p| last_byte(p).is_some_and(|b| b != b'\n'));
-        Ok(MetricsLog { file, recorded: Vec::new(), needs_newline })
+        let on_std_stream = path.and_then(|p| std::fs::metadata(p).ok()).is_some_and(|m| std_stream(&m).is_some());
+        Ok(MetricsLog { file, recorded: Vec::new(), needs_newline, on_std_stream })
     }
 
     /// For a resumed run: the records this file already holds of the same run (its `run`
@@ -121,7 +125,13 @@ impl MetricsLog {
             let mut line = if self.needs_newline { "\n".to_string() } else { String::new() };
             line.push_str(&serde_json::to_string(m)?);
             line.push('\n');
-            f.write_all(line.as_bytes()).and_then(|_| f.flush()).with_context(|| format!("cannot write metrics to {}", path.display()))?;
+            match f.write_all(line.as_bytes()).and_then(|_| f.flush()) {
+                Err(e) if self.on_std_stream && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    crate::report::note(format_args!("{} is closed: no more metrics records there (its checkpoints keep the run's results)", path.display()));
+                    self.file = None;
+                }
+                written => written.with_context(|| format!("cannot write metrics to {}", path.display()))?,
+            }
             self.needs_newline = false;
         }
         Ok(())
@@ -182,15 +192,15 @@ fn std_stream(meta: &std::fs::Metadata) -> Option<i32> {
     })
 }
 
-/// Whether the start of a regular file reads as text (no NUL byte, UTF-8 up to a character
-/// cut at the 64 KiB boundary): a log, not weights.
+/// Whether the start of a regular file reads as text (no NUL byte in its first 64 KiB, in
+/// any encoding): a log, not weights (safetensors' length prefix and zip headers hold NULs).
 fn is_text(path: &Path) -> bool {
     use std::io::Read;
     let mut head = Vec::new();
     if File::open(path).and_then(|f| f.take(64 << 10).read_to_end(&mut head)).is_err() {
         return true; // unreadable: opening it for appending says why
     }
-    !head.contains(&0) && std::str::from_utf8(&head).map_or_else(|e| e.error_len().is_none(), |_| true)
+    !head.contains(&0)
 }
 
 /// The last byte of a regular file, if it has one.

@@ -14,8 +14,18 @@ pub fn error(msg: impl Display) {
     let _ = writeln!(std::io::stderr().lock(), "error: {msg}");
 }
 
-/// Text on stdout; false once stdout is closed.
-pub fn out(text: impl Display) -> bool {
+/// Text on stdout, flushed.
+pub fn out(text: impl Display) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{text}").and_then(|_| stdout.flush()).is_ok()
+    write!(stdout, "{text}").and_then(|_| stdout.flush())
+}
+
+/// The output of a command whose product is its stdout (`eval`, `show`): a reader that went
+/// away (`| head`) ends it quietly, as for any Unix tool; any other failure (a full disk) is
+/// an error, not a silent success.
+pub fn print(text: impl Display) -> anyhow::Result<()> {
+    match out(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!("cannot write to stdout: {e}")),
+        _ => Ok(()),
+    }
 }

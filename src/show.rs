@@ -11,7 +11,7 @@ use crate::classifier::Classifier;
 use crate::cli::ShowArgs;
 use crate::data::{Mnist, COLS, PIXELS, ROWS};
 use crate::evaluation::argmax;
-use crate::report::out;
+use crate::report::print;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use std::io::IsTerminal;
@@ -39,15 +39,16 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     let image = test.image(args.index);
     let label = test.labels[args.index];
     let color = use_color();
-    out(render(image, color));
-    out(format_args!("Test image {}: label {label}\n", args.index));
+    let mut text = render(image, color);
+    text.push_str(&format!("Test image {}: label {label}\n", args.index));
     if let Some(model) = model {
         let probs = model.probabilities(image)?;
         let predicted = argmax(&probs);
         let verdict = if predicted == label as usize { "correct" } else { "wrong" };
-        out(format_args!("Prediction: {predicted} ({verdict}; {})\n", model.describe()));
-        out(bar_chart(&probs, predicted, label as usize));
+        text.push_str(&format!("Prediction: {predicted} ({verdict}; {})\n", model.describe()));
+        text.push_str(&bar_chart(&probs, predicted, label as usize));
     }
+    print(text)?;
     Ok(())
 }
 

@@ -58,7 +58,10 @@ impl Stop {
     /// signals keep their default action.
     pub fn install() -> Stop {
         let stop = Stop::new();
-        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        // A signal ignored when nnmnist starts stays ignored: `nohup` (SIGHUP) and `trap ''`
+        // detach a run on purpose.
+        let wanted: Vec<i32> = [SIGINT, SIGTERM, SIGHUP].into_iter().filter(|&s| !ignored(s)).collect();
+        match signal_hook::iterator::Signals::new(&wanted) {
             Ok(mut signals) => {
                 let s = stop.clone();
                 std::thread::spawn(move || {
@@ -101,6 +104,15 @@ impl Stop {
         // destructors under it corrupts the heap.
         // SAFETY: _exit ends the process at once; nothing runs after it.
         unsafe { libc::_exit(exit_code(sig)) }
+    }
+}
+
+/// Whether `sig` is ignored (SIG_IGN) in this process.
+fn ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }
 

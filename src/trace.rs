@@ -101,6 +101,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
     if out.is_same_file(&spec.weights) {
         bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.display());
     }
+    data::refuse_to_overwrite("--out", &spec.out, &spec.data_dir)?;
     let train = Mnist::load(&spec.data_dir)?.train;
     let batch = batch(&train, spec)?;
     let entries = match spec.model {
@@ -116,7 +117,13 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
 fn batch(train: &Split, spec: &TraceSpec) -> Result<Split> {
     let end = spec.batch_start.checked_add(spec.batch_size).filter(|&e| e <= train.len());
     let Some(end) = end else {
-        bail!("--batch-start {} with --batch-size {} runs past the {} training images in {}", spec.batch_start, spec.batch_size, train.len(), spec.data_dir.display())
+        bail!(
+            "the batch, training images [{}, {}) (--batch-start, --batch-size), runs past the {} training images in {}",
+            spec.batch_start,
+            spec.batch_start.saturating_add(spec.batch_size),
+            train.len(),
+            spec.data_dir.display()
+        )
     };
     let all = data::take_train(train, Some(end), None, &spec.data_dir)?;
     Ok(Split { images: all.images[spec.batch_start * data::PIXELS..].to_vec(), labels: all.labels[spec.batch_start..].to_vec() })

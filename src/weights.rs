@@ -242,7 +242,11 @@ fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
     let mut entries = BTreeMap::new();
     for (name, t) in reader.tensors() {
         let bytes = || t.read().with_context(|| format!("{}: cannot read tensor {name}", path.display()));
+        // Only weights and biases are read: a buffer or an optimizer state (any size, even a
+        // huge expanded view) is named and shaped, never loaded.
+        let parameter = name.ends_with(".weight") || name.ends_with(".bias");
         let data = match t.dtype() {
+            DType::F32 | DType::F64 if !parameter => Data::Other(format!("{:?} (not read: not a weight or bias)", t.dtype())),
             DType::F32 => Data::F32(bytes()?.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()),
             DType::F64 => Data::F64(bytes()?.chunks_exact(8).map(|c| f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
             // Not read: never a parameter here, only noted or refused by name.

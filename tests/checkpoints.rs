@@ -70,6 +70,7 @@ fn both_models_refuse_the_same_bad_run_states_with_the_same_words() {
             ("model", Box::new(|s| s["model"] = json!(if s["model"] == "mlp" { "convnet" } else { "mlp" })), "a checkpoint of the".into()),
             ("junk", Box::new(|s| s["hyper"]["seed"] = json!("zero")), "its run state is not valid".into()),
             ("gone", Box::new(|s| s["hyper"].as_object_mut().unwrap().remove("shuffle").map(|_| ()).unwrap()), "its run state is not valid".into()),
+            ("threads0", Box::new(|s| s["threads"] = json!(0)), "its run state is not valid: a thread count of 0".into()),
             ("extra", Box::new(|s| s["hyper"]["momentum"] = json!(0.9)), "its run state is not valid: unknown field(s) [\"momentum\"] among its hyperparameters".into()),
         ];
         for (name, edit, phrase) in cases {

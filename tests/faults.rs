@@ -171,8 +171,16 @@ fn stale_temporaries_are_removed_and_a_second_run_on_the_same_file_is_refused() 
     assert!(err.contains("choose another file"), "{err}");
     first.kill().unwrap();
     first.wait().unwrap();
-    // Killed: its lock file stays, holds no lock, and the next run takes it.
-    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())]).status.success());
+    // Killed: its lock file stays and holds no lock. Its checkpoint holds an unfinished run,
+    // which a new run does not replace: it is pointed to --resume...
+    let lock = tmp.path().join(".ck.safetensors.lock");
+    assert!(lock.exists(), "a killed run leaves its lock file");
+    refused(&["mlp", "--train-size", "600", "--save", s(&ck), "--data-dir", s(data.path())], &[s(&ck), "holds an unfinished mlp run", "continue it with --resume"]);
+    // ...which takes the stale lock.
+    let state = Weights::load(&ck).unwrap().state.unwrap();
+    let more = (state.epochs_done + 1).to_string();
+    assert!(run(&["mlp", "--resume", s(&ck), "--epochs", &more, "--data-dir", s(data.path())]).status.success());
+    assert!(!lock.exists(), "the lock file is removed when the run ends");
 }
 
 // ---------------------------------------------------------------- no panic on any input
@@ -612,4 +620,118 @@ fn the_resume_hint_quotes_what_needs_quoting() {
     let data = common::repo_data();
     let err = run_cli(&["mlp", "--train-size", "600", "--test-size", "100", "--save", s(&ck), "--data-dir", s(&data)], &stop_after(5)).unwrap_err();
     assert!(err.to_string().ends_with(&format!("continue with --resume '{}'", ck.display())), "{err}");
+}
+
+// ---------------------------------------------------------------- found by a second hostile pass
+
+/// Under `nohup` (SIGHUP ignored when nnmnist starts) a hang-up does not stop the run; the
+/// signals it does catch still do.
+#[test]
+fn a_signal_ignored_at_start_stays_ignored() {
+    let data = small_data(3200);
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    let cmd = format!("trap '' HUP; exec '{BIN}' mlp --train-size 3200 --test-size 100 --epochs 100000 --save '{}' --data-dir '{}'", s(&ck), s(data.path()));
+    let mut child = Command::new("sh").args(["-c", &cmd]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert!(lines.any(|l| l.unwrap().starts_with("Epoch 0:")));
+    // SAFETY: kill(2) on our child (sh exec'd into nnmnist).
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "a SIGHUP the parent ignored stopped the run");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr_of(&out));
+}
+
+#[test]
+fn outputs_onto_the_data_files_are_refused() {
+    let data = small_data(700);
+    let labels = data.path().join(TEST_LABELS);
+    let before = std::fs::read(&labels).unwrap();
+    let d = s(data.path());
+    refused(&["mlp", "--train-size", "600", "--save", s(&labels), "--data-dir", d], &["--save", "is the MNIST file", "that the run reads"]);
+    refused(&["mlp", "--train-size", "600", "--metrics", s(&labels), "--data-dir", d], &["--metrics", "is the MNIST file"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&labels), "--data-dir", d], &["--out", "is the MNIST file"]);
+    refused(&["eval", "--model", "mlp", "--weights", s(&w), "--metrics", s(&labels), "--data-dir", d], &["--metrics", "is the MNIST file"]);
+    assert_eq!(std::fs::read(&labels).unwrap(), before, "the data is untouched");
+}
+
+/// The lock is only ever nnmnist's own file: a link or somebody's file at its name is
+/// refused, untouched.
+#[test]
+fn the_lock_never_takes_over_another_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let ck = tmp.path().join("q.st");
+    symlink(&victim, tmp.path().join(".q.st.lock")).unwrap();
+    refused(&["mlp", "--save", s(&ck)], &[".q.st.lock is a symbolic link, not nnmnist's lock file"]);
+    std::fs::remove_file(tmp.path().join(".q.st.lock")).unwrap();
+    std::fs::write(tmp.path().join(".q.st.lock"), "notes of mine").unwrap();
+    refused(&["mlp", "--save", s(&ck)], &["holds something else than an nnmnist lock"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(std::fs::read_to_string(tmp.path().join(".q.st.lock")).unwrap(), "notes of mine");
+}
+
+/// stdout to a full disk is an error for a command whose product is stdout; metrics on a
+/// closed stdout end there like the console lines, without failing the run.
+#[test]
+fn stdout_failures_are_errors_where_stdout_is_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let out = Command::new(BIN).args(["eval", "--model", "mlp", "--weights", s(&w), "--data-dir", s(&common::repo_data())]).stdout(full).output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout: No space left on device"), "{stderr}");
+    // --metrics /dev/stdout | head -1: the run goes on and saves every epoch.
+    let data = small_data(700);
+    let ck = tmp.path().join("ck.safetensors");
+    let cmd = format!("'{BIN}' mlp --train-size 600 --test-size 100 --epochs 3 --save '{}' --data-dir '{}' --metrics /dev/stdout | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}", s(&ck), s(data.path()));
+    let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, 3);
+}
+
+#[test]
+fn float32_edges_of_the_convnet_rates() {
+    let data = small_data(700);
+    // f32::MAX itself is a float32: accepted (the run diverges, which says so).
+    let out = run(&["convnet", "--device", "cpu", "--threads", "1", "--train-size", "640", "--test-size", "100", "--epochs", "1", "--lr", "3.4028235e38", "--data-dir", s(data.path())]);
+    assert!(!stderr_of(&out).contains("must be at most"), "{}", stderr_of(&out));
+    refused(&["convnet", "--lr", "1e-46"], &["--lr 1e-46 is 0 in float32"]);
+}
+
+/// A resumed convnet run that trained on all of a data set keeps to those images: on
+/// another, smaller data set it is refused by name; on a larger one it takes the same first
+/// images (the checkpoint stores the sizes, not "all").
+#[test]
+fn a_resume_keeps_to_the_images_of_its_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (small, tiny) = (small_data(700), small_data(300));
+    let ck = tmp.path().join("c.safetensors");
+    let base = ["convnet", "--device", "cpu", "--threads", "1"];
+    assert!(run(&[&base[..], &["--epochs", "1", "--save", s(&ck), "--data-dir", s(small.path())]].concat()).status.success());
+    let hyper = Weights::load(&ck).unwrap().state.unwrap().hyper;
+    assert_eq!((&hyper["train_size"], &hyper["test_size"]), (&serde_json::json!(700), &serde_json::json!(700)));
+    refused(&["convnet", "--resume", s(&ck), "--epochs", "2", "--data-dir", s(tiny.path())], &["its run uses the first 700 training images", "has 300"]);
+    let m = tmp.path().join("m.jsonl");
+    assert!(run(&["convnet", "--resume", s(&ck), "--epochs", "2", "--threads", "1", "--metrics", s(&m), "--data-dir", s(&common::repo_data())]).status.success());
+    assert_eq!(nnmnist::metrics::read(&m).unwrap()[0].test_total, 700, "the same 700 test images, not the 10,000 of the larger set");
+}
+
+#[test]
+fn trace_names_its_defaults_as_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&w, &nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries(), None).unwrap();
+    let data = small_data(63);
+    refused(&["trace", "--model", "convnet", "--device", "cpu", "--weights", s(&w), "--out", s(&tmp.path().join("t")), "--data-dir", s(data.path())], &[
+        "the batch, training images [0, 64) (--batch-start, --batch-size), runs past the 63 training images",
+    ]);
 }

@@ -37,7 +37,10 @@ wrong_shape.pt (model.0.weight of shape (8, 1, 3, 4)), float16.pt (model.0.weigh
 nan.pt (a NaN in model.0.weight), not_a_dict.pt (torch.save of a list of tensors); and
 tests/fixtures/pt/more/convnet_module.pt, torch.save of the whole nn_convnet.NeuralNetwork
 (not its state_dict) with the weights of convnet_state_dict.pt: its parameters must read as
-the state_dict's keys, not as a checkpoint nested under the module's attribute `model`.
+the state_dict's keys, not as a checkpoint nested under the module's attribute `model`; and
+more/convnet_expanded_buffer.pt, convnet_state_dict.pt's tensors plus "extra.buffer", a
+46000x46000 float32 view of one element (8.5 GB if materialised, 243 KB on disk): a reader
+must not load an entry that is no weight or bias.
 Only these: `make_pt_fixtures.py --broken-only`.
 
 expected.json: per file its model, form, the key its state_dict nests under (null at the
@@ -144,6 +147,11 @@ def write_broken():
     path = os.path.join(more, "convnet_module.pt")
     torch.save(model, path)
     print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes): torch.save(model), the whole module")
+    expanded = dict(model.state_dict())
+    expanded["extra.buffer"] = torch.zeros(1).expand(46000, 46000)
+    path = os.path.join(more, "convnet_expanded_buffer.pt")
+    torch.save(expanded, path)
+    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes): a 46000x46000 expanded extra entry")
 
 
 def main():

@@ -31,11 +31,15 @@ impl Hyper {
     pub fn check(&self) -> Result<()> {
         check_positive("--lr", self.lr)?;
         check_non_negative("--weight-decay", self.weight_decay)?;
-        // libtorch's SGD takes them as float32.
+        // libtorch's SGD takes them as float32: beyond its range they overflow, below it
+        // a learning rate becomes 0.
         for (flag, v) in [("--lr", self.lr), ("--weight-decay", self.weight_decay)] {
-            if v > f32::MAX as f64 {
+            if !(v as f32).is_finite() {
                 bail!("{flag} must be at most {:e} (the convnet computes in float32), got {v:e}", f32::MAX);
             }
+        }
+        if self.lr as f32 == 0.0 {
+            bail!("--lr {:e} is 0 in float32 (the convnet computes in float32): the smallest is {:e}", self.lr, f32::from_bits(1));
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ pub fn check_weights(weights: &Weights) -> Result<()> {
         for (name, shape) in [(format!("{prefix}.weight"), &shape[..]), (format!("{prefix}.bias"), &shape[..1])] {
             let entry = weights.get(&name, shape)?;
             // float64 weights are rounded to float32: one beyond its range would become inf.
-            if let Some((i, v)) = entry.to_f64().iter().enumerate().find(|(_, v)| v.abs() > f32::MAX as f64) {
+            if let Some((i, v)) = entry.to_f64().iter().enumerate().find(|(_, v)| !(**v as f32).is_finite()) {
                 anyhow::bail!("{}: tensor {name} holds {v:e} (at flat index {i}), beyond float32's range: the convnet computes in float32", weights.path.display());
             }
         }

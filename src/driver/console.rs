@@ -48,9 +48,10 @@ impl Console {
             Some(bar) => bar.suspend(|| crate::report::out(format_args!("{text}\n"))),
             None => crate::report::out(format_args!("{text}\n")),
         };
-        if !written {
+        if let Err(e) = written {
             self.stdout_closed = true;
-            crate::report::note("stdout is closed: training goes on without printing there (the checkpoint and --metrics keep its results)");
+            let what = if e.kind() == std::io::ErrorKind::BrokenPipe { "stdout is closed".to_string() } else { format!("cannot write to stdout ({e})") };
+            crate::report::note(format_args!("{what}: training goes on without printing there (its checkpoints keep its results)"));
         }
     }
 

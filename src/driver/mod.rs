@@ -143,7 +143,10 @@ fn new_run_id() -> String {
 
 /// A path as a shell word, quoted where it has to be.
 fn shell_word(path: &Path) -> String {
-    let s = path.display().to_string();
+    let mut s = path.display().to_string();
+    if s.starts_with('-') {
+        s.insert_str(0, "./"); // not taken for a flag
+    }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
         s
     } else {
@@ -172,6 +175,9 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             if !unknown.is_empty() {
                 return Err(anyhow::anyhow!("unknown field(s) {unknown:?} among its hyperparameters")).with_context(bad);
             }
+            if state.threads == Some(0) {
+                return Err(anyhow::anyhow!("a thread count of 0")).with_context(bad);
+            }
             let ignored = schedule::ignored_on_resume(&spec.given, &state.hyper);
             if !ignored.is_empty() {
                 report::note(format_args!("warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", ")));
@@ -198,10 +204,31 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
     Ok(begin)
 }
 
+/// A new run saving to `path`, where a checkpoint of an unfinished run is, would replace
+/// that run's work: refused, pointing to `--resume`. A finished run's checkpoint, or any
+/// other file, is replaced as `cp` would.
+fn refuse_to_replace_an_unfinished_run(path: &Path) -> Result<()> {
+    let Some(state) = std::fs::metadata(path).ok().filter(|m| m.is_file()).and_then(|_| Weights::load(path).ok()).and_then(|w| w.state) else {
+        return Ok(());
+    };
+    let epochs = state.hyper.get("epochs").and_then(|e| e.as_u64()).unwrap_or(0) as usize;
+    if state.next_batch > 0 || state.epochs_done < epochs {
+        bail!(
+            "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done): continue it with --resume {}, or save this new run elsewhere (or delete the file) to start over",
+            path.display(),
+            state.model,
+            state.epochs_done,
+            state.next_batch,
+            shell_word(path)
+        );
+    }
+    Ok(())
+}
+
 /// Trains the run `spec` describes. `stop` is asked before every batch.
 pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopCondition) -> Result<()> {
     let begin = resolve::<M>(&mut spec)?;
-    let s = spec.schedule.clone();
+    let mut s = spec.schedule.clone();
     if begin.epoch >= s.epochs {
         let inside = if begin.batch > 0 { format!(" and {} batches of the next", begin.batch) } else { String::new() };
         report::note(format_args!(
@@ -211,6 +238,9 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
         return Ok(());
     }
     let save = begin.save.as_deref().map(SaveTarget::open).transpose()?;
+    if let (Some(target), None) = (&save, &begin.resumed) {
+        refuse_to_replace_an_unfinished_run(target.path())?;
+    }
     if let (Some(target), Some(m)) = (&save, &spec.files.metrics) {
         if target.is_same_file(m) {
             bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.display(), target.path().display());
@@ -219,6 +249,11 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     if let (Some(m), Start::InitFrom(w) | Start::Resume(w)) = (&spec.files.metrics, &spec.start) {
         if files::same_file(m, w) {
             bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.display());
+        }
+    }
+    for (flag, out) in [("--save", begin.save.as_deref()), ("--metrics", spec.files.metrics.as_deref())] {
+        if let Some(out) = out {
+            data::refuse_to_overwrite(flag, out, &spec.files.data_dir)?;
         }
     }
     let mut metrics = MetricsLog::open(spec.files.metrics.as_deref())?;
@@ -230,6 +265,9 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     }
 
     let (mnist, train, test, batches) = load_data::<M>(&spec, &begin)?;
+    // The checkpoint stores the sizes the run uses, not "all": a resume on other data then
+    // takes the same images, or is refused.
+    (s.train_size, s.test_size) = (Some(train.len()), Some(test.len()));
     let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
     drop(begin.weights);
     if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
