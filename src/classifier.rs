@@ -34,21 +34,11 @@ impl Classifier {
             None if weights.entries.contains_key("model.0.weight") => ModelKind::Convnet,
             None if weights.entries.contains_key("0.weight") => ModelKind::Mlp,
             None => {
-                let keys: Vec<&str> = weights.entries.keys().map(|k| k.as_str()).collect();
-                bail!(
-                    "{}: neither convnet weights (model.0.weight, ...) nor MLP weights (0.weight, ...); the file has: {}",
-                    weights.path.display(),
-                    if keys.is_empty() { "no tensors".to_string() } else { keys.join(", ") }
-                )
+                bail!("{}: neither convnet weights (model.0.weight, ...) nor MLP weights (0.weight, ...); the file has: {}", weights.path.display(), weights.key_list())
             }
         };
         Ok(match kind {
-            ModelKind::Convnet => {
-                convnet::net::check_weights(weights)?;
-                let net = Net::new(device, 0);
-                net.copy_from(weights)?;
-                Classifier::Convnet(net)
-            }
+            ModelKind::Convnet => Classifier::Convnet(Net::from_weights(weights, device)?),
             ModelKind::Mlp => {
                 let cost = weights
                     .state

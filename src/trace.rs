@@ -143,9 +143,7 @@ fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Ve
     if spec.deterministic {
         convnet::determinism::enable(spec.device)?;
     }
-    convnet::net::check_weights(weights)?;
-    let net = Net::new(spec.device, 0);
-    net.copy_from(weights)?;
+    let net = Net::from_weights(weights, spec.device)?;
     let (x, y) = (images_tensor(&batch.images, spec.device), labels_tensor(&batch.labels, spec.device));
     let mut out = Vec::new();
     let layers = net.forward_layers(&x);

@@ -149,12 +149,18 @@ impl Weights {
         Ok(Weights { path: path.to_path_buf(), entries, state })
     }
 
+    /// The names of the file's tensors, for messages: "a, b, c" or "no tensors".
+    pub fn key_list(&self) -> String {
+        if self.entries.is_empty() {
+            "no tensors".to_string()
+        } else {
+            self.entries.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    }
+
     /// The float tensor `name`, checked to have `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Entry> {
-        let entry = self.entries.get(name).ok_or_else(|| {
-            let keys: Vec<&str> = self.entries.keys().map(|k| k.as_str()).collect();
-            anyhow!("{}: missing tensor {name} (the file has: {})", self.path.display(), if keys.is_empty() { "no tensors".into() } else { keys.join(", ") })
-        })?;
+        let entry = self.entries.get(name).ok_or_else(|| anyhow!("{}: missing tensor {name} (the file has: {})", self.path.display(), self.key_list()))?;
         if let Data::Other(dtype) = &entry.data {
             bail!("{}: tensor {name} has dtype {dtype}; nnmnist reads F32 or F64", self.path.display());
         }

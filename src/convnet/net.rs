@@ -140,10 +140,14 @@ impl Net {
     /// A network with the weights of a state_dict file (ours or PyTorch's, F32 or F64),
     /// every key and shape checked.
     pub fn load(path: &Path, device: Device) -> Result<Net> {
-        let weights = Weights::load(path)?;
-        check_weights(&weights)?;
+        Net::from_weights(&Weights::load(path)?, device)
+    }
+
+    /// A network holding `weights` (checked first: keys, shapes, float32 range), on `device`.
+    pub fn from_weights(weights: &Weights, device: Device) -> Result<Net> {
+        check_weights(weights)?;
         let net = Net::new(device, 0);
-        net.copy_from(&weights)?;
+        net.copy_from(weights)?;
         Ok(net)
     }
 

@@ -55,10 +55,7 @@ pub fn join_sizes(sizes: &[usize]) -> String {
 /// The layer sizes of an MLP weights file, read from the shapes of `0.weight`, `2.weight`, ...
 pub fn infer_sizes(weights: &Weights) -> Result<Vec<usize>> {
     let path = weights.path.display();
-    let first = weights.entries.get("0.weight").ok_or_else(|| {
-        let keys: Vec<&str> = weights.entries.keys().map(|k| k.as_str()).collect();
-        anyhow!("{path}: not MLP weights: no tensor 0.weight (the file has: {})", if keys.is_empty() { "no tensors".to_string() } else { keys.join(", ") })
-    })?;
+    let first = weights.entries.get("0.weight").ok_or_else(|| anyhow!("{path}: not MLP weights: no tensor 0.weight (the file has: {})", weights.key_list()))?;
     if first.shape.len() != 2 {
         bail!("{path}: tensor 0.weight has shape {:?}, expected (out, in)", first.shape);
     }
