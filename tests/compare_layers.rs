@@ -3,15 +3,13 @@
 //! batch, and the report names the first tensor where they part. On the CPU, with one thread
 //! on both sides, every convnet row is exactly 0; weights perturbed in one layer for the Rust
 //! side make that layer's output the first divergence, and the exit status 1.
+mod common;
+use common::root;
 use nnmnist::checkpoint;
 use nnmnist::convnet::Net;
 use nnmnist::weights::{Data, Entry};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Runs compare.py --layers for the convnet with `extra`; returns (exit code, stdout).
 fn compare(out: &Path, extra: &[&str]) -> (Option<i32>, String) {

@@ -268,6 +268,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     // The checkpoint stores the sizes the run uses, not "all": a resume on other data then
     // takes the same images, or is refused.
     (s.train_size, s.test_size) = (Some(train.len()), Some(test.len()));
+    tracing::info!("building the {} model and its data tensors", M::NAME);
     let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
     drop(begin.weights);
     if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
