@@ -1,8 +1,8 @@
 //! Faults and hostile files, end to end through the binary (issue 10): nothing trained is
 //! lost, files are written the way users expect, nothing panics, hostile data costs bounded
 //! work, and messages speak of what the user did.
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use nnmnist::mlp::Network;
 use nnmnist::weights::{Entry, Weights};
 use std::os::unix::fs::{symlink, PermissionsExt};

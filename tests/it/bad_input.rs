@@ -4,8 +4,8 @@
 //!
 //! All cases go through one function, [`expect_failure`]; the data cases are small IDX files
 //! (100 images) cut from the committed data/ and broken one way each.
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use nnmnist::checkpoint;
 use nnmnist::weights::RunState;
 use nnmnist::weights::Entry;

@@ -2,8 +2,7 @@
 //! reference, learning, bad input, checkpoints and resume. (Parity with PyTorch and the
 //! numpy nn.py: tests/mlp_parity.rs.)
 #![allow(clippy::needless_range_loop)]
-mod common;
-use common::{never, real as mnist, repo_data as data_dir, run_cli, stop_after};
+use crate::common::{never, real as mnist, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
 use nnmnist::driver::Interrupted;
 use nnmnist::mlp::fast::{FastNet, Simd};

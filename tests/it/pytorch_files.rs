@@ -8,8 +8,8 @@
 //! Tolerance: the correct count exactly; the average loss within 1e-5 absolute, as for the
 //! safetensors state_dict in tests/convnet_parity.rs (measured: the convnet's losses agree to
 //! the last bit; the MLP's within one ulp, the sums run in another order).
-mod common;
-use common::{never, run_cli};
+use crate::common;
+use crate::common::{never, run_cli};
 use nnmnist::weights::{Data, Weights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -18,8 +18,7 @@
 //!
 //! On failure each check prints the tensor name and its largest absolute difference; with
 //! `cargo test --test convnet_parity -- --nocapture` every measured difference is printed.
-mod common;
-use common::{real as mnist, root};
+use crate::common::{real as mnist, root};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
 use nnmnist::data::Split;
 use nnmnist::convnet::step::{loss, sgd, EagerStep, Step};

@@ -3,8 +3,8 @@
 //! message (where the convnet used to divide by zero on `batch_size 0`, or "resume" past the
 //! end of an epoch and record a loss of 0.0). Plus a property test: the checkpoint reader
 //! never panics, whatever the bytes or the run-state JSON.
-mod common;
-use common::{never, run_cli};
+use crate::common;
+use crate::common::{never, run_cli};
 use nnmnist::checkpoint;
 use nnmnist::weights::{RunState, Weights};
 use proptest::prelude::*;

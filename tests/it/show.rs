@@ -1,7 +1,7 @@
 //! `nnmnist show N [--weights F]`: the drawing, the label line, the prediction and the bar
 //! chart for convnet and MLP weights, and the rendering itself (plain and colour).
-mod common;
-use common::repo_data as data_dir;
+use crate::common;
+use crate::common::repo_data as data_dir;
 use nnmnist::checkpoint;
 use nnmnist::data::{Mnist, PIXELS};
 use nnmnist::show::{bar_chart, render};

@@ -1,8 +1,7 @@
 //! The IDX loader (src/data.rs) on valid and broken inputs. Every broken case checks that the
 //! error names the file and says what is wrong with it; a property test shows the parsers
 //! never panic, whatever the bytes.
-mod common;
-use common::*;
+use crate::common::*;
 use nnmnist::data::{self, Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
 use proptest::prelude::*;
 use std::path::Path;

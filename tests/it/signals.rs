@@ -4,8 +4,8 @@
 //! and `--resume` carries on from there. Outside a training loop (loading, evaluating) a
 //! signal exits at once, non-zero. (That a resumed run ends bit-identical to an
 //! uninterrupted one is tested through the library in tests/convnet.rs and tests/mlp.rs.)
-mod common;
-use common::{output_with_patience, wait_with_patience, Lines};
+use crate::common;
+use crate::common::{output_with_patience, wait_with_patience, Lines};
 use std::process::{Child, Stdio};
 
 fn spawn(args: &[&str]) -> Child {

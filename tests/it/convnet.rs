@@ -6,8 +6,7 @@
 //! No lock between the tests: the libtorch CPU generator is only drawn from under
 //! `convnet::net::lock_rng` (by `Net::new` and each epoch's shuffle), every run here uses
 //! one libtorch thread (`--threads 1`), and stops are injected per run.
-mod common;
-use common::{never, repo_data as data_dir, run_cli, stop_after};
+use crate::common::{never, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
 use nnmnist::weights::RunState;
 use nnmnist::convnet::{images_tensor, Net};
@@ -73,7 +72,10 @@ fn layer_shapes_and_state_dict_keys() {
 
     // Shapes through the layers, as nn_convnet.py's Sequential computes them (conv0, relu,
     // pool, relu, conv4, pool, flatten, fc7, relu, fc9), from the chain trace also uses.
-    let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let x = {
+        let _rng = nnmnist::convnet::net::lock_rng();
+        Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu))
+    };
     let layers = net.forward_layers(&x);
     let shapes: Vec<Vec<i64>> = layers.iter().map(|t| t.size()).collect();
     let expected: [&[i64]; 10] = [&[3, 8, 28, 28], &[3, 8, 28, 28], &[3, 8, 14, 14], &[3, 8, 14, 14], &[3, 16, 12, 12], &[3, 16, 6, 6], &[3, 576], &[3, 100], &[3, 100], &[3, 10]];
@@ -154,7 +156,10 @@ fn safetensors_round_trip() {
         e.sort_by(|a, b| a.name.cmp(&b.name));
         e
     });
-    let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let x = {
+        let _rng = nnmnist::convnet::net::lock_rng();
+        Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu))
+    };
     assert!(net.forward_t(&x, false).equal(&loaded.forward_t(&x, false)));
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.

@@ -3,8 +3,7 @@
 //! batch, and the report names the first tensor where they part. On the CPU, with one thread
 //! on both sides, every convnet row is exactly 0; weights perturbed in one layer for the Rust
 //! side make that layer's output the first divergence, and the exit status 1.
-mod common;
-use common::root;
+use crate::common::root;
 use nnmnist::checkpoint;
 use nnmnist::convnet::Net;
 use nnmnist::weights::{Data, Entry};
