@@ -189,3 +189,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// scripts/gpu_check.py's verdicts: a figure is GOAL at or under the goal, OK up to the
+/// acceptable bound, FAIL past it; 3 seeds' accuracy is GOAL all inside PyTorch's range, OK
+/// when only their mean is, FAIL otherwise.
+#[test]
+fn gpu_check_levels() {
+    let code = r#"
+import sys
+sys.path.insert(0, "scripts")
+import gpu_check as g
+print(g.level(0.19, g.EPOCH_GOAL, g.EPOCH_ACCEPTABLE), g.level(0.2, 0.2, 0.25), g.level(0.23, 0.2, 0.25), g.level(0.26, 0.2, 0.25))
+print(g.level(5.9, g.RUN_GOAL, g.RUN_ACCEPTABLE), g.level(7.5, g.RUN_GOAL, g.RUN_ACCEPTABLE), g.level(8.1, g.RUN_GOAL, g.RUN_ACCEPTABLE))
+lo, hi = g.PYTORCH_RANGE
+print(g.accuracy_level([0.988, 0.989, 0.9875], lo, hi), g.accuracy_level([0.9865, 0.989, 0.988], lo, hi), g.accuracy_level([0.9860, 0.9868, 0.9880], lo, hi))
+"#;
+    let out = std::process::Command::new(common::python()).args(["-c", code]).current_dir(common::root()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "GOAL GOAL OK FAIL\nGOAL OK FAIL\nGOAL OK FAIL\n");
+}
