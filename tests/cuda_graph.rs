@@ -2,14 +2,20 @@
 //! cleanly, naming the phase that failed (with the C++ shim compiled in, as on this
 //! CUDA-enabled libtorch, or without), a libtorch error inside a phase keeps its message and
 //! leaves grad mode as it was, the fallback trains exactly as the eager step (loss sum
-//! included), every batch has the static shape, and scripts/device_check on a machine
+//! included), every batch has the static shape, the driver prints losses read after the
+//! epoch in order and stops on a NaN among them, and scripts/device_check on a machine
 //! without a GPU fails fast with a short summary. The GPU checks are tests/cuda.rs (ignored
 //! unless asked for) and scripts/gpu_check.py.
 mod common;
 use nnmnist::convnet::cuda_graph::{catch_phase, graph_step_or_eager, GraphStep};
 use nnmnist::convnet::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
+use nnmnist::data::Split;
+use nnmnist::driver::{Files, Model, RunSpec, Schedule, Start};
+use nnmnist::evaluation::Evaluation;
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
@@ -207,4 +213,108 @@ print(g.accuracy_level([0.988, 0.989, 0.9875], lo, hi), g.accuracy_level([0.9865
     let out = std::process::Command::new(common::python()).args(["-c", code]).current_dir(common::root()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "GOAL GOAL OK FAIL\nGOAL OK FAIL\nGOAL OK FAIL\n");
+}
+
+/// A model that, as the convnet on CUDA, reads no loss during the epoch and hands the
+/// every-20th losses to the driver at its end; it records what the driver asks of it.
+struct Deferring {
+    log: Rc<RefCell<Vec<String>>>,
+    nan_at: Option<usize>,
+    epoch_batches: Vec<usize>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct NoHyper {}
+
+impl Model for Deferring {
+    const NAME: &'static str = "deferring";
+    const DIVERGED_HINT: &'static str = "nothing";
+    const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
+    type Hyper = NoHyper;
+    /// The log, and the batch whose deferred loss is NaN.
+    type Options = (Rc<RefCell<Vec<String>>>, Option<usize>);
+    fn check_hyper(_: &NoHyper) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn check_weights(_: &NoHyper, _: &nnmnist::weights::Weights) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn batches(train: usize, batch_size: usize) -> usize {
+        train / batch_size
+    }
+    fn build(spec: &RunSpec<NoHyper, Self::Options>, _: Option<&nnmnist::weights::Weights>, _: Split, _: Split) -> anyhow::Result<Self> {
+        Ok(Deferring { log: spec.options.0.clone(), nan_at: spec.options.1, epoch_batches: Vec::new() })
+    }
+    fn intro(&self, _: &nnmnist::data::Mnist) -> String {
+        "intro".into()
+    }
+    fn start_epoch(&mut self, _: usize) -> Option<String> {
+        self.epoch_batches.clear();
+        None
+    }
+    fn train_batch(&mut self, batch: usize) -> anyhow::Result<Option<f64>> {
+        self.epoch_batches.push(batch);
+        Ok(None)
+    }
+    fn deferred_losses(&mut self) -> anyhow::Result<Vec<(usize, f64)>> {
+        self.log.borrow_mut().push(format!("deferred after {} batches", self.epoch_batches.len()));
+        let nan = self.nan_at;
+        Ok(self.epoch_batches.iter().filter(|b| *b % 20 == 0).map(|&b| (b, if Some(b) == nan { f64::NAN } else { b as f64 / 100.0 })).collect())
+    }
+    fn batch_line(&self, batch: usize, loss: f64) -> Option<String> {
+        self.log.borrow_mut().push(format!("line {batch} {loss}"));
+        None
+    }
+    fn epoch_train_loss(&mut self) -> f64 {
+        self.log.borrow_mut().push("train loss".into());
+        0.5
+    }
+    fn evaluate(&mut self) -> anyhow::Result<Evaluation> {
+        Ok(Evaluation { labels: vec![1], predictions: vec![1], confidence: vec![1.0], loss: 0.1 })
+    }
+    fn eval_lines(&self, epoch: usize, _: &Evaluation) -> String {
+        self.log.borrow_mut().push(format!("eval {epoch}"));
+        format!("eval {epoch}")
+    }
+    fn entries(&self) -> Vec<nnmnist::weights::Entry> {
+        Vec::new()
+    }
+    fn device_name(&self) -> String {
+        "cpu".into()
+    }
+}
+
+fn deferring_run(nan_at: Option<usize>) -> (anyhow::Result<()>, Vec<String>) {
+    let data = common::small_data(200);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let spec = RunSpec {
+        schedule: Schedule { epochs: 2, batch_size: 4, train_size: Some(180), test_size: Some(10), shuffle: false, seed: 0 },
+        hyper: NoHyper {},
+        options: (log.clone(), nan_at),
+        files: Files { data_dir: data.path().to_path_buf(), save: None, metrics: None },
+        start: Start::Fresh,
+        given: Default::default(),
+    };
+    let result = nnmnist::driver::train::<Deferring>(spec, &common::never());
+    let log = log.borrow().clone();
+    (result, log)
+}
+
+/// The driver's hook for losses read after the epoch: asked once per epoch after its last
+/// batch, each loss checked and given its line in batch order, before the epoch's loss and
+/// its test lines; a NaN among them stops the run naming its batch.
+#[test]
+fn losses_read_after_the_epoch_get_their_lines_in_order() {
+    let (result, log) = deferring_run(None);
+    result.unwrap();
+    // 180 images in batches of 4: 45 batches, lines after batches 0, 20 and 40.
+    let epoch = |e: usize| {
+        vec!["deferred after 45 batches".to_string(), "line 0 0".into(), "line 20 0.2".into(), "line 40 0.4".into(), "train loss".into(), format!("eval {e}")]
+    };
+    assert_eq!(log, [epoch(0), epoch(1)].concat());
+
+    let (result, log) = deferring_run(Some(20));
+    let msg = format!("{:#}", result.unwrap_err());
+    assert!(msg.contains("the training loss became NaN in epoch 1, batch 21 of 45"), "{msg}");
+    assert_eq!(log, ["deferred after 45 batches", "line 0 0"], "no line, epoch loss or test after the NaN");
 }
