@@ -214,13 +214,15 @@ mod enabled {
         static_x: Tensor,
         static_y: Tensor,
         static_loss: Tensor,
+        /// The loss sum the graph adds into: held, so its memory lives as long as the graph.
+        _loss_sum: Tensor,
         _opt: nn::Optimizer,
     }
 
     impl GraphStep {
         /// Warms up, captures, restores the parameters, and returns the step. Each replay
-        /// adds the batch loss into `loss_sum` ((), float, on the network's device), which
-        /// must live as long as the step; the caller zeroes it in place. On failure gives
+        /// adds the batch loss into `loss_sum` ((), float, on the network's device; the step
+        /// keeps a handle on it); the caller zeroes it in place. On failure gives
         /// the optimizer back with no gradients and the parameters as they were before
         /// (None if they could not be put back).
         pub fn capture(mut opt: nn::Optimizer, net: &Net, batch_size: usize, loss_sum: &Tensor) -> Result<GraphStep, CaptureError> {
@@ -242,7 +244,7 @@ mod enabled {
                 Ok(())
             });
             match (result, restored) {
-                (Ok((graph, static_x, static_y, static_loss)), Ok(())) => Ok(GraphStep { graph, static_x, static_y, static_loss, _opt: opt }),
+                (Ok((graph, static_x, static_y, static_loss)), Ok(())) => Ok(GraphStep { graph, static_x, static_y, static_loss, _loss_sum: loss_sum.shallow_clone(), _opt: opt }),
                 (Err(e), Ok(())) => {
                     match catch_phase("restore", || Ok(opt.zero_grad())) {
                         Ok(()) => Err((e, Some(opt))),
