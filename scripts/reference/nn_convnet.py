@@ -239,12 +239,15 @@ class GraphedStep:
             self.static_loss = loss_fn(model(self.static_x), self.static_y)
             self.static_loss.backward()
             optimizer.step()
+        # The loss the caller sums and prints, without autograd history: summing the static
+        # loss itself would chain one autograd node per batch through the whole epoch.
+        self.loss_out = self.static_loss.detach()
 
     def __call__(self, X, y):
         self.static_x.copy_(X)
         self.static_y.copy_(y)
         self.graph.replay()
-        return self.static_loss
+        return self.loss_out
 
 
 def train_epoch_with(step, train_x, train_y, bs, seed, epoch, shuffle, dev):

@@ -143,7 +143,7 @@ fn three_sgd_steps_match_pytorch() {
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
     // The training step itself, as `nnmnist convnet` runs it on the CPU.
-    let mut step = EagerStep { opt: sgd(&net, LR, WD).expect("SGD optimizer") };
+    let mut step = EagerStep::new(sgd(&net, LR, WD).expect("SGD optimizer"));
     let steps_idx = get(&fx, "steps_idx");
     let k = steps_idx.size()[0];
     let mut losses = Vec::new();
