@@ -6,7 +6,7 @@
 //! epoch in order and stops on a NaN among them, and scripts/device_check on a machine
 //! without a GPU fails fast with a short summary. The GPU checks are tests/cuda.rs (ignored
 //! unless asked for) and scripts/gpu_check.py.
-mod common;
+use crate::common;
 use nnmnist::convnet::cuda_graph::{catch_phase, graph_step_or_eager, GraphStep};
 use nnmnist::convnet::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
