@@ -716,7 +716,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{} tensor(s): {} within tolerance, {} outside it, {} only in A, {} only in B, {} of another shape, {} of another dtype",
+        "tensors: {} in all, {} within tolerance, {} outside it, {} only in A, {} only in B, {} of another shape, {} of another dtype",
         order.len(),
         c(Verdict::Within),
         c(Verdict::Outside),
