@@ -302,3 +302,49 @@ fn memory_stays_bounded_by_one_tensor() {
     // One tensor per side, as bytes and as f64: 2 * (4 + 8) MiB = 24 MiB, and some slack.
     assert!(peak - base < 48.0, "{peak:.0} MiB against {base:.0} MiB: more than a tensor at a time");
 }
+
+/// scripts/reference/dump_tensors.py on nn_convnet.py's model writes the names `nnmnist
+/// trace` writes: one step from the same weights on the same batch, and `nnmnist diff`
+/// finds every one of the 27 tensors in both files, within tolerance, either way round.
+#[test]
+fn dump_tensors_py_names_tensors_as_nnmnist_trace_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (w, dump, trace) = (tmp.path().join("w.safetensors"), tmp.path().join("dump.safetensors"), tmp.path().join("trace.safetensors"));
+    let script = r#"
+import sys
+import numpy as np
+import torch
+sys.path.insert(0, "scripts/reference")
+import common
+import nn_convnet
+from dump_tensors import dump_step
+torch.set_num_threads(1)
+model = nn_convnet.build_model(3, None, "cpu")
+model.train()
+nn_convnet.save_model(model, sys.argv[1])
+(images, labels), _ = common.load_mnist("data", train_size=64, test_size=1)
+x, y = nn_convnet.to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+opt = torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=0.001)
+names = dump_step(model, x, y, torch.nn.CrossEntropyLoss(), opt, sys.argv[2])
+print(len(names))
+"#;
+    let out = Command::new(python()).args(["-c", script, s(&w), s(&dump)]).current_dir(common::root()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "27");
+    let data = common::repo_data();
+    let traced = Command::new(bin())
+        .args(["trace", "--model", "convnet", "--weights", s(&w), "--out", s(&trace), "--device", "cpu", "--threads", "1", "--data-dir", s(&data)])
+        .output()
+        .unwrap();
+    assert!(traced.status.success(), "{}", String::from_utf8_lossy(&traced.stderr));
+    for (a, b) in [(&trace, &dump), (&dump, &trace)] {
+        let (code, out, _) = diff(&[s(a), s(b)]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("tensors: 27 in all, 27 within tolerance"), "{out}");
+    }
+    // The dump's own order: outputs, the loss, gradients, parameters after the step.
+    let (_, out, _) = diff(&[s(&dump), s(&trace)]);
+    let names: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("model.") || *n == "loss" || n.starts_with("grad.") || n.starts_with("after.")).collect();
+    assert_eq!(names[..11], ["model.0", "model.1", "model.2", "model.3", "model.4", "model.5", "model.6", "model.7", "model.8", "model.9", "loss"]);
+    assert!(names[11..19].iter().all(|n| n.starts_with("grad.")) && names[19..].iter().all(|n| n.starts_with("after.")), "{names:?}");
+}
