@@ -327,13 +327,17 @@ impl Safetensors {
             rows.push(TensorInfo { name, shape: t.shape.clone(), dtype });
         }
         rows.sort_by_key(|r| offsets[&r.name]);
-        let recorded = match meta.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)) {
-            Some(json) => {
-                let order: Vec<String> = serde_json::from_str(json).map_err(|e| anyhow!("{p}: its metadata \"{ORDER_KEY}\" is not a JSON list of names ({e})"))?;
+        // Another writer may use the key for something else: then it is noted and left alone.
+        let recorded = match meta.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)).map(|json| serde_json::from_str::<Vec<String>>(json)) {
+            Some(Ok(order)) => {
                 let rank: HashMap<&str, usize> = order.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
                 // Names the list leaves out keep their data order, after the listed ones.
                 rows.sort_by_key(|r| rank.get(r.name.as_str()).copied().unwrap_or(usize::MAX));
                 true
+            }
+            Some(Err(e)) => {
+                crate::report::note(format_args!("note: {p}: its metadata \"{ORDER_KEY}\" is not a JSON list of names ({e}); using the data's order"));
+                false
             }
             None => false,
         };

@@ -107,6 +107,15 @@ fn the_recorded_order_decides_which_divergence_is_first_and_sort_name_overrides_
     assert_eq!(last_line(&out), "first divergence: layer.2.weight", "{out}");
     let (_, out, _) = diff(&[s(&a), s(&b), "--sort", "name"]);
     assert_eq!(last_line(&out), "first divergence: layer.0.bias", "{out}");
+
+    // Another writer's "order" that is not a list of names: noted, and the data's order used.
+    let m = model();
+    let views: Vec<(String, TensorView)> = m.iter().map(|(n, d, shape, b)| (n.to_string(), TensorView::new(*d, shape.clone(), b).unwrap())).collect();
+    let meta = Some(HashMap::from([("order".to_string(), "by size".to_string())]));
+    std::fs::write(&a, safetensors::tensor::serialize(views, &meta).unwrap()).unwrap();
+    let (code, out, err) = diff(&[s(&a), s(&b)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(err.contains("its metadata \"order\" is not a JSON list of names"), "{err}");
 }
 
 #[test]
