@@ -9,6 +9,7 @@ use crate::driver::{self, Files, RunSpec, Schedule, Start};
 use crate::signal::StopCondition;
 use crate::eval::EvalSpec;
 use crate::trace::TraceSpec;
+use crate::diff::DiffSpec;
 use crate::{convnet, mlp};
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
@@ -20,6 +21,7 @@ pub enum Job {
     Eval(EvalSpec),
     Show(ShowArgs),
     Trace(TraceSpec),
+    Diff(DiffSpec),
 }
 
 impl Job {
@@ -31,6 +33,7 @@ impl Job {
             Job::Eval(spec) => crate::eval::run(&spec),
             Job::Show(args) => crate::show::run(&args),
             Job::Trace(spec) => crate::trace::run(&spec),
+            Job::Diff(spec) => crate::diff::run(&spec),
         }
     }
 
@@ -89,6 +92,7 @@ impl Job {
             }
             Command::Show(a) => Job::Show(a),
             Command::Trace(a) => Job::Trace(TraceSpec::from_args(a)?),
+            Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only)?),
         })
     }
 }

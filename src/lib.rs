@@ -9,7 +9,8 @@
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
 //! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
-//! [`checkpoint`] and [`files`] (writing), [`metrics`]. Only `main` touches process-wide
+//! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`diff`] compares any two
+//! files of named tensors. Only `main` touches process-wide
 //! signal state ([`signal`]).
 pub mod checkpoint;
 pub mod classifier;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod convnet;
 pub mod data;
 pub mod device;
+pub mod diff;
 pub mod driver;
 pub mod eval;
 pub mod evaluation;

@@ -206,8 +206,10 @@ def trace(a, dev, tr_img, tr_lab):
     out["loss"] = train_step(model, nn.CrossEntropyLoss(), make_optimizer(model, a), X, y).reshape(1)
     for h in hooks:
         h.remove()
-    for k, p in model.named_parameters():
+    params = list(model.named_parameters())
+    for k, p in reversed(params):  # the order backward computes them: last layer first, bias before weight
         out["grad." + k] = p.grad
+    for k, p in params:
         out["after." + k] = p.detach()
     common.write_trace({k: v.cpu().numpy() for k, v in out.items()}, a.trace, a.batch_start, a.batch_size,
                        model="convnet", lr=a.lr, weight_decay=a.weight_decay, device=device_label(dev),
