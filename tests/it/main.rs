@@ -15,6 +15,7 @@ mod convnet;
 mod convnet_parity;
 mod cuda_graph;
 mod data;
+mod diff;
 mod faults;
 mod mlp;
 mod mlp_parity;

@@ -2,8 +2,8 @@
 //! 1 (different, the first difference named on the last line), 2 (trouble, the file and the
 //! reason). Fixtures are written at test time: safetensors by the safetensors crate, the
 //! PyTorch files by PyTorch itself.
-mod common;
-use common::{bin, python, s};
+use crate::common;
+use crate::common::{bin, python, s};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
