@@ -17,7 +17,7 @@
 //!   conv0 weights by ~5e-5 over 3 steps, a wrong init or layer by ~1e-1.
 //!
 //! On failure each check prints the tensor name and its largest absolute difference; with
-//! `cargo test --test convnet_parity -- --nocapture` every measured difference is printed.
+//! `cargo test --release --test it convnet_parity -- --nocapture` every measured difference is printed.
 use crate::common::{real as mnist, root};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
 use nnmnist::data::Split;

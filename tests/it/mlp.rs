@@ -1,6 +1,6 @@
 //! The from-scratch MLP: gradients against finite differences, the fast path against the
 //! reference, learning, bad input, checkpoints and resume. (Parity with PyTorch and the
-//! numpy nn.py: tests/mlp_parity.rs.)
+//! numpy nn.py: tests/it/mlp_parity.rs.)
 #![allow(clippy::needless_range_loop)]
 use crate::common::{never, real as mnist, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;

@@ -6,7 +6,7 @@
 //!     .venv/bin/python scripts/reference/make_pt_fixtures.py
 //!
 //! Tolerance: the correct count exactly; the average loss within 1e-5 absolute, as for the
-//! safetensors state_dict in tests/convnet_parity.rs (measured: the convnet's losses agree to
+//! safetensors state_dict in tests/it/convnet_parity.rs (measured: the convnet's losses agree to
 //! the last bit; the MLP's within one ulp, the sums run in another order).
 use crate::common;
 use crate::common::{never, run_cli};

@@ -3,7 +3,7 @@
 //! boundary; it saves where it is, says how to continue, exits 128 + the signal's number,
 //! and `--resume` carries on from there. Outside a training loop (loading, evaluating) a
 //! signal exits at once, non-zero. (That a resumed run ends bit-identical to an
-//! uninterrupted one is tested through the library in tests/convnet.rs and tests/mlp.rs.)
+//! uninterrupted one is tested through the library in tests/it/convnet.rs and tests/it/mlp.rs.)
 use crate::common;
 use crate::common::{output_with_patience, wait_with_patience, Lines};
 use std::process::{Child, Stdio};
