@@ -185,7 +185,7 @@ pub struct EvalArgs {
 pub struct ShowArgs {
     /// Index of the test image (0-9999)
     pub index: usize,
-    /// Weights to classify it with (convnet or MLP, told apart by their keys)
+    /// Weights to classify it with (convnet or MLP, recognised by their keys)
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     #[arg(long, default_value = "data")]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `nnmnist convnet`: nn_convnet.py (REFERENCE.md section 2), run by us.
+"""PyTorch reference for `nnmnist convnet`: nn_convnet.py (docs/reference.md section 2), run by us.
 
 Its stdout is line for line the format of `nnmnist convnet`, so the two can be diffed.
 
@@ -18,7 +18,7 @@ Two ways to feed the data (--loader):
               ToTensor-equivalent transform (uint8 HxW -> PIL image -> float /255, 1xHxW), and
               DataLoader(batch_size, shuffle=True, drop_last=True). Same model, loss and
               optimizer, but its batch order comes from DataLoader's sampler, not the contract.
-              This is the speed anchor "nn_convnet.py as written" of REFERENCE.md section 3.
+              This is the speed anchor "nn_convnet.py as written" of docs/reference.md section 3.
 
 --cuda-graph (CUDA only, tensors loader): the whole training step (forward, backward, SGD step)
 captured as one CUDA graph, as PyTorch's CUDA-graphs documentation shows ("whole network

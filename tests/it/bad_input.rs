@@ -371,7 +371,7 @@ fn unknown_device() {
 }
 
 /// (extra arguments of `nnmnist convnet`, the phrase its error must hold); the first six are
-/// the values issue 6 names, checked end to end, the others through the library.
+/// the values a user is most likely to mistype, checked end to end, the others through the library.
 const CONVNET_BAD_VALUES: &[(&[&str], &str)] = &[
     (&["--batch-size", "0"], "--batch-size must be at least 1"),
     (&["--epochs", "0"], "--epochs must be at least 1"),

@@ -1,4 +1,4 @@
-//! Faults and hostile files, end to end through the binary (issue 10): nothing trained is
+//! Faults and hostile files, end to end through the binary: nothing trained is
 //! lost, files are written the way users expect, nothing panics, hostile data costs bounded
 //! work, and messages speak of what the user did.
 use crate::common;
