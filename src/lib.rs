@@ -11,7 +11,8 @@
 //! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
 //! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`diff`] compares any two
 //! files of named tensors. Only `main` touches process-wide
-//! signal state ([`signal`]).
+//! signal state ([`signal`]); libtorch's process-wide settings (CPU threads, deterministic
+//! kernels) are applied once, where a command starts ([`config::Job::run`]).
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;

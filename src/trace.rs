@@ -139,12 +139,6 @@ fn f32_entry(name: String, t: &Tensor) -> Result<Entry> {
 }
 
 fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<Entry>> {
-    if let Some(t) = spec.threads {
-        tch::set_num_threads(t as i32);
-    }
-    if spec.deterministic {
-        convnet::determinism::enable(spec.device)?;
-    }
     let net = Net::from_weights(weights, spec.device)?;
     let (x, y) = (images_tensor(&batch.images, spec.device), labels_tensor(&batch.labels, spec.device));
     let mut out = Vec::new();

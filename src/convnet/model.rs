@@ -64,13 +64,7 @@ impl Model for Convnet {
 
     fn build(spec: &RunSpec<Hyper, Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Convnet> {
         let o = &spec.options;
-        if let Some(t) = o.threads {
-            tch::set_num_threads(t as i32);
-        }
         let device = o.device;
-        if o.deterministic {
-            super::determinism::enable(device)?;
-        }
         let net = Net::new(device, spec.schedule.seed);
         if let Some(w) = weights {
             net.copy_from(w)?;
