@@ -254,7 +254,7 @@ pub struct DiffArgs {
     /// Row order: file (the order a file records, e.g. a trace's causal order, else A's)
     /// or name
     #[arg(long, value_enum, default_value = "file")]
-    pub sort: crate::diff::SortOrder,
+    pub sort: crate::cmd::diff::SortOrder,
     /// Compare only the tensors whose name matches PATTERN (`*`, `?`, `[...]`; repeatable)
     #[arg(long, value_name = "PATTERN")]
     pub only: Vec<String>,

@@ -7,9 +7,9 @@ use crate::classifier::ModelKind;
 use crate::cli::{Cli, Command, CommonArgs, ShowArgs};
 use crate::driver::{self, Files, RunSpec, Schedule, Start};
 use crate::signal::StopCondition;
-use crate::eval::EvalSpec;
-use crate::trace::TraceSpec;
-use crate::diff::DiffSpec;
+use crate::cmd::eval::EvalSpec;
+use crate::cmd::trace::TraceSpec;
+use crate::cmd::diff::DiffSpec;
 use crate::{convnet, mlp};
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
@@ -32,10 +32,10 @@ impl Job {
         match self {
             Job::Convnet(spec) => driver::train::<convnet::Convnet>(spec, stop),
             Job::Mlp(spec) => driver::train::<mlp::Mlp>(spec, stop),
-            Job::Eval(spec) => crate::eval::run(&spec),
-            Job::Show(args) => crate::show::run(&args),
-            Job::Trace(spec) => crate::trace::run(&spec),
-            Job::Diff(spec) => crate::diff::run(&spec),
+            Job::Eval(spec) => crate::cmd::eval::run(&spec),
+            Job::Show(args) => crate::cmd::show::run(&args),
+            Job::Trace(spec) => crate::cmd::trace::run(&spec),
+            Job::Diff(spec) => crate::cmd::diff::run(&spec),
         }
     }
 

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 nnmnist::report::note(i);
                 return code(stop.signal());
             }
-            if e.downcast_ref::<nnmnist::diff::Differ>().is_some() {
+            if e.downcast_ref::<nnmnist::cmd::diff::Differ>().is_some() {
                 return ExitCode::from(1); // `diff`: the table said where
             }
             nnmnist::report::error(format_args!("{e:#}"));

@@ -4,7 +4,7 @@ use crate::common;
 use crate::common::repo_data as data_dir;
 use nnmnist::checkpoint;
 use nnmnist::data::{Mnist, PIXELS};
-use nnmnist::show::{bar_chart, render};
+use nnmnist::cmd::show::{bar_chart, render};
 
 
 /// Runs `nnmnist show args...` with stdout piped (so no colour); returns stdout.
