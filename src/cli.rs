@@ -269,19 +269,3 @@ impl Command {
         }
     }
 }
-
-impl DeviceArgs {
-    /// `--device` and `--threads` resolved (see [`crate::device::device_and_threads`]).
-    pub fn resolve(&self) -> anyhow::Result<(tch::Device, Option<usize>)> {
-        crate::device::device_and_threads(self.device.as_deref().unwrap_or("auto"), self.threads)
-    }
-
-    /// Fails when either flag was given to a command that runs the MLP (always on the CPU,
-    /// on one thread): a flag that would be ignored is an error, not a silence.
-    pub fn refuse_for_mlp(&self) -> anyhow::Result<()> {
-        if self.device.is_some() || self.threads.is_some() {
-            anyhow::bail!("--device and --threads apply to the convnet; the MLP runs on the CPU, on one thread");
-        }
-        Ok(())
-    }
-}

@@ -14,7 +14,6 @@
 //! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
 use crate::classifier::ModelKind;
-use crate::cli::TraceArgs;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
 use crate::files::SaveTarget;
@@ -40,60 +39,6 @@ pub struct TraceSpec {
     pub mlp: mlp::Hyper,
     /// The MLP's n in its L2 term.
     pub train_size_n: usize,
-}
-
-impl TraceSpec {
-    pub fn from_args(a: TraceArgs) -> Result<TraceSpec> {
-        // A flag of the other model would be ignored: refused instead.
-        let (device, threads) = match a.model {
-            ModelKind::Convnet => {
-                let other = [("--eta", a.eta.is_some()), ("--lambda", a.lambda.is_some()), ("--cost", a.cost.is_some()), ("--train-size-n", a.train_size_n.is_some())];
-                if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-                    bail!("{flag} is the MLP's; the convnet's step takes --lr and --weight-decay");
-                }
-                a.device.resolve()?
-            }
-            ModelKind::Mlp => {
-                let other = [("--lr", a.lr.is_some()), ("--weight-decay", a.weight_decay.is_some()), ("--deterministic", a.deterministic)];
-                if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-                    bail!("{flag} is the convnet's; the MLP's step takes --eta, --lambda, --cost and --train-size-n");
-                }
-                a.device.refuse_for_mlp()?;
-                (Device::Cpu, None)
-            }
-        };
-        let (c, m) = (convnet::Hyper::default(), mlp::Hyper::default());
-        let convnet = convnet::Hyper { lr: a.lr.unwrap_or(c.lr), weight_decay: a.weight_decay.unwrap_or(c.weight_decay) };
-        let mlp = mlp::Hyper { eta: a.eta.unwrap_or(m.eta), lambda: a.lambda.unwrap_or(m.lambda), cost: a.cost.unwrap_or(m.cost), ..m };
-        let batch_size = a.batch_size.unwrap_or(match a.model {
-            ModelKind::Convnet => convnet::hyper::DEFAULT_BATCH_SIZE,
-            ModelKind::Mlp => mlp::hyper::DEFAULT_BATCH_SIZE,
-        });
-        crate::driver::schedule::at_least_one("--batch-size", batch_size)?;
-        let train_size_n = a.train_size_n.unwrap_or(mlp::hyper::DEFAULT_TRAIN_SIZE);
-        crate::driver::schedule::at_least_one("--train-size-n", train_size_n)?;
-        match a.model {
-            ModelKind::Convnet => convnet.check()?,
-            ModelKind::Mlp => {
-                crate::driver::schedule::check_positive("--eta", mlp.eta)?;
-                crate::driver::schedule::check_non_negative("--lambda", mlp.lambda)?;
-            }
-        }
-        Ok(TraceSpec {
-            model: a.model,
-            weights: a.weights,
-            out: a.out,
-            batch_size,
-            batch_start: a.batch_start,
-            data_dir: a.data_dir,
-            device,
-            threads,
-            deterministic: a.deterministic,
-            convnet,
-            mlp,
-            train_size_n,
-        })
-    }
 }
 
 /// Runs the step and writes the file.
