@@ -92,7 +92,7 @@ fn cuda_forward_and_gradients_match_the_cpu_fixture() {
     let test = &common::real().test;
     let images: Vec<u8> = idx.iter().flat_map(|&i| test.image(i as usize).to_vec()).collect();
     let labels: Vec<u8> = idx.iter().map(|&i| test.labels[i as usize]).collect();
-    let logits = net.forward_t(&images_tensor(&images, cuda), true);
+    let logits = net.forward(&images_tensor(&images, cuda));
     let l = loss(&logits, &labels_tensor(&labels, cuda));
     l.backward();
     let mut failures = Vec::new();

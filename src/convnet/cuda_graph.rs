@@ -267,7 +267,7 @@ mod enabled {
             let static_y = Tensor::zeros([bs], (Kind::Int64, device));
             let side = SideStream::enter(device)?;
             for _ in 0..3 {
-                let l = loss(&net.forward_t(&static_x, true), &static_y);
+                let l = loss(&net.forward(&static_x), &static_y);
                 l.backward();
                 opt.step();
                 opt.zero_grad();
@@ -288,7 +288,7 @@ mod enabled {
             check(unsafe { nnm_graph_capture_begin(graph.0) }, "capture_begin")?;
             // capture_end must follow capture_begin whatever happens in between.
             let captured = caught(|| {
-                let l = loss(&net.forward_t(&static_x, true), &static_y);
+                let l = loss(&net.forward(&static_x), &static_y);
                 l.backward();
                 opt.step();
                 let l = l.detach();

@@ -79,7 +79,7 @@ impl EagerStep {
 
 impl Step for EagerStep {
     fn step(&mut self, net: &Net, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let loss = loss(&net.forward_t(x, true), y);
+        let loss = loss(&net.forward(x), y);
         loss.backward();
         self.opt.step();
         self.opt.zero_grad();

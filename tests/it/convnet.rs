@@ -80,8 +80,8 @@ fn layer_shapes_and_state_dict_keys() {
     let shapes: Vec<Vec<i64>> = layers.iter().map(|t| t.size()).collect();
     let expected: [&[i64]; 10] = [&[3, 8, 28, 28], &[3, 8, 28, 28], &[3, 8, 14, 14], &[3, 8, 14, 14], &[3, 16, 12, 12], &[3, 16, 6, 6], &[3, 576], &[3, 100], &[3, 100], &[3, 10]];
     assert_eq!(shapes, expected.map(<[i64]>::to_vec));
-    let direct = net.forward_t(&x, false);
-    assert!(layers[9].equal(&direct), "forward_layers' last output differs from forward_t");
+    let direct = net.forward(&x);
+    assert!(layers[9].equal(&direct), "forward_layers' last output differs from forward");
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn safetensors_round_trip() {
         let _rng = nnmnist::convnet::net::lock_rng();
         Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu))
     };
-    assert!(net.forward_t(&x, false).equal(&loaded.forward_t(&x, false)));
+    assert!(net.forward(&x).equal(&loaded.forward(&x)));
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());

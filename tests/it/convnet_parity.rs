@@ -125,7 +125,7 @@ fn logits_loss_and_gradients_match_pytorch() {
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
     let (x, y) = batch(&mnist().test, get(&fx, "x_idx"));
-    let logits = net.forward_t(&x, true);
+    let logits = net.forward(&x);
     let loss = loss(&logits, &y);
     loss.backward();
     let mut checks = Checks::new("forward/backward");
