@@ -1,7 +1,8 @@
 //! nnmnist: MNIST two ways, side by side, checked against PyTorch.
 //!
 //! - [`mlp`]: Michael Nielsen's from-scratch network (nn.py / network.py): sigmoid layers,
-//!   hand-written backprop and mini-batch SGD in plain Rust, no autograd, no libtorch.
+//!   hand-written backprop and mini-batch SGD in plain Rust, no autograd, no libtorch in its
+//!   arithmetic (only its random draws come from libtorch, see below).
 //! - [`convnet`]: nn_convnet.py's small convnet in tch (libtorch), on CPU or CUDA (there as
 //!   one captured CUDA graph).
 //!
@@ -9,8 +10,10 @@
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
 //! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
-//! [`checkpoint`] and [`files`] (writing), [`metrics`]. Only `main` touches process-wide
-//! signal state ([`signal`]).
+//! [`checkpoint`] and [`files`] (writing), [`metrics`]. Both models draw their random
+//! numbers from libtorch's generator ([`torch_rng`]), as their PyTorch references do, so a
+//! seed means the same run on both sides. Only `main` touches process-wide signal state
+//! ([`signal`]).
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
@@ -28,5 +31,6 @@ pub mod nvidia;
 pub mod report;
 pub mod show;
 pub mod signal;
+pub mod torch_rng;
 pub mod trace;
 pub mod weights;

@@ -4,7 +4,7 @@
 //! uninterrupted run on the CPU.
 //!
 //! No lock between the tests: the libtorch CPU generator is only drawn from under
-//! `convnet::net::lock_rng` (by `Net::new` and each epoch's shuffle), every run here uses
+//! `torch_rng::lock` (by `Net::new` and each epoch's shuffle), every run here uses
 //! one libtorch thread (`--threads 1`), and stops are injected per run.
 mod common;
 use common::{never, run_cli, stop_after};
@@ -177,7 +177,7 @@ fn safetensors_round_trip() {
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());
-    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1) };
+    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1), format: Some(nnmnist::weights::CHECKPOINT_FORMAT) };
     let ckpt = tmp.path().join("ckpt.safetensors");
     checkpoint::save_to(&ckpt, &net.entries(), Some(&state)).unwrap();
     let w = Weights::load(&ckpt).unwrap();
