@@ -445,7 +445,7 @@ def mlp_agreement(runs):
         marks = [e for e in MLP_MARKS if e in rel] + ([max(rel)] if max(rel) not in MLP_MARKS else [])
         lines.append(f"    seed {r.seed}: same correct count in {same} of {len(both)} epochs (first difference: "
                      f"{'epoch ' + str(first) if first else 'none'}); test-cost difference, relative: "
-                     + ", ".join(f"epoch {e} {rel[e]:.0e}" for e in marks))
+                     + ", ".join(f"epoch {e} {rel[e]:.1e}" for e in marks))
     return lines
 
 
