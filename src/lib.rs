@@ -10,27 +10,27 @@
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
 //! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
-//! [`checkpoint`] and [`files`] (writing), [`metrics`]. Both models draw their random
-//! numbers from libtorch's generator ([`torch_rng`]), as their PyTorch references do, so a
-//! seed means the same run on both sides. Only `main` touches process-wide signal state
-//! ([`signal`]).
+//! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`cmd::diff`] compares any two
+//! files of named tensors. Both models draw their random numbers from libtorch's generator
+//! ([`torch_rng`]), as their PyTorch references do, so a seed means the same run on both
+//! sides. Only `main` touches process-wide signal state ([`signal`]); libtorch's
+//! process-wide settings (CPU threads, deterministic kernels) are applied once, where a
+//! command starts ([`config::Job::run`]).
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod convnet;
 pub mod data;
 pub mod device;
 pub mod driver;
-pub mod eval;
 pub mod evaluation;
 pub mod files;
 pub mod metrics;
 pub mod mlp;
 pub mod nvidia;
 pub mod report;
-pub mod show;
 pub mod signal;
 pub mod torch_rng;
-pub mod trace;
 pub mod weights;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the random draws of nn_torch.py for some seeds into one safetensors file, for
-tests/mlp_parity.rs to check that `nnmnist mlp --seed S` draws the same (made at test time,
+tests/it/mlp_parity.rs to check that `nnmnist mlp --seed S` draws the same (made at test time,
 not committed):
 
     .venv/bin/python scripts/reference/make_mlp_draws.py --out D.safetensors \\

@@ -13,7 +13,7 @@
 //! scripts/reference/nn_torch.py draws (written at test time by make_mlp_draws.py, through
 //! .venv/bin/python or NNMNIST_PYTHON) equal `nnmnist mlp`'s bit for bit; and one epoch of
 //! both, run now, ends within float64 rounding of each other.
-mod common;
+use crate::common;
 use nnmnist::mlp::fast::FastNet;
 use nnmnist::mlp::sparse::SparseImages;
 use nnmnist::mlp::{epoch_order, one_hot, pixels_f64, Cost, Init, Network};
@@ -21,7 +21,6 @@ use nnmnist::weights::Weights;
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const TOL: f64 = 1e-12;
 const SIZES: [usize; 4] = [784, 16, 12, 10];
@@ -70,14 +69,11 @@ fn assert_close(what: &str, got: &[f64], want: &[f64]) {
     eprintln!("{what}: largest difference {diff:.3e} (scale {scale:.3e})");
 }
 
+/// The fixture's network, read as nnmnist reads any weights file of the MLP.
 fn net_from_fixture() -> Network {
-    let t = load("net.safetensors");
-    let n = SIZES.len() - 1;
-    Network {
-        sizes: SIZES.to_vec(),
-        weights: (0..n).map(|i| t[&format!("{}.weight", 2 * i)].1.clone()).collect(),
-        biases: (0..n).map(|i| t[&format!("{}.bias", 2 * i)].1.clone()).collect(),
-    }
+    let path = fixture_path("net.safetensors");
+    let weights = nnmnist::weights::Weights::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    Network::from_weights(&weights, &SIZES).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn batch(t: &HashMap<String, (Vec<usize>, Vec<f64>)>) -> (Vec<u8>, Vec<u8>) {
@@ -153,7 +149,7 @@ fn five_sgd_steps_match_numpy_nn_py() {
 /// Runs `.venv/bin/python ARGS` (the repository's scripts), panicking with its stderr if it fails.
 fn python(args: &[&str]) {
     let py = common::python();
-    let out = Command::new(&py).args(args).current_dir(common::root()).output().unwrap_or_else(|e| panic!("{}: {e} (scripts/setup makes .venv)", py.display()));
+    let out = common::command(&py).args(args).current_dir(common::root()).output().unwrap_or_else(|e| panic!("{}: {e} (scripts/setup makes .venv)", py.display()));
     assert!(out.status.success(), "{} {args:?} failed:\n{}", py.display(), String::from_utf8_lossy(&out.stderr));
 }
 
