@@ -4,7 +4,8 @@
 //! Batch order contract (shared with scripts/reference/nn_convnet.py, so that on the CPU a
 //! run here and a PyTorch run with the same seed are the same computation): epoch e
 //! (0-based) draws `randperm(n)` on the CPU generator after `manual_seed(epoch_seed(seed,
-//! e))` ([`crate::torch_rng`]); batch i is `perm[i*bs..(i+1)*bs]`; the last partial batch is dropped.
+//! e))` ([`crate::torch_rng`]); batch i is `perm[i*bs..(i+1)*bs]`; the last partial batch
+//! is dropped.
 use super::net::Net;
 use anyhow::Result;
 use tch::nn::{self, OptimizerConfig};
