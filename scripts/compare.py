@@ -9,6 +9,10 @@ Run it through scripts/compare (which uses .venv/bin/python). Modes:
                 per-epoch test-loss agreement in significant digits, and whether the two
                 stdouts are identical. Default 1 convnet epoch, 3 MLP epochs.
   --seeds N     N seeds per side (seed, seed+1, ...): min/mean/max of the final accuracy and loss
+Every mode but --layers reports, per seed, how far the two sides agree: the convnet's final
+result to the last bit; the MLP's epochs with the same correct count and the relative test-cost
+difference as it grows (both sides draw the same initial weights and batches from the seed,
+then differ by float64 rounding).
   --layers      where do the two part? From the same weights (--weights F, else drawn: the
                 convnet's by nn_convnet.py --epochs 0 --seed S, the MLP's as --lockstep draws
                 them) and one batch (training images [--batch-start, +--batch-size) in file
@@ -223,6 +227,8 @@ def mlp_cmd(a, impl, seed, epochs, extra=()):
         cmd += ["--train-size", str(a.train_size)]
     if a.test_size and "--test-size" in flags:
         cmd += ["--test-size", str(a.test_size)]
+    if a.threads and "--threads" in flags:
+        cmd += ["--threads", str(a.threads)]
     return cmd + list(extra)
 
 
@@ -401,11 +407,45 @@ def final_summary(runs, model):
     pairs = [(r.records[-1], p.records[-1]) for r in runs for p in runs
              if r.model == model == p.model and r.impl == "nnmnist" and p.impl == "pytorch" and r.seed == p.seed
              and r.records and p.records and r.records[-1]["epoch"] == p.records[-1]["epoch"]]
-    if pairs and model == "convnet":  # the MLP sides draw from different random streams by design
+    if pairs and model == "convnet":
         same = sum(1 for x, y in pairs if x["test_loss"] == y["test_loss"] and x["test_correct"] == y["test_correct"])
         worst = max(abs(x["test_loss"] - y["test_loss"]) for x, y in pairs)
         lines.append(f"  same seed, same final result on both sides (correct count and test loss to the last bit): "
                      f"{same} of {len(pairs)} seed(s); largest final test-loss difference {worst:.1e}")
+    if model == "mlp":
+        lines += mlp_agreement(runs)
+    return lines
+
+
+MLP_MARKS = (1, 2, 5, 10, 20, 30)
+
+
+def mlp_agreement(runs):
+    """Per seed, the two MLP sides: from the same seed they start from the same weights and
+    see the same batches (nnmnist draws nn_torch.py's numbers), so they differ by float64
+    rounding only (other summation orders), which SGD amplifies epoch by epoch. Epochs with
+    the same correct count, the first that differs, and |Rust - PyTorch| / PyTorch of the
+    test cost at a few epochs."""
+    lines = []
+    for r in runs:
+        if not (r.model == "mlp" and r.impl == "nnmnist" and r.records):
+            continue
+        p = next((q for q in runs if q.model == "mlp" and q.impl == "pytorch" and q.seed == r.seed and q.records), None)
+        if p is None:
+            continue
+        pe = {x["epoch"]: x for x in p.records}
+        both = [(x, pe[x["epoch"]]) for x in r.records if x["epoch"] in pe]
+        if not both:
+            continue
+        if not lines:
+            lines.append("  same seed on both sides (same initial weights and batches; float64 rounding drifts):")
+        same = sum(1 for x, y in both if x["test_correct"] == y["test_correct"])
+        first = next((x["epoch"] for x, y in both if x["test_correct"] != y["test_correct"]), None)
+        rel = {x["epoch"]: abs(x["test_loss"] - y["test_loss"]) / abs(y["test_loss"]) for x, y in both}
+        marks = [e for e in MLP_MARKS if e in rel] + ([max(rel)] if max(rel) not in MLP_MARKS else [])
+        lines.append(f"    seed {r.seed}: same correct count in {same} of {len(both)} epochs (first difference: "
+                     f"{'epoch ' + str(first) if first else 'none'}); test-cost difference, relative: "
+                     + ", ".join(f"epoch {e} {rel[e]:.1e}" for e in marks))
     return lines
 
 
@@ -684,8 +724,8 @@ def parse_args(argv=None):
     p.add_argument("--mlp-epochs", type=int, help="MLP epochs (default 30; --quick and --lockstep 3)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N, for the convnet on both sides (default auto; "
                    "--layers: cpu, for either model)")
-    p.add_argument("--threads", type=int, help="CPU threads for both convnet sides (default: libtorch's choice; "
-                   "--layers: 1, both sides of either model)")
+    p.add_argument("--threads", type=int, help="CPU threads for both convnet sides and the MLP's PyTorch side (default: "
+                   "libtorch's choice; --layers: 1, both sides of either model)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic cuDNN/cuBLAS/algorithms and per-tensor SGD on both convnet sides")
     p.add_argument("--no-shuffle", action="store_true", help="batches in data order on both sides")

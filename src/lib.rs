@@ -1,7 +1,8 @@
 //! nnmnist: MNIST two ways, side by side, checked against PyTorch.
 //!
 //! - [`mlp`]: Michael Nielsen's from-scratch network (nn.py / network.py): sigmoid layers,
-//!   hand-written backprop and mini-batch SGD in plain Rust, no autograd, no libtorch.
+//!   hand-written backprop and mini-batch SGD in plain Rust, no autograd, no libtorch in its
+//!   arithmetic (only its random draws come from libtorch, see below).
 //! - [`convnet`]: nn_convnet.py's small convnet in tch (libtorch), on CPU or CUDA (there as
 //!   one captured CUDA graph).
 //!
@@ -10,9 +11,11 @@
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
 //! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
 //! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`cmd::diff`] compares any two
-//! files of named tensors. Only `main` touches process-wide
-//! signal state ([`signal`]); libtorch's process-wide settings (CPU threads, deterministic
-//! kernels) are applied once, where a command starts ([`config::Job::run`]).
+//! files of named tensors. Both models draw their random numbers from libtorch's generator
+//! ([`torch_rng`]), as their PyTorch references do, so a seed means the same run on both
+//! sides. Only `main` touches process-wide signal state ([`signal`]); libtorch's
+//! process-wide settings (CPU threads, deterministic kernels) are applied once, where a
+//! command starts ([`config::Job::run`]).
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
@@ -29,4 +32,5 @@ pub mod mlp;
 pub mod nvidia;
 pub mod report;
 pub mod signal;
+pub mod torch_rng;
 pub mod weights;

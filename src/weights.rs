@@ -82,6 +82,8 @@ impl Entry {
 /// one JSON object; the driver validates every value with the checks the flags get. `run`
 /// identifies the run through its resumes (its metrics records carry it); `threads` is the
 /// number of libtorch threads it trained with (its sums, so its bits, depend on it).
+/// `format` is the version of the meaning of these fields ([`CHECKPOINT_FORMAT`]); absent in
+/// checkpoints of format 1.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
@@ -93,12 +95,25 @@ pub struct RunState {
     pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<u32>,
 }
+
+/// The checkpoint format this nnmnist writes. 1 (no `format` field): the MLP drew its
+/// initial weights and batch orders from ChaCha8; 2: it draws them from libtorch's generator
+/// ([`crate::torch_rng`]), so a seed's batch order differs from format 1's. The convnet's
+/// draws are the same in both.
+pub const CHECKPOINT_FORMAT: u32 = 2;
 
 impl RunState {
     /// Parses the JSON of a checkpoint header.
     pub fn parse(json: &str) -> Result<RunState> {
         Ok(serde_json::from_str(json)?)
+    }
+
+    /// The checkpoint's format: 1 when it names none.
+    pub fn format(&self) -> u32 {
+        self.format.unwrap_or(1)
     }
 }
 

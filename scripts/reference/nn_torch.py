@@ -6,12 +6,14 @@ clipped to [-100, 100], as nn.py), so the state_dict keys are 0.weight, 0.bias, 
 exactly as `nnmnist mlp --save` writes them. Gradients by autograd of the cost summed over
 the mini-batch; the step is nn.py's rule (network2.py's L2 with --lambda):
     w <- (1 - eta*lambda/n) w - (eta/m) dC/dw,   b <- b - (eta/m) dC/db
-Costs: quadratic 0.5 ||a - y||^2; cross-entropy y softplus(-z) + (1-y) softplus(z), which is
--y ln a - (1-y) ln(1-a) without overflow (the same definition as nnmnist). Init: every bias
+Costs: quadratic 0.5 ||a - y||^2; cross-entropy y softplus(-z) + (1-y) softplus(z)
+(binary_cross_entropy_with_logits), which is -y ln a - (1-y) ln(1-a) without overflow (the
+same definition as nnmnist). Init: every bias
 and weight N(0, 1), or weights N(0, 1/fan_in) with --init scaled, from torch.Generator
-seeded with --seed (a different random stream from nnmnist's: use --init-from and
---no-shuffle for lockstep runs). Shuffle: torch.randperm with the generator seeded from
-common.epoch_seed(seed, epoch).
+seeded with --seed: torch.randn in float64 for each layer's bias, then for each layer's
+weight. Shuffle: epoch e's order is torch.randperm(n) with the generator seeded from
+common.epoch_seed(seed, e). `nnmnist mlp --seed S` makes the same draws from libtorch's
+generator, so both sides start from the same weights and see the same batches.
 
 Prints what `nnmnist mlp` prints: the two `Loaded ...` lines, then per epoch
 `Epoch {i}: {correct} / {total}  test cost {cost:.6f}`. --metrics: nnmnist's JSON-lines
@@ -64,6 +66,11 @@ def init_normal(model, sizes, gen, scaled):
             lin.weight.copy_(w / np.sqrt(n_in) if scaled else w)
 
 
+def epoch_order(seed, epoch, n):
+    """The order of the n training images in epoch `epoch` (0-based)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(common.epoch_seed(seed, epoch)))
+
+
 def logits_and_output(model, x):
     """(z of the last layer, its activation a)."""
     z = model[:-1](x)
@@ -73,9 +80,10 @@ def logits_and_output(model, x):
 def cost_sum(cost, z, a, y):
     if cost == "quadratic":
         return 0.5 * ((a - y) ** 2).sum()
-    z = z.clamp(-100, 100)
-    sp = torch.nn.functional.softplus
-    return (y * sp(-z) + (1 - y) * sp(z)).sum()
+    # y softplus(-z) + (1-y) softplus(z), whose gradient is sigmoid(z) - y (network2.py's
+    # delta). Not through F.softplus: above its threshold (20) it returns z itself, off by
+    # up to e^-20 = 2e-9 per output, and its gradient 1 instead of sigmoid(z).
+    return torch.nn.functional.binary_cross_entropy_with_logits(z.clamp(-100, 100), y, reduction="sum")
 
 
 def as_tensors(images, labels, device):
@@ -219,7 +227,7 @@ def main():
         if args.no_shuffle:
             order = torch.arange(n)
         else:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(common.epoch_seed(args.seed, epoch)))
+            order = epoch_order(args.seed, epoch, n)
         order = order.to(device)
         losses = []
         t0 = time.perf_counter()

@@ -120,14 +120,6 @@ pub struct Net {
     params: Vec<Option<(Tensor, Tensor)>>,
 }
 
-/// libtorch's CPU generator is global: whoever seeds it and draws from it holds this lock,
-/// so that two networks built at once (tests run in threads) do not interleave their draws.
-static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-pub fn lock_rng() -> std::sync::MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// PyTorch's kaiming_uniform_(a=sqrt(5)) bound, computed as torch.nn.init does it.
 fn kaiming_uniform_bound(fan_in: i64) -> f64 {
     let a = 5f64.sqrt();
@@ -140,8 +132,8 @@ impl Net {
     /// A new network with PyTorch's default initialisation, drawn on the CPU after
     /// `tch::manual_seed(seed)`, then moved to `device`.
     pub fn new(device: Device, seed: u64) -> Net {
-        let _rng = lock_rng();
-        tch::manual_seed(seed as i64);
+        let _rng = crate::torch_rng::lock();
+        crate::torch_rng::manual_seed(seed);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let model = vs.root() / "model";
         let params = MODEL

@@ -4,23 +4,17 @@
 //! Batch order contract (shared with scripts/reference/nn_convnet.py, so that on the CPU a
 //! run here and a PyTorch run with the same seed are the same computation): epoch e
 //! (0-based) draws `randperm(n)` on the CPU generator after `manual_seed(epoch_seed(seed,
-//! e))`; batch i is `perm[i*bs..(i+1)*bs]`; the last partial batch is dropped.
-use super::net::{lock_rng, Net};
+//! e))` ([`crate::torch_rng`]); batch i is `perm[i*bs..(i+1)*bs]`; the last partial batch
+//! is dropped.
+use super::net::Net;
 use anyhow::Result;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-/// The seed of epoch `epoch`'s batch order: `(seed * 100003 + epoch + 1) mod 2^63`.
-pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
-    (seed.wrapping_mul(100_003).wrapping_add(epoch as u64 + 1) & (i64::MAX as u64)) as i64
-}
-
 /// The order of the `n` training images in epoch `epoch`: (n) i64 on the CPU.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Tensor {
     if shuffle {
-        let _rng = lock_rng();
-        tch::manual_seed(epoch_seed(seed, epoch));
-        Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu))
+        crate::torch_rng::epoch_permutation(seed, epoch, n)
     } else {
         Tensor::arange(n as i64, (Kind::Int64, Device::Cpu))
     }

@@ -29,7 +29,7 @@ use crate::files::{self, SaveTarget};
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::report;
 use crate::signal::StopCondition;
-use crate::weights::{Entry, RunState, Weights};
+use crate::weights::{Entry, RunState, Weights, CHECKPOINT_FORMAT};
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,13 @@ pub trait Model: Sized {
     /// the CPU); stored in checkpoints so that a resume can say when it will not repeat.
     fn threads(&self) -> Option<usize> {
         None
+    }
+    /// What resuming `state`, a checkpoint of an older format than [`CHECKPOINT_FORMAT`]
+    /// (`format` = `state.format()`), means for this model: Ok(None) when nothing changes,
+    /// Ok(Some(warning)) to resume saying what changes, Err to refuse (saying why and what
+    /// to do instead). The messages do not name the file; the caller adds it.
+    fn older_checkpoint(_format: u32, _state: &RunState) -> Result<Option<String>> {
+        Ok(None)
     }
 }
 
@@ -173,6 +180,17 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
         Start::Resume(path) => {
             let weights = Weights::load(&path)?;
             let state = weights.run_state(M::NAME)?.clone();
+            let format = state.format();
+            if format > CHECKPOINT_FORMAT {
+                bail!("{}: a checkpoint of format {format}, written by a newer nnmnist (this one reads formats 1 to {CHECKPOINT_FORMAT})", path.display());
+            }
+            if format < CHECKPOINT_FORMAT {
+                match M::older_checkpoint(format, &state) {
+                    Ok(None) => {}
+                    Ok(Some(warning)) => report::note(format_args!("warning: {}: {warning}", path.display())),
+                    Err(e) => bail!("{}: {e:#}", path.display()),
+                }
+            }
             let bad = || format!("{}: its run state is not valid", path.display());
             let stored: Stored<M::Hyper> = serde_json::from_value(state.hyper.clone()).with_context(bad)?;
             check::<M>(&stored.schedule, &stored.hyper).with_context(bad)?;
@@ -417,7 +435,7 @@ impl Run<'_> {
     /// Saves the weights and the position (`epochs_done`, `next_batch`), if there is a target.
     fn save<M: Model>(&self, model: &M, epochs_done: usize, next_batch: usize) -> Result<()> {
         let Some(target) = self.save else { return Ok(()) };
-        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads() };
+        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads(), format: Some(CHECKPOINT_FORMAT) };
         checkpoint::save(target, &model.entries(), Some(&state))
     }
 

@@ -1,6 +1,7 @@
 //! Michael Nielsen's from-scratch network (nn.py / `network.py`, with `network2.py`'s cost,
 //! L2 and init options): sigmoid layers, hand-written backprop, mini-batch SGD, in plain
-//! Rust and f64 (nn.py computes in float64). No autograd, no libtorch.
+//! Rust and f64 (nn.py computes in float64). No autograd; libtorch only draws the random
+//! numbers ([`shuffle`]), the same draws as the PyTorch reference's for a seed.
 //!
 //! - [`network`]: [`Network`] in Nielsen's vocabulary (`feedforward`, `backprop`,
 //!   `update_mini_batch`, `nabla_w`, `eta`), the readable reference;

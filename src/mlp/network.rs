@@ -58,9 +58,19 @@ impl Network {
         Network { sizes: sizes.to_vec(), weights, biases }
     }
 
-    /// A network seeded as `nnmnist mlp --seed` does: ChaCha8 from `seed`, stream 0.
+    /// A network seeded as `nnmnist mlp --seed` does, with the draws of nn_torch.py's
+    /// `--seed` ([`super::shuffle::initial_draws`]: libtorch's generator, biases before
+    /// weights); with [`Init::Scaled`] each weight is divided by sqrt(fan_in), as nn_torch.py's
+    /// `w / np.sqrt(n_in)` (one correctly rounded division, so the same bits).
     pub fn seeded(sizes: &[usize], init: Init, seed: u64) -> Network {
-        Network::new(sizes, init, &mut super::shuffle::init_rng(seed))
+        let (biases, mut weights) = super::shuffle::initial_draws(sizes, seed);
+        if init == Init::Scaled {
+            for (w, &fan_in) in weights.iter_mut().zip(sizes) {
+                let scale = (fan_in as f64).sqrt();
+                w.iter_mut().for_each(|v| *v /= scale);
+            }
+        }
+        Network { sizes: sizes.to_vec(), weights, biases }
     }
 
     /// The number of layers, the input layer included (network.py's `num_layers`): 3 for

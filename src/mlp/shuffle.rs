@@ -1,23 +1,29 @@
-//! The MLP's random streams: the initial weights and each epoch's training order, both
-//! from ChaCha8 seeded with the run's seed, so any epoch's order can be rebuilt (a resumed
-//! run follows the same batches).
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+//! The MLP's random streams, drawn from libtorch's CPU generator ([`crate::torch_rng`]) as
+//! scripts/reference/nn_torch.py draws them, so that `nnmnist mlp --seed S` and
+//! `nn_torch.py --seed S` start from the same weights and see the same batches, bit for bit.
+//! Only the draws come from libtorch; the MLP's arithmetic stays plain Rust.
+use crate::torch_rng;
 
-/// The RNG of the initial weights: ChaCha8 seeded from `seed`, stream 0.
-pub fn init_rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
+/// nn.py's initial draws for `sizes` after `manual_seed(seed)`, in nn_torch.py's order: first
+/// every bias vector, layer by layer (`torch.randn(out)` in float64), then every weight
+/// matrix (`torch.randn(out, in)`, row-major). Returns (biases[i]: (sizes[i+1]),
+/// weights[i]: (sizes[i+1], sizes[i])), all N(0, 1), unscaled.
+pub fn initial_draws(sizes: &[usize], seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let layers = sizes.len().saturating_sub(1);
+    let biases = sizes[1..].iter().map(|&out| vec![out as i64]);
+    let weights = sizes.windows(2).map(|w| vec![w[1] as i64, w[0] as i64]);
+    let mut draws = torch_rng::randn_f64(seed, &biases.chain(weights).collect::<Vec<_>>());
+    let weights = draws.split_off(layers);
+    (draws, weights)
 }
 
-/// The training order of epoch `epoch` (0-based) over `n` images: a shuffle by ChaCha8
-/// seeded from `seed` on stream `epoch + 1`; file order without `shuffle`.
+/// The training order of epoch `epoch` (0-based) over `n` images: `torch.randperm(n)` after
+/// `manual_seed(epoch_seed(seed, epoch))` ([`torch_rng::epoch_seed`]); file order without
+/// `shuffle`.
 pub fn epoch_order(seed: u64, epoch: usize, n: usize, shuffle: bool) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    if shuffle {
-        let mut rng = init_rng(seed);
-        rng.set_stream(epoch as u64 + 1);
-        order.shuffle(&mut rng);
+    if !shuffle {
+        return (0..n as u32).collect();
     }
-    order
+    let perm = Vec::<i64>::try_from(torch_rng::epoch_permutation(seed, epoch, n)).expect("randperm is an (n) i64 tensor");
+    perm.into_iter().map(|i| i as u32).collect()
 }

@@ -136,3 +136,42 @@ proptest! {
         let _ = Weights::from_bytes(Path::new("x"), &bytes);
     }
 }
+
+/// Checkpoints say their format. An MLP checkpoint of format 1 (no `format`: written when
+/// the MLP drew its batch orders from ChaCha8) resumes between epochs with a warning saying
+/// what changes, and is refused inside an epoch; a newer format is refused; the convnet's
+/// format-1 checkpoints resume as before (its draws did not change).
+#[test]
+fn checkpoints_of_other_formats_are_resumed_or_refused_with_a_clear_word() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::repo_data();
+    let good = checkpoint_of("mlp", tmp.path());
+    assert_eq!(Weights::load(&good).unwrap().state.unwrap().format, Some(nnmnist::weights::CHECKPOINT_FORMAT));
+    let old = |s: &mut Value| {
+        s.as_object_mut().unwrap().remove("format").unwrap();
+    };
+
+    let between = edited(&good, "old", old);
+    let out = common::command(common::bin()).args(["mlp", "--resume", common::s(&between), "--epochs", "2", "--data-dir", common::s(&data)]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("warning: {}: a checkpoint of format 1", between.display())) && stderr.contains("other batches"), "{stderr}");
+    let state = Weights::load(&between).unwrap().state.unwrap();
+    assert_eq!((state.epochs_done, state.format), (2, Some(nnmnist::weights::CHECKPOINT_FORMAT)), "the resumed run is saved in the current format");
+
+    let inside = edited(&good, "inside", |s| {
+        old(s);
+        s["hyper"]["epochs"] = json!(2);
+        s["next_batch"] = json!(3);
+    });
+    let err = resume_err("mlp", &inside);
+    assert!(err.contains(common::s(&inside)) && err.contains("cannot be resumed inside an epoch") && err.contains("--init-from"), "{err}");
+
+    let newer = edited(&good, "newer", |s| s["format"] = json!(3));
+    let err = resume_err("mlp", &newer);
+    assert!(err.contains(&format!("{}: a checkpoint of format 3, written by a newer nnmnist", newer.display())), "{err}");
+
+    let convnet = edited(&checkpoint_of("convnet", tmp.path()), "old", old);
+    run_cli(&["convnet", "--resume", common::s(&convnet), "--epochs", "2", "--data-dir", common::s(&data), "--threads", "1"], &never()).unwrap();
+    assert_eq!(Weights::load(&convnet).unwrap().state.unwrap().epochs_done, 2);
+}

@@ -4,8 +4,8 @@
 //! uninterrupted run on the CPU.
 //!
 //! No lock between the tests: the libtorch CPU generator is only drawn from under
-//! `convnet::net::lock_rng` (by `Net::new` and each epoch's shuffle), every run here uses
-//! one libtorch thread (`--threads 1`), and stops are injected per run.
+//! `torch_rng::lock` (by `Net::new`, each epoch's shuffle and the MLP's draws), every run
+//! here uses one libtorch thread (`--threads 1`), and stops are injected per run.
 use crate::common::{never, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
 use nnmnist::weights::RunState;
@@ -73,7 +73,7 @@ fn layer_shapes_and_state_dict_keys() {
     // Shapes through the layers, as nn_convnet.py's Sequential computes them (conv0, relu,
     // pool, relu, conv4, pool, flatten, fc7, relu, fc9), from the chain trace also uses.
     let x = {
-        let _rng = nnmnist::convnet::net::lock_rng();
+        let _rng = nnmnist::torch_rng::lock();
         Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu))
     };
     let layers = net.forward_layers(&x);
@@ -157,14 +157,14 @@ fn safetensors_round_trip() {
         e
     });
     let x = {
-        let _rng = nnmnist::convnet::net::lock_rng();
+        let _rng = nnmnist::torch_rng::lock();
         Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu))
     };
     assert!(net.forward(&x).equal(&loaded.forward(&x)));
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());
-    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1) };
+    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1), format: Some(nnmnist::weights::CHECKPOINT_FORMAT) };
     let ckpt = tmp.path().join("ckpt.safetensors");
     checkpoint::save_to(&ckpt, &net.entries(), Some(&state)).unwrap();
     let w = Weights::load(&ckpt).unwrap();

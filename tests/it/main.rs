@@ -3,7 +3,7 @@
 //! is the one copied to a GPU machine.)
 //!
 //! In-process tests share libtorch's process-wide state: they draw from its CPU generator only
-//! under `convnet::net::lock_rng`, and every in-process convnet run uses one libtorch thread.
+//! under `torch_rng::lock`, and every in-process convnet run uses one libtorch thread.
 //! Children get default signal dispositions (`common::command`).
 #[path = "../common/mod.rs"]
 mod common;
