@@ -11,6 +11,7 @@
 //! - `grad.KEY` per parameter: the gradient of that loss (the MLP's nabla / m);
 //! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
+use crate::report::Shown;
 use crate::classifier::ModelKind;
 use crate::cli::TraceArgs;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
@@ -99,7 +100,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
     let weights = Weights::load(&spec.weights)?;
     let out = SaveTarget::open(&spec.out)?;
     if out.is_same_file(&spec.weights) {
-        bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.display());
+        bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.shown());
     }
     data::refuse_to_overwrite("--out", &spec.out, &spec.data_dir)?;
     let train = Mnist::load(&spec.data_dir)?.train;
@@ -109,7 +110,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
         ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
     };
     crate::checkpoint::save(&out, &entries, None)?;
-    crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.display(), entries.len()));
+    crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.shown(), entries.len()));
     Ok(())
 }
 
@@ -122,7 +123,7 @@ fn batch(train: &Split, spec: &TraceSpec) -> Result<Split> {
             spec.batch_start,
             spec.batch_start.saturating_add(spec.batch_size),
             train.len(),
-            spec.data_dir.display()
+            spec.data_dir.shown()
         )
     };
     let all = data::take_train(train, Some(end), None, &spec.data_dir)?;

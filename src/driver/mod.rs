@@ -22,12 +22,13 @@ pub mod schedule;
 pub use console::Console;
 pub use schedule::{Files, RunSpec, Schedule, Start};
 
+use crate::report::Shown;
 use crate::checkpoint;
 use crate::data::{self, Mnist, Split};
 use crate::evaluation::Evaluation;
 use crate::files::{self, SaveTarget};
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::report;
+use crate::report::{self, shell_word};
 use crate::signal::StopCondition;
 use crate::weights::{Entry, RunState, Weights};
 use anyhow::{bail, Context, Result};
@@ -141,19 +142,6 @@ fn new_run_id() -> String {
     format!("{}.{:09}-{}", since.as_secs(), since.subsec_nanos(), std::process::id())
 }
 
-/// A path as a shell word, quoted where it has to be.
-fn shell_word(path: &Path) -> String {
-    let mut s = path.display().to_string();
-    if s.starts_with('-') {
-        s.insert_str(0, "./"); // not taken for a flag
-    }
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// Resolves fresh / `--init-from` / `--resume`: the checkpoint's hyperparameters replace the
 /// spec's (`--epochs` excepted), every value is checked, the weights fit the model.
 fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> {
@@ -167,7 +155,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
         Start::Resume(path) => {
             let weights = Weights::load(&path)?;
             let state = weights.run_state(M::NAME)?.clone();
-            let bad = || format!("{}: its run state is not valid", path.display());
+            let bad = || format!("{}: its run state is not valid", path.shown());
             let stored: Stored<M::Hyper> = serde_json::from_value(state.hyper.clone()).with_context(bad)?;
             check::<M>(&stored.schedule, &stored.hyper).with_context(bad)?;
             let known = serde_json::to_value(&stored)?;
@@ -184,7 +172,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             }
             let epochs = if spec.given.contains_key("epochs") { spec.schedule.epochs } else { stored.schedule.epochs };
             if state.next_batch > 0 && state.epochs_done >= stored.schedule.epochs {
-                bail!("{}: its run state says batch {} of epoch {}, past the end of its {}-epoch run", path.display(), state.next_batch, state.epochs_done + 1, stored.schedule.epochs);
+                bail!("{}: its run state says batch {} of epoch {}, past the end of its {}-epoch run", path.shown(), state.next_batch, state.epochs_done + 1, stored.schedule.epochs);
             }
             spec.schedule = Schedule { epochs, ..stored.schedule };
             spec.hyper = stored.hyper;
@@ -215,7 +203,7 @@ fn refuse_to_replace_an_unfinished_run(path: &Path) -> Result<()> {
     if state.next_batch > 0 || state.epochs_done < epochs {
         bail!(
             "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done): continue it with --resume {}, or save this new run elsewhere (or delete the file) to start over",
-            path.display(),
+            path.shown(),
             state.model,
             state.epochs_done,
             state.next_batch,
@@ -243,12 +231,12 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     }
     if let (Some(target), Some(m)) = (&save, &spec.files.metrics) {
         if target.is_same_file(m) {
-            bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.display(), target.path().display());
+            bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.shown(), target.path().shown());
         }
     }
     if let (Some(m), Start::InitFrom(w) | Start::Resume(w)) = (&spec.files.metrics, &spec.start) {
         if files::same_file(m, w) {
-            bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.display());
+            bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.shown());
         }
     }
     for (flag, out) in [("--save", begin.save.as_deref()), ("--metrics", spec.files.metrics.as_deref())] {
@@ -260,7 +248,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     if matches!(spec.start, Start::Resume(_)) {
         let kept = metrics.keep_recorded(&begin.run, begin.epoch);
         if let (false, Some(m)) = (kept.is_empty(), &spec.files.metrics) {
-            report::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.display()));
+            report::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.shown()));
         }
     }
 
@@ -307,10 +295,10 @@ fn load_data<M: Model>(spec: &RunSpec<M::Hyper, M::Options>, begin: &Begin) -> R
         let unfit = [(train, mnist.train.len(), "training"), (test, mnist.test.len(), "test")].into_iter().find(|(n, len, _)| n.is_some_and(|n| n > *len));
         let smaller = mnist.train.len().min(train.unwrap_or(usize::MAX));
         if let Some((n, len, what)) = unfit {
-            bail!("{}: its run uses the first {} {what} images, and {} has {len}: resume it with the data it was trained on (--data-dir)", ck.display(), n.unwrap_or(0), dir.display());
+            bail!("{}: its run uses the first {} {what} images, and {} has {len}: resume it with the data it was trained on (--data-dir)", ck.shown(), n.unwrap_or(0), dir.shown());
         }
         if s.batch_size > smaller {
-            bail!("{}: its run's batch size {} is larger than the {smaller} training images in {}: resume it with the data it was trained on (--data-dir)", ck.display(), s.batch_size, dir.display());
+            bail!("{}: its run's batch size {} is larger than the {smaller} training images in {}: resume it with the data it was trained on (--data-dir)", ck.shown(), s.batch_size, dir.shown());
         }
     }
     let train = data::take_train(&mnist.train, s.train_size, M::DEFAULT_TRAIN, dir)?;
@@ -323,7 +311,7 @@ fn load_data<M: Model>(spec: &RunSpec<M::Hyper, M::Options>, begin: &Begin) -> R
     if begin.batch >= batches {
         bail!(
             "{}: its run state says batch {} of epoch {}, but an epoch of its run has {batches} batches: the checkpoint does not fit its own hyperparameters",
-            begin.resumed.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            begin.resumed.as_deref().map(|p| p.shown().to_string()).unwrap_or_default(),
             begin.batch,
             begin.epoch + 1
         );
@@ -409,10 +397,10 @@ impl Run<'_> {
         let p = target.path();
         let resume = format!("--resume {}{}", shell_word(p), model.threads().map(|t| format!(" --threads {t}")).unwrap_or_default());
         match self.save(model, epoch, batch) {
-            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.display())).into(),
+            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.shown())).into(),
             Err(e) => {
                 let kept = match Weights::load(p).ok().and_then(|w| w.state) {
-                    Some(st) => format!("{} still holds the checkpoint of {} epoch(s) and {} batch(es); continue from it with {resume}", p.display(), st.epochs_done, st.next_batch),
+                    Some(st) => format!("{} still holds the checkpoint of {} epoch(s) and {} batch(es); continue from it with {resume}", p.shown(), st.epochs_done, st.next_batch),
                     None => "no checkpoint was saved before".to_string(),
                 };
                 Interrupted(format!("{place}; saving failed ({e:#}): {kept}")).into()
