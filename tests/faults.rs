@@ -49,8 +49,10 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
 }
 
+/// Temporary files a save left in `dir`: `.NAME.XXXXXX` (atomic-write-file's names) or
+/// `.NAME.tmpPID` (older versions'); any hidden file but a lock.
 fn temporaries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect()
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.') && !n.ends_with(".lock")).collect()
 }
 
 // ---------------------------------------------------------------- nothing trained is lost
@@ -734,4 +736,126 @@ fn trace_names_its_defaults_as_defaults() {
     refused(&["trace", "--model", "convnet", "--device", "cpu", "--weights", s(&w), "--out", s(&tmp.path().join("t")), "--data-dir", s(data.path())], &[
         "the batch, training images [0, 64) (--batch-start, --batch-size), runs past the 63 training images",
     ]);
+}
+
+// ---------------------------------------------------------------- a third hostile pass
+
+/// `--save` paths that would train and then fail to save are refused before any training,
+/// and before the metrics file is created: a trailing slash, and a name whose temporary
+/// name beside it (`.NAME.XXXXXX`, 8 bytes longer) would pass the file system's limit.
+#[test]
+fn saves_that_would_fail_are_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let m = tmp.path().join("m.jsonl");
+    let slash = format!("{}/out.st/", s(tmp.path()));
+    refused(&["mlp", "--train-size", "600", "--save", &slash, "--metrics", s(&m), "--data-dir", d], &["cannot save to", "out.st/: the path names a directory (it ends with /"]);
+    assert!(!m.exists(), "no metrics file is left behind");
+    let limit = 255; // NAME_MAX of the file systems tests run on (ext4, tmpfs, xfs, btrfs)
+    let long = tmp.path().join(format!("{}.st", "n".repeat(limit - 8 - 3 + 1)));
+    refused(&["mlp", "--train-size", "600", "--save", s(&long), "--data-dir", d], &["its name is 248 bytes long", "limit of 255: choose a name of at most 247 bytes"]);
+    // At the limit, it trains and saves.
+    let longest = tmp.path().join(format!("{}.st", "n".repeat(limit - 8 - 3)));
+    let out = run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&longest), "--data-dir", d]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(Weights::load(&longest).unwrap().state.unwrap().epochs_done, 1);
+    assert!(temporaries(tmp.path()).is_empty(), "{:?}", temporaries(tmp.path()));
+}
+
+/// The temporary file of a save has the final mode from its creation: a 0600 checkpoint is
+/// never, even for a moment, readable by others. Watched through /proc/self/fd while large
+/// saves run in this process.
+#[test]
+fn a_private_checkpoint_is_never_readable_by_others_while_it_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("private.safetensors");
+    std::fs::write(&ck, b"old").unwrap();
+    std::fs::set_permissions(&ck, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let target = nnmnist::files::SaveTarget::open(&ck).unwrap();
+    let entries = vec![Entry::f64("w", vec![16 << 20], vec![0.5; 16 << 20])]; // 128 MiB
+    let bytes = nnmnist::checkpoint::serialize(&entries, None).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let dir = tmp.path().canonicalize().unwrap();
+    let seen = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut modes = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+                    let Ok(to) = std::fs::read_link(fd.path()) else { continue };
+                    // The directory itself is open too (the crate syncs it): files only.
+                    if to.starts_with(&dir) && to != dir && !to.to_string_lossy().ends_with(".lock") {
+                        if let Ok(m) = std::fs::metadata(fd.path()) {
+                            modes.push(m.permissions().mode() & 0o777);
+                        }
+                    }
+                }
+            }
+            modes
+        });
+        let started = Instant::now();
+        // Until the watcher has seen the temporary file open a few times.
+        while started.elapsed() < Duration::from_secs(60) {
+            target.write(&bytes).unwrap();
+            if started.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    assert!(!seen.is_empty(), "the watcher never saw the temporary file open");
+    let wrong: std::collections::BTreeSet<u32> = seen.iter().copied().filter(|&m| m != 0o600).collect();
+    assert!(wrong.is_empty(), "modes seen while writing: {wrong:?} (decimal)");
+    assert_eq!(std::fs::metadata(&ck).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A metrics log with a line that is not UTF-8 (a stray byte, another tool's output) still
+/// lets a resumed run see the epochs it recorded: none is recorded twice.
+#[test]
+fn a_non_utf8_byte_in_the_metrics_log_does_not_break_duplicate_suppression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let m = tmp.path().join("m.jsonl");
+    std::fs::write(&m, b"caf\xe9 \xff not UTF-8\n").unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--metrics", s(&m), "--data-dir", d]).status.success());
+    let epoch1 = tmp.path().join("epoch1.safetensors");
+    std::fs::copy(&ck, &epoch1).unwrap();
+    assert!(run(&["mlp", "--resume", s(&ck), "--epochs", "2", "--metrics", s(&m), "--data-dir", d]).status.success());
+    let out = run(&["mlp", "--resume", s(&epoch1), "--epochs", "2", "--metrics", s(&m), "--data-dir", d]);
+    assert!(stderr_of(&out).contains("already holds this run's records of epochs [2]"), "{}", stderr_of(&out));
+    let bytes = std::fs::read(&m).unwrap();
+    let records: Vec<nnmnist::metrics::EpochMetrics> = bytes.split(|&b| b == b'\n').skip(1).filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(records.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2], "each epoch once");
+}
+
+/// `eval >&-` and `show >&-`: the result cannot be written, so the command fails instead of
+/// exiting 0 with the result lost (Rust's stdout silently drops writes to a closed one).
+#[test]
+fn result_commands_fail_on_a_closed_stdout() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    let data = small_data(100);
+    for args in [vec!["eval", "--model", "mlp", "--weights", s(&w), "--data-dir", s(data.path())], vec!["show", "3", "--weights", s(&w), "--data-dir", s(data.path())]] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args);
+        // SAFETY: close(2) is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot write to stdout: it is closed (>&-)"), "{stderr}");
+        // `>/dev/null` is a choice, not a closed stdout.
+        let out = Command::new(BIN).args(&args).stdout(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{args:?} >/dev/null: {}", stderr_of(&out));
+    }
 }
