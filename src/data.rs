@@ -44,6 +44,18 @@ impl Split {
         self.labels.is_empty()
     }
 
+    /// A fingerprint of the images and labels, as 16 hex digits (FNV-1a, 64 bits, over
+    /// the labels, then the pixels): checkpoints store their run's, so that a resume on
+    /// other data of the same size is refused.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in self.labels.iter().chain(&self.images) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     /// The 784 pixels of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
         &self.images[i * PIXELS..(i + 1) * PIXELS]
@@ -191,8 +203,11 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf>
         for name in [stem.clone(), format!("{stem}.gz")] {
             let path = dir.join(name);
             // Present even as a broken or looping link: reading it then says what is wrong.
-            if std::fs::symlink_metadata(&path).is_ok() {
-                return Ok(path);
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) => return Ok(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Not "missing": the directory cannot be searched (permissions), say so.
+                Err(e) => bail!("data directory {}: cannot look for {} in it ({e})", dir.shown(), path.file_name().unwrap_or_default().shown()),
             }
         }
     }

@@ -82,7 +82,8 @@ impl Entry {
 /// hyperparameters (the [`crate::driver::Schedule`] and the model's own, seed included) as
 /// one JSON object; the driver validates every value with the checks the flags get. `run`
 /// identifies the run through its resumes (its metrics records carry it); `threads` is the
-/// number of libtorch threads it trained with (its sums, so its bits, depend on it).
+/// number of libtorch threads it trained with (its sums, so its bits, depend on it);
+/// `data` fingerprints the images it trains and tests on.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
@@ -94,6 +95,10 @@ pub struct RunState {
     pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// The fingerprints of the training and test images the run uses
+    /// ([`crate::data::Split::fingerprint`]), "TRAIN/TEST"; absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 impl RunState {

@@ -44,8 +44,8 @@ use std::time::Instant;
 pub trait Model: Sized {
     /// The model's name in checkpoints and metrics: "convnet", "mlp".
     const NAME: &'static str;
-    /// What to try when training diverges: "a smaller learning rate (--lr) or ...".
-    const DIVERGED_HINT: &'static str;
+    /// What to try when training with `hyper` diverges: "a smaller learning rate (--lr) or ...".
+    fn diverged_hint(hyper: &Self::Hyper) -> String;
     /// What the model trains on without `--train-size`: None for all the training images,
     /// or (N, why) for the first N (the MLP: nn.py trains on the first 50,000).
     const DEFAULT_TRAIN: Option<(usize, &'static str)>;
@@ -134,6 +134,8 @@ struct Begin {
     run: String,
     /// The threads the checkpoint was trained with, if it says.
     threads: Option<usize>,
+    /// The data fingerprints the checkpoint stores, if any.
+    data: Option<String>,
 }
 
 /// A new run's id: when it started and the process that started it.
@@ -145,7 +147,7 @@ fn new_run_id() -> String {
 /// Resolves fresh / `--init-from` / `--resume`: the checkpoint's hyperparameters replace the
 /// spec's (`--epochs` excepted), every value is checked, the weights fit the model.
 fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> {
-    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone(), run: new_run_id(), threads: None };
+    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone(), run: new_run_id(), threads: None, data: None };
     match spec.start.clone() {
         Start::Fresh => check::<M>(&spec.schedule, &spec.hyper)?,
         Start::InitFrom(path) => {
@@ -184,6 +186,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             begin.weights = Some(weights);
             begin.run = state.run.clone().unwrap_or(begin.run);
             begin.threads = state.threads;
+            begin.data = state.data.clone();
         }
     }
     if let Some(w) = &begin.weights {
@@ -253,6 +256,18 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     }
 
     let (mnist, train, test, batches) = load_data::<M>(&spec, &begin)?;
+    let data = format!("{}/{}", train.fingerprint(), test.fingerprint());
+    if let (Some(was), Some(ck)) = (&begin.data, &begin.resumed) {
+        if *was != data {
+            bail!(
+                "{}: its run trained on other images than the {} training and {} test images {} gives (data fingerprints {was} in the checkpoint, {data} here): resume it with the data it was trained on (--data-dir)",
+                ck.shown(),
+                train.len(),
+                test.len(),
+                spec.files.data_dir.shown()
+            );
+        }
+    }
     // The checkpoint stores the sizes the run uses, not "all": a resume on other data then
     // takes the same images, or is refused.
     (s.train_size, s.test_size) = (Some(train.len()), Some(test.len()));
@@ -271,7 +286,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     report::note(format_args!("seed {}", s.seed));
 
     let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
-    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run };
+    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run, hint: M::diverged_hint(&spec.hyper), data };
     stop.training(true);
     let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
     stop.training(false);
@@ -326,6 +341,10 @@ struct Run<'a> {
     stored: serde_json::Value,
     save: Option<&'a SaveTarget>,
     batches: usize,
+    /// What to try if training diverges ([`Model::diverged_hint`]).
+    hint: String,
+    /// The data fingerprints checkpoints store (`RunState::data`).
+    data: String,
     /// The run's id (checkpoints and metrics records carry it).
     run: String,
 }
@@ -375,7 +394,7 @@ impl Run<'_> {
                 Some(b) => format!("batch {} of {}", b + 1, self.batches),
                 None => "its mean over the epoch".to_string(),
             };
-            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try {}", epoch + 1, M::DIVERGED_HINT);
+            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try {}", epoch + 1, self.hint);
         }
         Ok(())
     }
@@ -383,7 +402,7 @@ impl Run<'_> {
     /// Saves the weights and the position (`epochs_done`, `next_batch`), if there is a target.
     fn save<M: Model>(&self, model: &M, epochs_done: usize, next_batch: usize) -> Result<()> {
         let Some(target) = self.save else { return Ok(()) };
-        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads() };
+        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads(), data: Some(self.data.clone()) };
         checkpoint::save(target, &model.entries(), Some(&state))
     }
 

@@ -64,10 +64,15 @@ pub fn infer_sizes(weights: &Weights) -> Result<Vec<usize>> {
     let mut i = 0;
     while let Some(e) = weights.entries.get(&format!("{i}.weight")) {
         if e.shape.len() != 2 || e.shape[1] != sizes[sizes.len() - 1] {
-            bail!("{path}: tensor {i}.weight has shape {:?}, expected ({{out}}, {}) to follow the previous layer", e.shape, sizes[sizes.len() - 1]);
+            bail!("{path}: tensor {i}.weight has shape {:?}, expected (N, {}) for some N, to follow the previous layer", e.shape, sizes[sizes.len() - 1]);
         }
         sizes.push(e.shape[0]);
         i += 2;
+    }
+    // A later layer after the gap: the file skips layer {i}, it does not end there.
+    let later = weights.entries.keys().filter_map(|k| k.strip_suffix(".weight")?.parse::<usize>().ok()).filter(|&n| n > i).min();
+    if let Some(n) = later {
+        bail!("{path}: tensor {i}.weight is missing, but the file has {n}.weight: an MLP's layers are 0.weight, 2.weight, 4.weight, ... without gaps");
     }
     Ok(sizes)
 }
