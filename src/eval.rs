@@ -112,6 +112,9 @@ pub fn confusion_table(ev: &Evaluation) -> String {
 /// that draws the first (shell-quoted, with the data directory unless it is the default).
 pub fn errors_table(ev: &Evaluation, n: usize, weights: &std::path::Path, data_dir: &std::path::Path) -> String {
     let misses: Vec<_> = ev.misses().collect();
+    if misses.is_empty() {
+        return format!("Misclassified: none of the {} test images\n", ev.total());
+    }
     let mut out = format!("Misclassified: {} of {} test images; the first {}:\n", misses.len(), ev.total(), n.min(misses.len()));
     out.push_str(" index  label  prediction  probability\n");
     for m in misses.iter().take(n) {

@@ -217,12 +217,14 @@ fn last_byte(path: &Path) -> Option<u8> {
     Some(b[0])
 }
 
-/// Reads a metrics file back (used by tests and tools).
+/// Reads a metrics file back (used by tests and tools). Read as bytes: a line that is not
+/// UTF-8 is named as not a record, like any other line that is not one.
 pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.shown()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.shown()))?;
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {} is not an epoch record", path.shown(), i + 1)))
+        .map(|(i, l)| serde_json::from_slice(l).with_context(|| format!("{}: line {} is not an epoch record", path.shown(), i + 1)))
         .collect()
 }

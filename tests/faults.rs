@@ -938,6 +938,12 @@ fn messages_say_what_is_true() {
     let stderr = refused(&["eval", "--model", "mlp", "--weights", s(&bad), "--data-dir", d], &["expected (N, 30) for some N"]);
     assert!(!stderr.contains("{out}"), "{stderr}");
     refused(&["mlp", "--seed", "9223372036854775808", "--data-dir", d], &["--seed must be below 2^63"]);
+    // --errors 0 asks for no table: none, not "the first 0:" and an empty one.
+    let w0 = tmp.path().join("w0.safetensors");
+    nnmnist::checkpoint::save_to(&w0, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    let out = run(&["eval", "--model", "mlp", "--weights", s(&w0), "--errors", "0", "--data-dir", d]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Misclassified"), "{}", String::from_utf8_lossy(&out.stdout));
     let w = tmp.path().join("w.safetensors");
     nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
     refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&tmp.path().join("t.st")), "--batch-start", "18446744073709551615", "--data-dir", d], &[
