@@ -738,7 +738,7 @@ fn trace_names_its_defaults_as_defaults() {
     ]);
 }
 
-// ---------------------------------------------------------------- a third hostile pass
+// ---------------------------------------------------------------- saves that would fail, private files, hostile names
 
 /// `--save` paths that would train and then fail to save are refused before any training,
 /// and before the metrics file is created: a trailing slash, and a name whose temporary
