@@ -7,8 +7,9 @@ use crate::classifier::ModelKind;
 use crate::cli::{Cli, Command, CommonArgs, ShowArgs};
 use crate::driver::{self, Files, RunSpec, Schedule, Start};
 use crate::signal::StopCondition;
-use crate::eval::EvalSpec;
-use crate::trace::TraceSpec;
+use crate::cmd::eval::EvalSpec;
+use crate::cmd::trace::TraceSpec;
+use crate::cmd::diff::DiffSpec;
 use crate::{convnet, mlp};
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
@@ -20,17 +21,31 @@ pub enum Job {
     Eval(EvalSpec),
     Show(ShowArgs),
     Trace(TraceSpec),
+    Diff(DiffSpec),
 }
 
 impl Job {
-    /// Runs the job; a training run asks `stop` before every batch.
+    /// Runs the job; a training run asks `stop` before every batch. libtorch's process-wide
+    /// settings the job asks for are applied first, here and nowhere else.
     pub fn run(self, stop: &dyn StopCondition) -> Result<()> {
+        self.process_settings().apply()?;
         match self {
             Job::Convnet(spec) => driver::train::<convnet::Convnet>(spec, stop),
             Job::Mlp(spec) => driver::train::<mlp::Mlp>(spec, stop),
-            Job::Eval(spec) => crate::eval::run(&spec),
-            Job::Show(args) => crate::show::run(&args),
-            Job::Trace(spec) => crate::trace::run(&spec),
+            Job::Eval(spec) => crate::cmd::eval::run(&spec),
+            Job::Show(args) => crate::cmd::show::run(&args),
+            Job::Trace(spec) => crate::cmd::trace::run(&spec),
+            Job::Diff(spec) => crate::cmd::diff::run(&spec),
+        }
+    }
+
+    /// The libtorch threads and deterministic kernels this job asks for.
+    fn process_settings(&self) -> ProcessSettings {
+        match self {
+            Job::Convnet(spec) => ProcessSettings { threads: spec.options.threads, deterministic: spec.options.deterministic.then_some(spec.options.device) },
+            Job::Eval(spec) => ProcessSettings { threads: spec.threads, deterministic: None },
+            Job::Trace(spec) => ProcessSettings { threads: spec.threads, deterministic: spec.deterministic.then_some(spec.device) },
+            Job::Mlp(_) | Job::Show(_) | Job::Diff(_) => ProcessSettings::default(),
         }
     }
 
@@ -89,7 +104,28 @@ impl Job {
             }
             Command::Show(a) => Job::Show(a),
             Command::Trace(a) => Job::Trace(TraceSpec::from_args(a)?),
+            Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only)?),
         })
+    }
+}
+
+/// libtorch's process-wide state a command sets before its work: the number of CPU threads
+/// (`--threads`) and deterministic kernels on a CUDA device (`--deterministic`).
+#[derive(Debug, Default)]
+struct ProcessSettings {
+    threads: Option<usize>,
+    deterministic: Option<tch::Device>,
+}
+
+impl ProcessSettings {
+    fn apply(&self) -> Result<()> {
+        if let Some(t) = self.threads {
+            tch::set_num_threads(t as i32);
+        }
+        if let Some(device) = self.deterministic {
+            convnet::determinism::enable(device)?;
+        }
+        Ok(())
     }
 }
 

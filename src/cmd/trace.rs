@@ -2,13 +2,15 @@
 //! safetensors file, for `scripts/compare --layers` (which has the PyTorch reference scripts
 //! write the same file and reports where the two part).
 //!
-//! The batch: training images [start, start + N) in file order. The tensors (CPU; f32 for
+//! The file records its tensors' causal order (the order below) in its header, for
+//! `nnmnist diff`. The batch: training images [start, start + N) in file order. The tensors (CPU; f32 for
 //! the convnet, f64 for the MLP):
 //! - each layer's output: `model.0` ... `model.9` for the convnet (train mode); `0`, `1`,
 //!   `2`, ... for the MLP, as nn.Sequential(Linear, Sigmoid, ...) numbers its modules (z,
 //!   then the sigmoid's a, per layer);
 //! - `loss` (1): the convnet's mean cross-entropy; the MLP's mean cost over the batch;
-//! - `grad.KEY` per parameter: the gradient of that loss (the MLP's nabla / m);
+//! - `grad.KEY` per parameter: the gradient of that loss (the MLP's nabla / m), the last
+//!   layer's first, bias before weight (the order backward computes them);
 //! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
 use crate::report::Shown;
@@ -110,7 +112,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
         ModelKind::Convnet => convnet_step(spec, &weights, &batch)?,
         ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
     };
-    crate::checkpoint::save(&out, &entries, None)?;
+    crate::checkpoint::save_in_order(&out, &entries)?;
     crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.shown(), entries.len()));
     Ok(())
 }
@@ -213,12 +215,6 @@ fn f32_entry(name: String, t: &Tensor) -> Result<Entry> {
 }
 
 fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<Entry>> {
-    if let Some(t) = spec.threads {
-        tch::set_num_threads(t as i32);
-    }
-    if spec.deterministic {
-        convnet::determinism::enable(spec.device)?;
-    }
     let net = Net::from_weights(weights, spec.device)?;
     let (x, y) = (images_tensor(&batch.images, spec.device), labels_tensor(&batch.labels, spec.device));
     let mut out = Vec::new();
@@ -231,7 +227,8 @@ fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Ve
     let mut opt = convnet::step::sgd(&net, spec.convnet.lr, spec.convnet.weight_decay)?;
     opt.zero_grad();
     loss.backward();
-    for (name, p) in net.parameters() {
+    // In the order backward computes them: the last layer first, its bias before its weight.
+    for (name, p) in net.parameters().iter().rev() {
         out.push(f32_entry(format!("grad.{name}"), &p.grad())?);
     }
     opt.step();
@@ -255,10 +252,11 @@ fn mlp_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<En
     }
     out.push(Entry::f64("loss", vec![1], vec![net.total_cost(&x, &y, m, cost) / m as f64]));
     let (nabla_b, nabla_w) = net.backprop(&x, &y, m, cost);
-    for (i, (nw, nb)) in nabla_w.iter().zip(&nabla_b).enumerate() {
+    // In the order backprop computes them: the last layer first, its bias before its weight.
+    for (i, (nw, nb)) in nabla_w.iter().zip(&nabla_b).enumerate().rev() {
         let shape = vec![net.sizes[i + 1], net.sizes[i]];
-        out.push(Entry::f64(format!("grad.{}.weight", 2 * i), shape, nw.iter().map(|g| g / m as f64).collect()));
         out.push(Entry::f64(format!("grad.{}.bias", 2 * i), vec![net.sizes[i + 1]], nb.iter().map(|g| g / m as f64).collect()));
+        out.push(Entry::f64(format!("grad.{}.weight", 2 * i), shape, nw.iter().map(|g| g / m as f64).collect()));
     }
     net.update_mini_batch(&x, &y, m, h.eta, cost, h.lambda, spec.train_size_n);
     out.extend(net.entries().into_iter().map(|e| Entry { name: format!("after.{}", e.name), ..e }));

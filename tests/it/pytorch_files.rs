@@ -6,16 +6,14 @@
 //!     .venv/bin/python scripts/reference/make_pt_fixtures.py
 //!
 //! Tolerance: the correct count exactly; the average loss within 1e-5 absolute, as for the
-//! safetensors state_dict in tests/convnet_parity.rs (measured: the convnet's losses agree to
+//! safetensors state_dict in tests/it/convnet_parity.rs (measured: the convnet's losses agree to
 //! the last bit; the MLP's within one ulp, the sums run in another order).
-mod common;
-use common::{never, run_cli};
+use crate::common;
+use crate::common::{never, run_cli};
 use nnmnist::weights::{Data, Weights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
 const REBUILD: &str = ".venv/bin/python scripts/reference/make_pt_fixtures.py";
 
 fn fixtures() -> PathBuf {
@@ -99,7 +97,7 @@ fn init_from_and_show_take_pytorch_files() {
         argv.extend_from_slice(extra);
         run_cli(&argv, &never()).unwrap_or_else(|e| panic!("{model} --init-from {file}: {e:#}"));
         assert!(Weights::load(&save).is_ok());
-        let out = Command::new(BIN).args(["show", "0", "--weights", common::s(&path), "--data-dir", d]).output().unwrap();
+        let out = common::nnmnist().args(["show", "0", "--weights", common::s(&path), "--data-dir", d]).output().unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "show --weights {file}: {stderr}");
         assert!(stdout.contains("Test image 0: label 7") && stdout.contains("Prediction: "), "{stdout}");
@@ -140,7 +138,7 @@ fn a_whole_pickled_module_reads_as_its_state_dict() {
 #[test]
 fn entries_that_are_not_parameters_are_not_loaded() {
     let path = fixtures().join("more/convnet_expanded_buffer.pt");
-    let out = Command::new(BIN).args(["eval", "--model", "convnet", "--device", "cpu", "--weights", common::s(&path), "--data-dir", common::s(&common::repo_data())]).output().unwrap();
+    let out = common::nnmnist().args(["eval", "--model", "convnet", "--device", "cpu", "--weights", common::s(&path), "--data-dir", common::s(&common::repo_data())]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("ignoring 1 entry that is not a parameter of the convnet: extra.buffer"), "{stderr}");
