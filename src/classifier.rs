@@ -1,4 +1,5 @@
 //! Saved weights of either network, ready to classify: what `eval` and `show` use.
+use crate::report::Shown;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{Split, CLASSES};
 use crate::evaluation::Evaluation;
@@ -34,7 +35,7 @@ impl Classifier {
             None if weights.entries.contains_key("model.0.weight") => ModelKind::Convnet,
             None if weights.entries.contains_key("0.weight") => ModelKind::Mlp,
             None => {
-                bail!("{}: neither convnet weights (model.0.weight, ...) nor MLP weights (0.weight, ...); the file has: {}", weights.path.display(), weights.key_list())
+                bail!("{}: neither convnet weights (model.0.weight, ...) nor MLP weights (0.weight, ...); the file has: {}", weights.path.shown(), weights.key_list())
             }
         };
         Ok(match kind {

@@ -7,6 +7,9 @@ use crate::mlp::{Cost, Init};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Where the MNIST files are read from without `--data-dir`.
+pub const DEFAULT_DATA_DIR: &str = "data";
+
 const EXAMPLES: &str = "\
 Examples:
   nnmnist convnet                          # nn_convnet.py: 20 epochs, CUDA when available
@@ -72,7 +75,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Directory holding the four MNIST IDX files (raw or .gz)
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Append one JSON object per epoch to FILE
     #[arg(long, value_name = "FILE")]
@@ -162,7 +165,7 @@ pub struct EvalArgs {
     /// Weights to evaluate (ours or PyTorch's: safetensors, or torch.save's .pt/.pth)
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -188,7 +191,7 @@ pub struct ShowArgs {
     /// Weights to classify it with (convnet or MLP, recognised by their keys)
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 }
 
@@ -209,7 +212,7 @@ pub struct TraceArgs {
     /// ... starting at this index of the training set, in file order
     #[arg(long, default_value_t = 0)]
     pub batch_start: usize,
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub device: DeviceArgs,

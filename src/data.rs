@@ -11,6 +11,7 @@
 //!
 //! [`take_train`] and [`take_test`] are the one size check of every command: the first N
 //! images of a split, with one wording, naming the flag that changes N.
+use crate::report::Shown;
 use crate::files;
 use anyhow::{bail, Context, Result};
 use flate2::read::MultiGzDecoder;
@@ -41,6 +42,18 @@ impl Split {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// A fingerprint of the images and labels, as 16 hex digits (FNV-1a, 64 bits, over
+    /// the labels, then the pixels): checkpoints store their run's, so that a resume on
+    /// other data of the same size is refused.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in self.labels.iter().chain(&self.images) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
     }
 
     /// The 784 pixels of image `i`.
@@ -95,13 +108,13 @@ impl Mnist {
 fn check_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(m) => bail!("data directory {} is {}, not a directory", dir.display(), files::kind_of(&m)),
+        Ok(m) => bail!("data directory {} is {}, not a directory", dir.shown(), files::kind_of(&m)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(dir).is_err() => bail!(
             "data directory {} does not exist (the MNIST files live in data/ of the repository; \
              `scripts/make_data.py` rebuilds them)",
-            dir.display()
+            dir.shown()
         ),
-        Err(e) => bail!("data directory {} cannot be read ({e})", dir.display()),
+        Err(e) => bail!("data directory {} cannot be read ({e})", dir.shown()),
     }
 }
 
@@ -110,13 +123,13 @@ fn check_dir(dir: &Path) -> Result<()> {
 pub fn take_train(split: &Split, n: Option<usize>, default: Option<(usize, &str)>, dir: &Path) -> Result<Split> {
     let len = split.len();
     if len == 0 {
-        bail!("the training set in {} has no images: nothing to train on", dir.display());
+        bail!("the training set in {} has no images: nothing to train on", dir.shown());
     }
     match (n, default) {
-        (Some(n), _) if n > len => bail!("--train-size {n} is larger than the {len} training images in {}", dir.display()),
+        (Some(n), _) if n > len => bail!("--train-size {n} is larger than the {len} training images in {}", dir.shown()),
         (Some(n), _) => Ok(split.take(n)),
         (None, Some((d, why))) if d > len => {
-            bail!("{why}; the training set in {} has {len}: use --train-size N (N <= {len})", dir.display())
+            bail!("{why}; the training set in {} has {len}: use --train-size N (N <= {len})", dir.shown())
         }
         (None, Some((d, _))) => Ok(split.take(d)),
         (None, None) => Ok(split.clone()),
@@ -128,10 +141,10 @@ pub fn take_train(split: &Split, n: Option<usize>, default: Option<(usize, &str)
 pub fn take_test(split: &Split, n: Option<usize>, dir: &Path) -> Result<Split> {
     let len = split.len();
     if len == 0 {
-        bail!("the test set in {} has no images: nothing to evaluate on", dir.display());
+        bail!("the test set in {} has no images: nothing to evaluate on", dir.shown());
     }
     match n {
-        Some(n) if n > len => bail!("--test-size {n} is larger than the {len} test images in {}", dir.display()),
+        Some(n) if n > len => bail!("--test-size {n} is larger than the {len} test images in {}", dir.shown()),
         Some(n) => Ok(split.take(n)),
         None => Ok(split.clone()),
     }
@@ -148,16 +161,16 @@ pub fn train_size_note(n: Option<usize>) -> String {
 fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let images_path = find_file(dir, prefix, "images", 3)?;
     let labels_path = find_file(dir, prefix, "labels", 1)?;
-    let bad_images = || format!("{}: not a valid MNIST image file", images_path.display());
-    let bad_labels = || format!("{}: not a valid MNIST label file", labels_path.display());
+    let bad_images = || format!("{}: not a valid MNIST image file", images_path.shown());
+    let bad_labels = || format!("{}: not a valid MNIST label file", labels_path.shown());
     let mut images = IdxFile::open(&images_path, IMAGE_MAGIC, 3, bad_images)?;
     let mut labels = IdxFile::open(&labels_path, LABEL_MAGIC, 1, bad_labels)?;
     if images.dims[0] != labels.dims[0] {
         bail!(
             "{} holds {} images but {} holds {} labels: the counts must match",
-            images_path.display(),
+            images_path.shown(),
             images.dims[0],
-            labels_path.display(),
+            labels_path.shown(),
             labels.dims[0]
         );
     }
@@ -178,7 +191,7 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 /// Fails when `output` (named by `flag`) is one of the MNIST files in `dir`.
 pub fn refuse_to_overwrite(flag: &str, output: &Path, dir: &Path) -> Result<()> {
     if let Some(f) = files_in(dir).into_iter().find(|f| files::same_file(f, output)) {
-        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.display(), f.display());
+        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.shown(), f.shown());
     }
     Ok(())
 }
@@ -190,23 +203,26 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf>
         for name in [stem.clone(), format!("{stem}.gz")] {
             let path = dir.join(name);
             // Present even as a broken or looping link: reading it then says what is wrong.
-            if std::fs::symlink_metadata(&path).is_ok() {
-                return Ok(path);
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) => return Ok(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Not "missing": the directory cannot be searched (permissions), say so.
+                Err(e) => bail!("data directory {}: cannot look for {} in it ({e})", dir.shown(), path.file_name().unwrap_or_default().shown()),
             }
         }
     }
-    bail!("{}: missing MNIST file {} (or {}.gz)", dir.display(), stems[0], stems[0])
+    bail!("{}: missing MNIST file {} (or {}.gz)", dir.shown(), stems[0], stems[0])
 }
 
 /// Reads and validates an IDX image file: 28x28 images, returned as `count * 784` u8 pixels.
 pub fn read_images(path: &Path) -> Result<Vec<u8>> {
-    let bad = || format!("{}: not a valid MNIST image file", path.display());
+    let bad = || format!("{}: not a valid MNIST image file", path.shown());
     IdxFile::open(path, IMAGE_MAGIC, 3, bad)?.body().with_context(bad)
 }
 
 /// Reads and validates an IDX label file: one u8 per image, each below 10.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bad = || format!("{}: not a valid MNIST label file", path.display());
+    let bad = || format!("{}: not a valid MNIST label file", path.shown());
     IdxFile::open(path, LABEL_MAGIC, 1, bad)?.body().with_context(bad)
 }
 
@@ -286,7 +302,7 @@ impl<'a> IdxFile<'a> {
     /// file"), while a file that cannot be opened says so by itself.
     fn open(path: &Path, magic: u32, ndims: usize, bad: impl Fn() -> String) -> Result<IdxFile<'static>> {
         let size = files::check_readable(path, "MNIST file")?;
-        let file = BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?);
+        let file = BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.shown()))?);
         let idx = if path.extension().is_some_and(|e| e == "gz") {
             if size == 0 {
                 return Err(anyhow::anyhow!("empty file")).with_context(bad);

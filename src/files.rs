@@ -9,20 +9,34 @@
 //! - The file must be a regular file or not exist yet, in an existing directory; a
 //!   directory, FIFO, device or socket is refused before any work starts.
 //! - The new contents go to a temporary file beside the target (same directory, so the same
-//!   file system), which is fsynced, given the old file's permissions, and renamed over the
+//!   file system), through the `atomic-write-file` crate: on Linux an unnamed file
+//!   (`O_TMPFILE`), given the old file's mode and owner before anything is written to it,
+//!   fsynced, then linked in as `.NAME.XXXXXX` (6 random characters) and renamed over the
 //!   target; the directory is fsynced. A crash leaves the old file or the new one, never a
 //!   mix. (The target becomes a new inode: hard links to the old one keep the old contents.)
+//!   Where the file system has no `O_TMPFILE`, the crate creates `.NAME.XXXXXX` itself, with
+//!   the old file's mode from the start.
+//! - Everything a save will need is tried before any work: the name (a trailing `/` names a
+//!   directory; `.NAME.XXXXXX` must fit the file system's name limit), the directory (a
+//!   temporary file is created, written, synced and removed there), the lock, and the
+//!   rename (in a sticky directory such as /tmp, another user's file cannot be replaced).
 //! - One run at a time: an advisory lock (`flock`) on `.NAME.lock` beside the target, held
 //!   for as long as the run lives, refuses a second run that would save to the same file.
 //!   The lock file is removed when the run ends; one left by a killed run holds no lock and
 //!   is reused.
-//! - Temporary files an interrupted save left behind (`.NAME.tmpPID`) are removed by the
-//!   next run that saves there, under the lock.
+//! - Temporary files that older versions' interrupted saves left behind (`.NAME.tmpPID`)
+//!   are removed by the next run that saves there, under the lock.
+use crate::report::Shown;
 use anyhow::{anyhow, bail, Context, Result};
+use atomic_write_file::AtomicWriteFile;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// The bytes the temporary name `.NAME.XXXXXX` adds to NAME.
+const TEMP_NAME_EXTRA: usize = 8;
 
 /// What kind of file `meta` describes, for messages: "a directory", "a FIFO"...
 pub fn kind_of(meta: &fs::Metadata) -> &'static str {
@@ -49,9 +63,9 @@ pub fn kind_of(meta: &fs::Metadata) -> &'static str {
 /// Fails unless `path` is a regular file (symbolic links followed); returns its size.
 /// `what` names the file in the message ("weights file", "MNIST file"...).
 pub fn check_readable(path: &Path, what: &str) -> Result<u64> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let meta = fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.shown()))?;
     if !meta.is_file() {
-        bail!("cannot read {what} {}: it is {}, not a regular file", path.display(), kind_of(&meta));
+        bail!("cannot read {what} {}: it is {}, not a regular file", path.shown(), kind_of(&meta));
     }
     Ok(meta.len())
 }
@@ -66,28 +80,44 @@ pub struct SaveTarget {
 }
 
 impl SaveTarget {
-    /// Checks `path` before any work, takes the lock and removes stale temporary files.
+    /// Checks `path` before any work (everything the save will do, see the module comment),
+    /// takes the lock and removes stale temporary files.
     pub fn open(path: &Path) -> Result<SaveTarget> {
+        let cannot = |why: String| anyhow!("cannot save to {}: {why}", path.shown());
+        let raw = path.as_os_str().as_bytes();
+        if raw.ends_with(b"/") || raw.ends_with(b"/.") || raw.ends_with(b"/..") || raw == b"." || raw == b".." {
+            return Err(cannot("the path names a directory (it ends with /, . or ..); give a file name".into()));
+        }
         let target = follow_links(path)?;
-        let cannot = |why: String| anyhow!("cannot save to {}: {why}", path.display());
         if fs::metadata(&target).is_ok_and(|m| m.is_dir()) {
             return Err(cannot("it is a directory".into()));
         }
         let dir = parent_dir(&target);
         match fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(m) => return Err(cannot(format!("{} is {}, not a directory", dir.display(), kind_of(&m)))),
-            Err(_) => return Err(cannot(format!("directory {} does not exist", dir.display()))),
+            Ok(m) => return Err(cannot(format!("{} is {}, not a directory", dir.shown(), kind_of(&m)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(cannot(format!("directory {} does not exist", dir.shown()))),
+            Err(e) => return Err(cannot(format!("cannot reach directory {} ({e})", dir.shown()))),
         }
-        let name = target.file_name().ok_or_else(|| cannot("not a file name".into()))?.to_string_lossy().into_owned();
-        if let Ok(meta) = fs::metadata(&target) {
-            if meta.is_dir() {
-                return Err(cannot("it is a directory".into()));
-            }
+        let file_name = target.file_name().ok_or_else(|| cannot("not a file name".into()))?;
+        let name = file_name.to_string_lossy().into_owned();
+        let limit = name_max(&dir);
+        if file_name.len() + TEMP_NAME_EXTRA > limit {
+            return Err(cannot(format!(
+                "its name is {} bytes long, and saving needs a temporary name {TEMP_NAME_EXTRA} bytes longer beside it, over this file system's limit of {limit}: choose a name of at most {} bytes",
+                file_name.len(),
+                limit.saturating_sub(TEMP_NAME_EXTRA)
+            )));
+        }
+        let existing = fs::metadata(&target).ok();
+        if let Some(meta) = &existing {
             if !meta.is_file() {
-                return Err(cannot(format!("it is {}; nnmnist only replaces regular files", kind_of(&meta))));
+                return Err(cannot(format!("it is {}; nnmnist only replaces regular files", kind_of(meta))));
             }
             OpenOptions::new().append(true).open(&target).map_err(|e| cannot(format!("the file is not writable ({e})")))?;
+            if let Some(why) = rename_refused(&dir, meta) {
+                return Err(cannot(why));
+            }
         }
         let lock_path = dir.join(format!(".{name}.lock"));
         let lock = lock(&lock_path).map_err(|e| match e {
@@ -95,11 +125,21 @@ impl SaveTarget {
                 "another nnmnist run{} is saving to it; wait for it to end or choose another file",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             )),
-            LockError::Io(e) => cannot(format!("cannot create its lock file {} ({e})", lock_path.display())),
-            LockError::NotOurs(why) => cannot(format!("{} {why}; remove it if no nnmnist run uses it", lock_path.display())),
+            LockError::Io(e) => cannot(format!("cannot create its lock file {} ({e})", lock_path.shown())),
+            LockError::NotOurs(why) => cannot(format!("{} {why}; remove it if no nnmnist run uses it", lock_path.shown())),
         })?;
-        // Exactly `.NAME.tmpPID`, the names `write` gives: `.NAME.tmp.lock` (another file's
-        // lock) or a user's `.NAME.tmpfoo` are not ours.
+        let saving = SaveTarget { named: path.to_path_buf(), target, lock_path, lock: Some(lock) };
+        // A trial temporary file: creatable, writable and syncable in that directory (not a
+        // read-only file system, not a full disk at once). Dropped, never committed.
+        let trial = (|| -> std::io::Result<()> {
+            let mut f = saving.options(existing.as_ref()).open(&saving.target)?;
+            f.write_all(b"nnmnist")?;
+            f.sync_all()?;
+            f.discard()
+        })();
+        trial.map_err(|e| cannot(format!("cannot write a temporary file in {} ({e})", dir.shown())))?;
+        // Exactly `.NAME.tmpPID`, the names older versions gave: `.NAME.tmp.lock` (another
+        // file's lock) or a user's `.NAME.tmpfoo` are not ours.
         let stale = format!(".{name}.tmp");
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -110,7 +150,20 @@ impl SaveTarget {
                 }
             }
         }
-        Ok(SaveTarget { named: path.to_path_buf(), target, lock_path, lock: Some(lock) })
+        Ok(saving)
+    }
+
+    /// How the temporary file is opened: created with the old file's mode (or 0666 less the
+    /// umask for a new one), its mode and owner then set to the old file's.
+    fn options(&self, old: Option<&fs::Metadata>) -> atomic_write_file::OpenOptions {
+        use atomic_write_file::unix::OpenOptionsExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut opts = AtomicWriteFile::options();
+        opts.mode(old.map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o666));
+        // The owner too, as `cp` onto an existing file keeps it (root only can give a file
+        // away: for anyone else this is the owner already, or refused and left).
+        opts.preserve_mode(true).try_preserve_owner(true);
+        opts
     }
 
     /// The path as the user named it.
@@ -125,30 +178,13 @@ impl SaveTarget {
 
     /// Replaces the target's contents with `bytes`, atomically (see the module comment).
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
-        let dir = parent_dir(&self.target);
-        let name = self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
         let old = fs::metadata(&self.target).ok().filter(|m| m.is_file());
-        let result = (|| -> Result<()> {
-            let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-            f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-            f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-            if let Some(old) = &old {
-                f.set_permissions(old.permissions()).with_context(|| format!("cannot set the permissions of {}", tmp.display()))?;
-                // The owner too, as `cp` onto an existing file keeps it (root only can give a
-                // file away: for anyone else this is the owner already, or refused and left).
-                let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
-            }
-            fs::rename(&tmp, &self.target).with_context(|| format!("cannot rename {} to {}", tmp.display(), self.target.display()))?;
-            if let Ok(d) = File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+        let result = (|| -> std::io::Result<()> {
+            let mut f = self.options(old.as_ref()).open(&self.target)?;
+            f.write_all(bytes)?;
+            f.commit()
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.with_context(|| format!("saving {} failed", self.named.display()))
+        result.with_context(|| format!("saving {} failed", self.named.shown()))
     }
 }
 
@@ -205,6 +241,40 @@ fn lock(path: &Path) -> Result<File, LockError> {
     Err(LockError::Io(std::io::Error::other("the lock file keeps being replaced")))
 }
 
+/// The longest file name the file system of `dir` takes (255 where it does not say).
+fn name_max(dir: &Path) -> usize {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 255 };
+    // SAFETY: pathconf reads a NUL-terminated path.
+    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
+    if n > 0 {
+        n as usize
+    } else {
+        255
+    }
+}
+
+/// Why renaming over the existing file `meta` in `dir` would be refused, if it would: in a
+/// sticky directory (mode +t, as /tmp) only the file's owner, the directory's owner or root
+/// may replace a file.
+fn rename_refused(dir: &Path, meta: &fs::Metadata) -> Option<String> {
+    let d = fs::metadata(dir).ok()?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    sticky_refuses(d.permissions().mode(), d.uid(), meta.uid(), me).then(|| {
+        format!(
+            "it belongs to another user (uid {}) in the sticky directory {}, where only its owner may replace it; choose another name",
+            meta.uid(),
+            dir.shown()
+        )
+    })
+}
+
+/// Whether a directory of mode `dir_mode` owned by `dir_uid` refuses user `me` to rename
+/// over (or remove) a file owned by `file_uid` in it: the sticky bit's rule (rename(2), EPERM).
+fn sticky_refuses(dir_mode: u32, dir_uid: u32, file_uid: u32, me: u32) -> bool {
+    dir_mode & 0o1000 != 0 && me != 0 && file_uid != me && dir_uid != me
+}
+
 /// Whether `a` and `b` name one file (symbolic links followed): the same inode when both
 /// exist, else the same place.
 pub fn same_file(a: &Path, b: &Path) -> bool {
@@ -225,18 +295,34 @@ fn follow_links(path: &Path) -> Result<PathBuf> {
     for _ in 0..40 {
         match fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
-                let to = fs::read_link(&p).with_context(|| format!("cannot read the link {}", p.display()))?;
+                let to = fs::read_link(&p).with_context(|| format!("cannot read the link {}", p.shown()))?;
                 p = if to.is_absolute() { to } else { parent_dir(&p).join(to) };
             }
             _ => return Ok(p),
         }
     }
-    bail!("cannot save to {}: too many levels of symbolic links", path.display())
+    bail!("cannot save to {}: too many levels of symbolic links", path.shown())
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sticky_bit_lets_only_the_owners_and_root_replace_a_file() {
+        let (root, alice, bob) = (0, 1000, 1001);
+        // /tmp: 1777, owned by root; bob's file.
+        assert!(sticky_refuses(0o41777, root, bob, alice));
+        assert!(!sticky_refuses(0o41777, root, bob, bob), "the file's owner");
+        assert!(!sticky_refuses(0o41777, alice, bob, alice), "the directory's owner");
+        assert!(!sticky_refuses(0o41777, root, bob, root), "root");
+        assert!(!sticky_refuses(0o40777, root, bob, alice), "no sticky bit");
     }
 }

@@ -6,6 +6,7 @@
 //! device (`/dev/stdout` on a terminal, `/dev/null`) or a FIFO with a reader; a FIFO without
 //! one is refused instead of waiting forever, and anything else that is not a regular file
 //! (a directory, a socket, a block device) is refused before any work starts.
+use crate::report::Shown;
 use crate::evaluation::Evaluation;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -101,10 +102,12 @@ impl MetricsLog {
         if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
             return Vec::new();
         }
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut epochs: Vec<usize> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<EpochMetrics>(l).ok())
+        // Bytes, line by line: a line that is not UTF-8 (or not a record) is skipped, never a
+        // reason to read the rest of the file as empty.
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let mut epochs: Vec<usize> = bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<EpochMetrics>(l).ok())
             .filter(|r| r.implementation == "nnmnist" && r.run.as_deref() == Some(run) && r.epoch > epochs_done)
             .map(|r| r.epoch)
             .collect();
@@ -127,10 +130,10 @@ impl MetricsLog {
             line.push('\n');
             match f.write_all(line.as_bytes()).and_then(|_| f.flush()) {
                 Err(e) if self.on_std_stream && e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    crate::report::note(format_args!("{} is closed: no more metrics records there (its checkpoints keep the run's results)", path.display()));
+                    crate::report::note(format_args!("{} is closed: no more metrics records there (its checkpoints keep the run's results)", path.shown()));
                     self.file = None;
                 }
-                written => written.with_context(|| format!("cannot write metrics to {}", path.display()))?,
+                written => written.with_context(|| format!("cannot write metrics to {}", path.shown()))?,
             }
             self.needs_newline = false;
         }
@@ -140,7 +143,7 @@ impl MetricsLog {
 
 /// Opens a metrics target for appending (see the module comment for what is accepted).
 fn open_append(path: &Path) -> Result<File> {
-    let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.display()));
+    let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.shown()));
     let meta = std::fs::metadata(path);
     if let Ok(m) = &meta {
         // /dev/stdout onto a file (`> out.txt`): write through stdout's own descriptor and
@@ -153,16 +156,16 @@ fn open_append(path: &Path) -> Result<File> {
             }
         }
         if m.is_file() && !is_text(path) {
-            bail!("cannot append metrics to {}: it holds binary data, not a JSON-lines log (a weights file?)", path.display());
+            bail!("cannot append metrics to {}: it holds binary data, not a JSON-lines log (a weights file?)", path.shown());
         }
     }
     let kind = meta.as_ref().map(|m| m.file_type()).ok();
     match kind {
-        Some(t) if t.is_dir() => bail!("cannot open metrics file {}: it is a directory", path.display()),
+        Some(t) if t.is_dir() => bail!("cannot open metrics file {}: it is a directory", path.shown()),
         Some(t) if t.is_fifo() => {
             let f = OpenOptions::new().append(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENXIO) {
-                    anyhow::anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.display())
+                    anyhow::anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.shown())
                 } else {
                     what(e)
                 }
@@ -176,7 +179,7 @@ fn open_append(path: &Path) -> Result<File> {
             Ok(f)
         }
         Some(t) if !(t.is_file() || t.is_char_device()) => {
-            bail!("cannot write metrics to {}: not a regular file (nor a terminal, /dev/null or a FIFO)", path.display())
+            bail!("cannot write metrics to {}: not a regular file (nor a terminal, /dev/null or a FIFO)", path.shown())
         }
         _ => OpenOptions::new().create(true).append(true).open(path).map_err(what),
     }
@@ -214,12 +217,14 @@ fn last_byte(path: &Path) -> Option<u8> {
     Some(b[0])
 }
 
-/// Reads a metrics file back (used by tests and tools).
+/// Reads a metrics file back (used by tests and tools). Read as bytes: a line that is not
+/// UTF-8 is named as not a record, like any other line that is not one.
 pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.shown()))?;
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {} is not an epoch record", path.display(), i + 1)))
+        .map(|(i, l)| serde_json::from_slice(l).with_context(|| format!("{}: line {} is not an epoch record", path.shown(), i + 1)))
         .collect()
 }

@@ -6,12 +6,19 @@ use std::io::Write;
 
 /// A line on stderr, prefixed `nnmnist: ` (lost, not fatal, if stderr is closed).
 pub fn note(msg: impl Display) {
-    let _ = writeln!(std::io::stderr().lock(), "nnmnist: {msg}");
+    let _ = writeln!(std::io::stderr().lock(), "nnmnist: {}", terminal_safe(&msg.to_string()));
 }
 
 /// An `error: ...` line on stderr.
 pub fn error(msg: impl Display) {
-    let _ = writeln!(std::io::stderr().lock(), "error: {msg}");
+    let _ = writeln!(std::io::stderr().lock(), "error: {}", terminal_safe(&msg.to_string()));
+}
+
+/// A message with every control character but newline and tab escaped as [`Escaped`]
+/// does: a second line of defence for names quoted inside another library's error text
+/// (names nnmnist prints itself go through [`Shown`]).
+fn terminal_safe(msg: &str) -> String {
+    msg.split('\n').map(|line| line.split('\t').map(|p| p.shown().to_string()).collect::<Vec<_>>().join("\t")).collect::<Vec<_>>().join("\n")
 }
 
 /// Text on stdout, flushed.
@@ -24,8 +31,120 @@ pub fn out(text: impl Display) -> std::io::Result<()> {
 /// away (`| head`) ends it quietly, as for any Unix tool; any other failure (a full disk) is
 /// an error, not a silent success.
 pub fn print(text: impl Display) -> anyhow::Result<()> {
+    if stdout_was_closed() {
+        anyhow::bail!("cannot write to stdout: it is closed (>&-); the result would be lost");
+    }
     match out(text) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!("cannot write to stdout: {e}")),
         _ => Ok(()),
+    }
+}
+
+/// Whether nnmnist was started with stdout closed (`>&-`). Rust's runtime opens /dev/null
+/// read-write on a closed standard descriptor before `main`, so every write "succeeds";
+/// a shell's `>/dev/null` opens it write-only. So: stdout is /dev/null, opened read-write.
+fn stdout_was_closed() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(null) = std::fs::metadata("/dev/null") else { return false };
+    // SAFETY: fstat fills the struct it is given; fcntl(F_GETFL) only reads flags.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(1, &mut st) == 0
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+            && st.st_rdev as u64 == null.rdev()
+            && (libc::fcntl(1, libc::F_GETFL) & libc::O_ACCMODE) == libc::O_RDWR
+    }
+}
+
+/// A name or path that came from a file or a flag, ready to print: every control character
+/// (C0, DEL, C1) and every invisible format or bidirectional-override character is written
+/// as an escape (`\n`, `\t`, `\r`, `\x1b`, `\u{202e}`), so that a tensor name or a file name
+/// can never move the cursor, clear the screen, set a terminal's title or fake a line of
+/// nnmnist's own. Bytes that are not UTF-8 show as U+FFFD.
+pub struct Escaped<'a>(std::borrow::Cow<'a, str>);
+
+impl Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                c if (c as u32) < 0x80 && c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
+                c if c.is_control() || invisible(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unicode format characters that change how the text around them is shown: zero-width
+/// characters, bidirectional marks, embeddings, overrides and isolates, the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(c as u32, 0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB)
+}
+
+/// `.shown()`: a name or path as [`Escaped`] text, for every message that prints one.
+pub trait Shown {
+    fn shown(&self) -> Escaped<'_>;
+}
+
+impl Shown for str {
+    fn shown(&self) -> Escaped<'_> {
+        Escaped(std::borrow::Cow::Borrowed(self))
+    }
+}
+
+impl Shown for std::ffi::OsStr {
+    fn shown(&self) -> Escaped<'_> {
+        Escaped(self.to_string_lossy())
+    }
+}
+
+impl Shown for std::path::Path {
+    fn shown(&self) -> Escaped<'_> {
+        self.as_os_str().shown()
+    }
+}
+
+/// A path as a word to paste into a shell: as it is where it is made of safe characters,
+/// else in single quotes (a `'` inside written `'\''`); one starting with `-` gets `./` so
+/// that it is not taken for a flag. Control characters are escaped as in [`Escaped`], so the
+/// word prints safely (such a name cannot be pasted back as it is, but it cannot run anything).
+pub fn shell_word(path: &std::path::Path) -> String {
+    let mut s = path.shown().to_string();
+    if s.starts_with('-') {
+        s.insert_str(0, "./");
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_print_with_control_and_invisible_characters_escaped() {
+        let hostile = "\x1b]0;owned\x07\x1b[2J\x1b[Hnnmnist: all good\n.weight";
+        assert_eq!(hostile.shown().to_string(), "\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hnnmnist: all good\\n.weight");
+        assert_eq!("a\u{202e}b\u{9b}c\td\x7f".shown().to_string(), "a\\u{202e}b\\u{9b}c\\td\\x7f");
+        assert_eq!("model.0.weight".shown().to_string(), "model.0.weight");
+        assert_eq!(std::path::Path::new("dir/ünï cödé.st").shown().to_string(), "dir/ünï cödé.st");
+    }
+
+    #[test]
+    fn shell_words_paste_back_as_one_argument() {
+        use std::path::Path;
+        assert_eq!(shell_word(Path::new("runs/a.st")), "runs/a.st");
+        assert_eq!(shell_word(Path::new("-x.st")), "./-x.st");
+        assert_eq!(shell_word(Path::new("a;rm -rf x")), "'a;rm -rf x'");
+        assert_eq!(shell_word(Path::new("it's")), "'it'\\''s'");
+        assert_eq!(shell_word(Path::new("$(id)`id`")), "'$(id)`id`'");
     }
 }

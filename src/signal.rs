@@ -8,9 +8,18 @@
 //!   for SIGHUP).
 //! - Outside a training loop (loading data, evaluating, `show`) there is nothing to save:
 //!   the first signal exits at once, with the same status.
-//! - A second signal always exits at once.
+//! - A second request exits at once, without saving: a different signal, or the same one
+//!   [`COPY_WINDOW`] or more after the first. The same signal again within that window is a
+//!   copy of the first, not a second request, and is ignored: GNU `timeout` (without
+//!   `--foreground`) sends its signal to the child and then to the child's whole process
+//!   group, so one time-out delivers it twice a few microseconds apart; `docker stop`, Slurm
+//!   and systemd may also signal a process and its group.
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long after a signal the same signal counts as a copy of it (see the module comment).
+pub const COPY_WINDOW: Duration = Duration::from_secs(1);
 
 pub use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
 
@@ -65,8 +74,9 @@ impl Stop {
             Ok(mut signals) => {
                 let s = stop.clone();
                 std::thread::spawn(move || {
+                    let mut first: Option<(i32, Instant)> = None;
                     for sig in signals.forever() {
-                        s.receive(sig);
+                        s.receive(sig, &mut first);
                     }
                 });
             }
@@ -88,22 +98,49 @@ impl Stop {
         }
     }
 
-    fn receive(&self, sig: i32) {
-        let first = self.signal.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+    /// Acts on `sig` (see the module comment); `first` is the first signal and when it came,
+    /// kept by the signal thread.
+    fn receive(&self, sig: i32, first: &mut Option<(i32, Instant)>) {
         let name = name(sig);
-        if first && self.in_loop.load(Ordering::SeqCst) {
-            crate::report::note(format_args!("{name}: stopping at the next batch boundary to save (send it again to quit at once)"));
-            return;
-        }
-        if first {
-            crate::report::note(format_args!("{name}: stopping (nothing is being trained, so there is nothing to save)"));
-        } else {
-            crate::report::note(format_args!("second signal ({name}): exiting at once, without saving"));
+        match classify(*first, sig, Instant::now()) {
+            Received::Copy => return, // already being acted on
+            Received::Second => crate::report::note(format_args!("second signal ({name}): exiting at once, without saving")),
+            Received::First => {
+                *first = Some((sig, Instant::now()));
+                let _ = self.signal.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                if self.in_loop.load(Ordering::SeqCst) {
+                    crate::report::note(format_args!(
+                        "{name}: stopping at the next batch boundary to save (another signal, or this one again after {} s, quits at once)",
+                        COPY_WINDOW.as_secs()
+                    ));
+                    return;
+                }
+                crate::report::note(format_args!("{name}: stopping (nothing is being trained, so there is nothing to save)"));
+            }
         }
         // _exit, not exit: the main thread may be inside libtorch, and running its static
         // destructors under it corrupts the heap.
         // SAFETY: _exit ends the process at once; nothing runs after it.
         unsafe { libc::_exit(exit_code(sig)) }
+    }
+}
+
+/// What a signal is, given the first one (its number and arrival) if any.
+#[derive(Debug, PartialEq)]
+enum Received {
+    /// The first stop request.
+    First,
+    /// The same signal within [`COPY_WINDOW`] of the first: a supervisor's copy to the group.
+    Copy,
+    /// A real second request: another signal, or the same one later.
+    Second,
+}
+
+fn classify(first: Option<(i32, Instant)>, sig: i32, now: Instant) -> Received {
+    match first {
+        None => Received::First,
+        Some((was, at)) if was == sig && now.saturating_duration_since(at) < COPY_WINDOW => Received::Copy,
+        Some(_) => Received::Second,
     }
 }
 
@@ -128,5 +165,22 @@ pub fn name(sig: i32) -> &'static str {
         SIGTERM => "SIGTERM",
         SIGHUP => "SIGHUP",
         _ => "a signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_is_the_same_signal_within_the_window_and_anything_else_is_a_second_request() {
+        let t0 = Instant::now();
+        assert_eq!(classify(None, SIGTERM, t0), Received::First);
+        // `timeout`: kill(pid, SIG), then kill(0, SIG) microseconds later.
+        assert_eq!(classify(Some((SIGTERM, t0)), SIGTERM, t0 + Duration::from_micros(50)), Received::Copy);
+        assert_eq!(classify(Some((SIGINT, t0)), SIGINT, t0 + COPY_WINDOW - Duration::from_millis(1)), Received::Copy);
+        assert_eq!(classify(Some((SIGINT, t0)), SIGINT, t0 + COPY_WINDOW), Received::Second);
+        assert_eq!(classify(Some((SIGINT, t0)), SIGTERM, t0 + Duration::from_micros(50)), Received::Second);
+        assert_eq!(classify(Some((SIGTERM, t0)), SIGHUP, t0), Received::Second);
     }
 }

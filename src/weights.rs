@@ -8,6 +8,7 @@
 //!   the `pytorch-reader` crate: a state_dict (an OrderedDict or a plain dict), or a training
 //!   checkpoint that nests it under `model_state_dict`, `state_dict` or `model` beside other
 //!   entries (an optimizer state, an epoch number), which are ignored with a note.
+use crate::report::Shown;
 use crate::files;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -81,9 +82,9 @@ impl Entry {
 /// hyperparameters (the [`crate::driver::Schedule`] and the model's own, seed included) as
 /// one JSON object; the driver validates every value with the checks the flags get. `run`
 /// identifies the run through its resumes (its metrics records carry it); `threads` is the
-/// number of libtorch threads it trained with (its sums, so its bits, depend on it).
-/// `format` is the version of the meaning of these fields ([`CHECKPOINT_FORMAT`]); absent in
-/// checkpoints of format 1.
+/// number of libtorch threads it trained with (its sums, so its bits, depend on it);
+/// `data` fingerprints the images it trains and tests on. `format` is the version of the
+/// meaning of these fields ([`CHECKPOINT_FORMAT`]); absent in checkpoints of format 1.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
@@ -97,6 +98,10 @@ pub struct RunState {
     pub threads: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<u32>,
+    /// The fingerprints of the training and test images the run uses
+    /// ([`crate::data::Split::fingerprint`]), "TRAIN/TEST"; absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// The checkpoint format this nnmnist writes. 1 (no `format` field): the MLP drew its
@@ -130,7 +135,7 @@ impl Weights {
     /// file is read whole; a PyTorch file is read tensor by tensor.
     pub fn load(path: &Path) -> Result<Weights> {
         let size = files::check_readable(path, "weights file")?;
-        let cannot = || format!("cannot read weights file {}", path.display());
+        let cannot = || format!("cannot read weights file {}", path.shown());
         let mut head = Vec::new();
         std::fs::File::open(path).and_then(|f| f.take(9).read_to_end(&mut head)).with_context(cannot)?;
         if looks_like_safetensors(&head) {
@@ -138,7 +143,7 @@ impl Weights {
             return Weights::from_bytes(path, &bytes);
         }
         if size == 0 {
-            bail!("{}: empty file, not a weights file", path.display());
+            bail!("{}: empty file, not a weights file", path.shown());
         }
         let (entries, state) = read_pytorch(path, Source::File, &head)?;
         Weights::checked(path, entries, state)
@@ -148,7 +153,7 @@ impl Weights {
     /// checkpoint that nests its state_dict is read from there by [`Weights::load`] only.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Weights> {
         if bytes.is_empty() {
-            bail!("{}: empty file, not a weights file", path.display());
+            bail!("{}: empty file, not a weights file", path.shown());
         }
         let (entries, state) = if looks_like_safetensors(bytes) { read_safetensors(path, bytes)? } else { read_pytorch(path, Source::Bytes(bytes), bytes)? };
         Weights::checked(path, entries, state)
@@ -158,7 +163,7 @@ impl Weights {
     fn checked(path: &Path, entries: BTreeMap<String, Entry>, state: Option<RunState>) -> Result<Weights> {
         for e in entries.values() {
             if let Some((i, v)) = e.first_non_finite() {
-                bail!("{}: tensor {} holds {v} (at flat index {i}): weights must be finite numbers", path.display(), e.name);
+                bail!("{}: tensor {} holds {v} (at flat index {i}): weights must be finite numbers", path.shown(), e.name.shown());
             }
         }
         Ok(Weights { path: path.to_path_buf(), entries, state })
@@ -169,18 +174,18 @@ impl Weights {
         if self.entries.is_empty() {
             "no tensors".to_string()
         } else {
-            self.entries.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            self.entries.keys().map(|k| k.shown().to_string()).collect::<Vec<_>>().join(", ")
         }
     }
 
     /// The float tensor `name`, checked to have `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Entry> {
-        let entry = self.entries.get(name).ok_or_else(|| anyhow!("{}: missing tensor {name} (the file has: {})", self.path.display(), self.key_list()))?;
+        let entry = self.entries.get(name).ok_or_else(|| anyhow!("{}: missing tensor {} (the file has: {})", self.path.shown(), name.shown(), self.key_list()))?;
         if let Data::Other(dtype) = &entry.data {
-            bail!("{}: tensor {name} has dtype {dtype}; nnmnist reads F32 or F64", self.path.display());
+            bail!("{}: tensor {} has dtype {dtype}; nnmnist reads F32 or F64", self.path.shown(), name.shown());
         }
         if entry.shape != shape {
-            bail!("{}: tensor {name} has shape {:?}, expected {shape:?}", self.path.display(), entry.shape);
+            bail!("{}: tensor {} has shape {:?}, expected {shape:?}", self.path.shown(), name.shown(), entry.shape);
         }
         Ok(entry)
     }
@@ -188,20 +193,20 @@ impl Weights {
     /// Notes on stderr the entries that are not among `expected` (the model's own keys),
     /// which are ignored.
     pub fn note_extras(&self, expected: &[String], model: &str) {
-        let extra: Vec<&str> = self.entries.keys().filter(|k| !expected.contains(k)).map(|k| k.as_str()).collect();
+        let extra: Vec<String> = self.entries.keys().filter(|k| !expected.contains(k)).map(|k| k.shown().to_string()).collect();
         if !extra.is_empty() {
             let what = if extra.len() == 1 { "1 entry that is not a parameter".to_string() } else { format!("{} entries that are not parameters", extra.len()) };
-            crate::report::note(format_args!("note: {}: ignoring {what} of the {model}: {}", self.path.display(), extra.join(", ")));
+            crate::report::note(format_args!("note: {}: ignoring {what} of the {model}: {}", self.path.shown(), extra.join(", ")));
         }
     }
 
     /// The run state, or an error saying the file is a plain weights file, not a checkpoint.
     pub fn run_state(&self, model: &str) -> Result<&RunState> {
         let state = self.state.as_ref().ok_or_else(|| {
-            anyhow!("{}: no nnmnist run state in it, so it cannot be resumed (use --init-from to start from its weights)", self.path.display())
+            anyhow!("{}: no nnmnist run state in it, so it cannot be resumed (use --init-from to start from its weights)", self.path.shown())
         })?;
         if state.model != model {
-            bail!("{}: a checkpoint of the {} model, not of the {model}", self.path.display(), state.model);
+            bail!("{}: a checkpoint of the {} model, not of the {model}", self.path.shown(), state.model);
         }
         Ok(state)
     }
@@ -252,17 +257,17 @@ fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
     };
     let reader = opened.map_err(|e| {
         if head.starts_with(b"PK\x03\x04") {
-            anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.display())
+            anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.shown())
         } else {
-            anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.display())
+            anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.shown())
         }
     })?;
     if let Some(key) = nested {
-        crate::report::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.display()));
+        crate::report::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.shown()));
     }
     let mut entries = BTreeMap::new();
     for (name, t) in reader.tensors() {
-        let bytes = || t.read().with_context(|| format!("{}: cannot read tensor {name}", path.display()));
+        let bytes = || t.read().with_context(|| format!("{}: cannot read tensor {}", path.shown(), name.shown()));
         // Only weights and biases are read: a buffer or an optimizer state (any size, even a
         // huge expanded view) is named and shaped, never loaded.
         let parameter = name.ends_with(".weight") || name.ends_with(".bias");
@@ -279,7 +284,7 @@ fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
 }
 
 fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Parsed> {
-    let not = |e: safetensors::SafeTensorError| anyhow!("{}: not a safetensors file ({})", path.display(), safetensors_error(&e));
+    let not = |e: safetensors::SafeTensorError| anyhow!("{}: not a safetensors file ({})", path.shown(), safetensors_error(&e));
     let tensors = SafeTensors::deserialize(bytes).map_err(not)?;
     let mut entries = BTreeMap::new();
     for (name, view) in tensors.tensors() {
@@ -294,7 +299,7 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     }
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(not)?;
     let state = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
-        Some(json) => Some(RunState::parse(json).with_context(|| format!("{}: unreadable nnmnist run state in the header", path.display()))?),
+        Some(json) => Some(RunState::parse(json).with_context(|| format!("{}: unreadable nnmnist run state in the header", path.shown()))?),
         None => None,
     };
     Ok((entries, state))
@@ -308,7 +313,7 @@ fn safetensors_error(e: &safetensors::SafeTensorError) -> String {
         E::HeaderTooSmall => "shorter than a safetensors header (HeaderTooSmall)".into(),
         E::InvalidHeaderLength => "its header length is beyond the file (InvalidHeaderLength)".into(),
         E::MetadataIncompleteBuffer => "its tensors' data is cut short (MetadataIncompleteBuffer)".into(),
-        E::InvalidOffset(name) => format!("tensor {name}'s data offsets do not fit the file (InvalidOffset)"),
+        E::InvalidOffset(name) => format!("tensor {}'s data offsets do not fit the file (InvalidOffset)", name.shown()),
         other => format!("{other:?}"),
     }
 }

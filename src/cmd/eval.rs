@@ -1,11 +1,12 @@
 //! `nnmnist eval`: saved weights (ours or PyTorch's) on the test set, with what people look
 //! at after an evaluation: the confusion matrix with each digit's accuracy, and the
 //! misclassified images, each ready for `nnmnist show INDEX --weights F`.
+use crate::report::Shown;
 use crate::classifier::{Classifier, ModelKind};
 use crate::data::{self, Mnist, CLASSES};
 use crate::evaluation::Evaluation;
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::report::print;
+use crate::report::{print, shell_word};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
     if let Some(m) = &spec.metrics {
         if crate::files::same_file(m, &spec.weights) {
-            anyhow::bail!("--metrics {} is the weights file {}: appending a record would break it", m.display(), spec.weights.display());
+            anyhow::bail!("--metrics {} is the weights file {}: appending a record would break it", m.shown(), spec.weights.shown());
         }
         data::refuse_to_overwrite("--metrics", m, &spec.data_dir)?;
     }
@@ -44,13 +45,13 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let started = Instant::now();
     let ev = classifier.evaluate(&test)?;
     let eval_seconds = started.elapsed().as_secs_f64();
-    ev.check_finite().with_context(|| format!("evaluating {}", spec.weights.display()))?;
+    ev.check_finite().with_context(|| format!("evaluating {}", spec.weights.shown()))?;
     let mut text = match &classifier {
         Classifier::Convnet(_) => format!("{}\n", crate::convnet::eval::lines(&ev)),
         Classifier::Mlp(net, cost) => format!(
             "MLP {} from {}: {} / {} correct ({:.2}%)  test cost {:.6} ({})\n",
             crate::mlp::join_sizes(&net.sizes),
-            spec.weights.display(),
+            spec.weights.shown(),
             ev.correct(),
             ev.total(),
             100.0 * ev.accuracy(),
@@ -62,7 +63,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
         text.push_str(&confusion_table(&ev));
     }
     if let Some(n) = spec.errors.filter(|&n| n > 0) {
-        text.push_str(&errors_table(&ev, n, &spec.weights));
+        text.push_str(&errors_table(&ev, n, &spec.weights, &spec.data_dir));
     }
     print(text)?;
     let state = weights.state.as_ref();
@@ -104,16 +105,21 @@ pub fn confusion_table(ev: &Evaluation) -> String {
     out
 }
 
-/// The first `n` misclassified test images, one line each.
-pub fn errors_table(ev: &Evaluation, n: usize, weights: &std::path::Path) -> String {
+/// The first `n` misclassified test images, one line each, and the `nnmnist show` command
+/// that draws the first (shell-quoted, with the data directory unless it is the default).
+pub fn errors_table(ev: &Evaluation, n: usize, weights: &std::path::Path, data_dir: &std::path::Path) -> String {
     let misses: Vec<_> = ev.misses().collect();
+    if misses.is_empty() {
+        return format!("Misclassified: none of the {} test images\n", ev.total());
+    }
     let mut out = format!("Misclassified: {} of {} test images; the first {}:\n", misses.len(), ev.total(), n.min(misses.len()));
     out.push_str(" index  label  prediction  probability\n");
     for m in misses.iter().take(n) {
         out.push_str(&format!("{:>6}  {:>5}  {:>10}  {:>10.1}%\n", m.index, m.label, m.prediction, 100.0 * m.confidence));
     }
     if let Some(m) = misses.first().filter(|_| n > 0) {
-        out.push_str(&format!("(see one: nnmnist show {} --weights {})\n", m.index, weights.display()));
+        let data = if data_dir == std::path::Path::new(crate::cli::DEFAULT_DATA_DIR) { String::new() } else { format!(" --data-dir {}", shell_word(data_dir)) };
+        out.push_str(&format!("(see one: nnmnist show {} --weights {}{data})\n", m.index, shell_word(weights)));
     }
     out
 }

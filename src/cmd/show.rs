@@ -7,6 +7,7 @@
 //! pixel as foreground, the bottom one as background). Where NO_COLOR is set or stdout is
 //! not a terminal (a log, a pipe), the pair is drawn with plain characters ` ░▒▓█▀▄`, which
 //! read well in any file.
+use crate::report::Shown;
 use crate::classifier::Classifier;
 use crate::cli::ShowArgs;
 use crate::data::{Mnist, COLS, PIXELS, ROWS};
@@ -31,7 +32,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         bail!(
             "test image {} does not exist: the test set in {} has {} images (0 to {})",
             args.index,
-            args.data_dir.display(),
+            args.data_dir.shown(),
             test.len(),
             test.len().saturating_sub(1)
         );

@@ -13,6 +13,7 @@
 //!   layer's first, bias before weight (the order backward computes them);
 //! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
+use crate::report::Shown;
 use crate::classifier::ModelKind;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
@@ -46,9 +47,10 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
     let weights = Weights::load(&spec.weights)?;
     let out = SaveTarget::open(&spec.out)?;
     if out.is_same_file(&spec.weights) {
-        bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.display());
+        bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.shown());
     }
     data::refuse_to_overwrite("--out", &spec.out, &spec.data_dir)?;
+    check_size(spec, &weights)?;
     let train = Mnist::load(&spec.data_dir)?.train;
     let batch = batch(&train, spec)?;
     let entries = match spec.model {
@@ -56,12 +58,86 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
         ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
     };
     crate::checkpoint::save_in_order(&out, &entries)?;
-    crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.display(), entries.len()));
+    crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.shown(), entries.len()));
     Ok(())
+}
+
+/// The bytes of the trace file of `spec`: every tensor it writes.
+pub fn trace_bytes(spec: &TraceSpec, weights: &Weights) -> Result<u128> {
+    let m = spec.batch_size as u128;
+    Ok(match spec.model {
+        // Per image, float32: model.0-1 (8,28,28), model.2-3 (8,14,14), model.4 (16,12,12),
+        // model.5 (16,6,6), model.6 (576), model.7-8 (100), model.9 (10); then the
+        // parameters twice (grad., after.).
+        ModelKind::Convnet => {
+            let per_image: u128 = 2 * 8 * 28 * 28 + 2 * 8 * 14 * 14 + 16 * 12 * 12 + 16 * 6 * 6 + 576 + 2 * 100 + 10;
+            let params: u128 = weights.entries.values().map(|e| e.shape.iter().product::<usize>() as u128).sum();
+            4 * (m * per_image + 2 * params + 1)
+        }
+        // Float64: z and a per layer, then the parameters twice.
+        ModelKind::Mlp => {
+            let sizes = mlp::infer_sizes(weights)?;
+            let neurons: u128 = sizes[1..].iter().map(|&n| n as u128).sum();
+            let params: u128 = sizes.windows(2).map(|w| (w[0] as u128 + 1) * w[1] as u128).sum();
+            8 * (2 * m * neurons + 2 * params + 1)
+        }
+    })
+}
+
+/// Refuses a trace that would not fit: the file is held about three times in memory (the
+/// tensors, their copies as entries, the serialised bytes) and must fit the free space
+/// where `--out` goes.
+fn check_size(spec: &TraceSpec, weights: &Weights) -> Result<()> {
+    let bytes = trace_bytes(spec, weights)?;
+    let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+    if let Some(available) = mlp::hyper::available_memory() {
+        if 3 * bytes > available as u128 {
+            bail!(
+                "--batch-size {}: the trace holds about {:.1} GiB ({:.1} GiB of tensors, about three times over) and this machine has {:.1} GiB available: use a smaller --batch-size",
+                spec.batch_size,
+                gib(3 * bytes),
+                gib(bytes),
+                gib(available as u128)
+            );
+        }
+    }
+    let dir = match spec.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if bytes > 1 << 30 {
+        crate::report::note(format_args!("note: --batch-size {}: the trace file will take about {:.1} GiB, and about {:.1} GiB of memory while it is made", spec.batch_size, gib(bytes), gib(3 * bytes)));
+    }
+    if let Some(free) = free_space(&dir) {
+        if bytes > free as u128 {
+            bail!("--batch-size {}: the trace file would take about {:.1} GiB and {} has {:.1} GiB free: use a smaller --batch-size", spec.batch_size, gib(bytes), dir.shown(), gib(free as u128));
+        }
+    }
+    Ok(())
+}
+
+/// The bytes an unprivileged user may still write on the file system of `dir`, if known.
+fn free_space(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given from a NUL-terminated path.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    }
 }
 
 /// Training images [start, start + N).
 fn batch(train: &Split, spec: &TraceSpec) -> Result<Split> {
+    if spec.batch_start >= train.len() {
+        bail!(
+            "--batch-start {} is past the {} training images in {} (the first is 0, the last {})",
+            spec.batch_start,
+            train.len(),
+            spec.data_dir.shown(),
+            train.len().saturating_sub(1)
+        );
+    }
     let end = spec.batch_start.checked_add(spec.batch_size).filter(|&e| e <= train.len());
     let Some(end) = end else {
         bail!(
@@ -69,7 +145,7 @@ fn batch(train: &Split, spec: &TraceSpec) -> Result<Split> {
             spec.batch_start,
             spec.batch_start.saturating_add(spec.batch_size),
             train.len(),
-            spec.data_dir.display()
+            spec.data_dir.shown()
         )
     };
     let all = data::take_train(train, Some(end), None, &spec.data_dir)?;

@@ -44,7 +44,13 @@ pub struct Convnet {
 
 impl Model for Convnet {
     const NAME: &'static str = "convnet";
-    const DIVERGED_HINT: &'static str = "a smaller learning rate (--lr) or weight decay (--weight-decay)";
+    fn diverged_hint(hyper: &Hyper) -> String {
+        if hyper.weight_decay > 0.0 {
+            format!("a smaller learning rate (--lr) or a smaller weight decay (--weight-decay, now {:?})", hyper.weight_decay)
+        } else {
+            "a smaller learning rate (--lr) or weight decay (--weight-decay)".to_string()
+        }
+    }
     const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
     type Hyper = Hyper;
     type Options = Options;

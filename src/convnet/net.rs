@@ -20,6 +20,7 @@
 //! U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn
 //! weight then bias, layer by layer, from the CPU generator after `manual_seed(seed)`: the
 //! same draws as `torch.manual_seed(seed); Net()` in PyTorch, so both start identical.
+use crate::report::Shown;
 use crate::weights::{Entry, Weights};
 use crate::data::{COLS, PIXELS, ROWS};
 use anyhow::Result;
@@ -103,7 +104,7 @@ pub fn check_weights(weights: &Weights) -> Result<()> {
             let entry = weights.get(&name, shape)?;
             // float64 weights are rounded to float32: one beyond its range would become inf.
             if let Some((i, v)) = entry.to_f64().iter().enumerate().find(|(_, v)| !(**v as f32).is_finite()) {
-                anyhow::bail!("{}: tensor {name} holds {v:e} (at flat index {i}), beyond float32's range: the convnet computes in float32", weights.path.display());
+                anyhow::bail!("{}: tensor {name} holds {v:e} (at flat index {i}), beyond float32's range: the convnet computes in float32", weights.path.shown());
             }
         }
     }

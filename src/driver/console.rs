@@ -20,7 +20,7 @@ impl Console {
     /// Starts the bar for one epoch of `batches` steps (no-op when stderr is not a terminal).
     pub fn start_epoch(&mut self, label: &str, batches: usize) {
         self.finish();
-        if std::io::stderr().is_terminal() {
+        if wants_bar(std::io::stderr().is_terminal(), std::env::var_os("TERM").as_deref()) {
             let bar = ProgressBar::new(batches as u64);
             bar.set_style(
                 ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {elapsed_precise} (eta {eta}) {msg}")
@@ -62,8 +62,28 @@ impl Console {
     }
 }
 
+/// A progress bar only on a terminal that can move its cursor: not on `TERM=dumb` (Emacs
+/// shells, some CI logs), which would show its escape sequences (`ESC[2K`) raw.
+fn wants_bar(stderr_is_terminal: bool, term: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && term.is_none_or(|t| t != "dumb")
+}
+
 impl Drop for Console {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_bar;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_bar_on_a_dumb_terminal_or_off_a_terminal() {
+        assert!(wants_bar(true, Some(OsStr::new("xterm-256color"))));
+        assert!(wants_bar(true, None));
+        assert!(!wants_bar(true, Some(OsStr::new("dumb"))));
+        assert!(!wants_bar(false, Some(OsStr::new("xterm"))));
     }
 }

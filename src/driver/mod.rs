@@ -22,12 +22,13 @@ pub mod schedule;
 pub use console::Console;
 pub use schedule::{Files, RunSpec, Schedule, Start};
 
+use crate::report::Shown;
 use crate::checkpoint;
 use crate::data::{self, Mnist, Split};
 use crate::evaluation::Evaluation;
 use crate::files::{self, SaveTarget};
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::report;
+use crate::report::{self, shell_word};
 use crate::signal::StopCondition;
 use crate::weights::{Entry, RunState, Weights, CHECKPOINT_FORMAT};
 use anyhow::{bail, Context, Result};
@@ -43,8 +44,8 @@ use std::time::Instant;
 pub trait Model: Sized {
     /// The model's name in checkpoints and metrics: "convnet", "mlp".
     const NAME: &'static str;
-    /// What to try when training diverges: "a smaller learning rate (--lr) or ...".
-    const DIVERGED_HINT: &'static str;
+    /// What to try when training with `hyper` diverges: "a smaller learning rate (--lr) or ...".
+    fn diverged_hint(hyper: &Self::Hyper) -> String;
     /// What the model trains on without `--train-size`: None for all the training images,
     /// or (N, why) for the first N (the MLP: nn.py trains on the first 50,000).
     const DEFAULT_TRAIN: Option<(usize, &'static str)>;
@@ -146,6 +147,8 @@ struct Begin {
     run: String,
     /// The threads the checkpoint was trained with, if it says.
     threads: Option<usize>,
+    /// The data fingerprints the checkpoint stores, if any.
+    data: Option<String>,
 }
 
 /// A new run's id: when it started and the process that started it.
@@ -154,23 +157,10 @@ fn new_run_id() -> String {
     format!("{}.{:09}-{}", since.as_secs(), since.subsec_nanos(), std::process::id())
 }
 
-/// A path as a shell word, quoted where it has to be.
-fn shell_word(path: &Path) -> String {
-    let mut s = path.display().to_string();
-    if s.starts_with('-') {
-        s.insert_str(0, "./"); // not taken for a flag
-    }
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// Resolves fresh / `--init-from` / `--resume`: the checkpoint's hyperparameters replace the
 /// spec's (`--epochs` excepted), every value is checked, the weights fit the model.
 fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> {
-    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone(), run: new_run_id(), threads: None };
+    let mut begin = Begin { weights: None, resumed: None, epoch: 0, batch: 0, save: spec.files.save.clone(), run: new_run_id(), threads: None, data: None };
     match spec.start.clone() {
         Start::Fresh => check::<M>(&spec.schedule, &spec.hyper)?,
         Start::InitFrom(path) => {
@@ -182,16 +172,16 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             let state = weights.run_state(M::NAME)?.clone();
             let format = state.format();
             if format > CHECKPOINT_FORMAT {
-                bail!("{}: a checkpoint of format {format}, written by a newer nnmnist (this one reads formats 1 to {CHECKPOINT_FORMAT})", path.display());
+                bail!("{}: a checkpoint of format {format}, written by a newer nnmnist (this one reads formats 1 to {CHECKPOINT_FORMAT})", path.shown());
             }
             if format < CHECKPOINT_FORMAT {
                 match M::older_checkpoint(format, &state) {
                     Ok(None) => {}
-                    Ok(Some(warning)) => report::note(format_args!("warning: {}: {warning}", path.display())),
-                    Err(e) => bail!("{}: {e:#}", path.display()),
+                    Ok(Some(warning)) => report::note(format_args!("warning: {}: {warning}", path.shown())),
+                    Err(e) => bail!("{}: {e:#}", path.shown()),
                 }
             }
-            let bad = || format!("{}: its run state is not valid", path.display());
+            let bad = || format!("{}: its run state is not valid", path.shown());
             let stored: Stored<M::Hyper> = serde_json::from_value(state.hyper.clone()).with_context(bad)?;
             check::<M>(&stored.schedule, &stored.hyper).with_context(bad)?;
             let known = serde_json::to_value(&stored)?;
@@ -208,7 +198,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             }
             let epochs = if spec.given.contains_key("epochs") { spec.schedule.epochs } else { stored.schedule.epochs };
             if state.next_batch > 0 && state.epochs_done >= stored.schedule.epochs {
-                bail!("{}: its run state says batch {} of epoch {}, past the end of its {}-epoch run", path.display(), state.next_batch, state.epochs_done + 1, stored.schedule.epochs);
+                bail!("{}: its run state says batch {} of epoch {}, past the end of its {}-epoch run", path.shown(), state.next_batch, state.epochs_done + 1, stored.schedule.epochs);
             }
             spec.schedule = Schedule { epochs, ..stored.schedule };
             spec.hyper = stored.hyper;
@@ -220,6 +210,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             begin.weights = Some(weights);
             begin.run = state.run.clone().unwrap_or(begin.run);
             begin.threads = state.threads;
+            begin.data = state.data.clone();
         }
     }
     if let Some(w) = &begin.weights {
@@ -239,7 +230,7 @@ fn refuse_to_replace_an_unfinished_run(path: &Path) -> Result<()> {
     if state.next_batch > 0 || state.epochs_done < epochs {
         bail!(
             "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done): continue it with --resume {}, or save this new run elsewhere (or delete the file) to start over",
-            path.display(),
+            path.shown(),
             state.model,
             state.epochs_done,
             state.next_batch,
@@ -267,12 +258,12 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     }
     if let (Some(target), Some(m)) = (&save, &spec.files.metrics) {
         if target.is_same_file(m) {
-            bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.display(), target.path().display());
+            bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.shown(), target.path().shown());
         }
     }
     if let (Some(m), Start::InitFrom(w) | Start::Resume(w)) = (&spec.files.metrics, &spec.start) {
         if files::same_file(m, w) {
-            bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.display());
+            bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.shown());
         }
     }
     for (flag, out) in [("--save", begin.save.as_deref()), ("--metrics", spec.files.metrics.as_deref())] {
@@ -284,11 +275,23 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     if matches!(spec.start, Start::Resume(_)) {
         let kept = metrics.keep_recorded(&begin.run, begin.epoch);
         if let (false, Some(m)) = (kept.is_empty(), &spec.files.metrics) {
-            report::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.display()));
+            report::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.shown()));
         }
     }
 
     let (mnist, train, test, batches) = load_data::<M>(&spec, &begin)?;
+    let data = format!("{}/{}", train.fingerprint(), test.fingerprint());
+    if let (Some(was), Some(ck)) = (&begin.data, &begin.resumed) {
+        if *was != data {
+            bail!(
+                "{}: its run trained on other images than the {} training and {} test images {} gives (data fingerprints {was} in the checkpoint, {data} here): resume it with the data it was trained on (--data-dir)",
+                ck.shown(),
+                train.len(),
+                test.len(),
+                spec.files.data_dir.shown()
+            );
+        }
+    }
     // The checkpoint stores the sizes the run uses, not "all": a resume on other data then
     // takes the same images, or is refused.
     (s.train_size, s.test_size) = (Some(train.len()), Some(test.len()));
@@ -308,7 +311,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     report::note(format_args!("seed {}", s.seed));
 
     let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
-    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run };
+    let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run, hint: M::diverged_hint(&spec.hyper), data };
     stop.training(true);
     let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
     stop.training(false);
@@ -332,10 +335,10 @@ fn load_data<M: Model>(spec: &RunSpec<M::Hyper, M::Options>, begin: &Begin) -> R
         let unfit = [(train, mnist.train.len(), "training"), (test, mnist.test.len(), "test")].into_iter().find(|(n, len, _)| n.is_some_and(|n| n > *len));
         let smaller = mnist.train.len().min(train.unwrap_or(usize::MAX));
         if let Some((n, len, what)) = unfit {
-            bail!("{}: its run uses the first {} {what} images, and {} has {len}: resume it with the data it was trained on (--data-dir)", ck.display(), n.unwrap_or(0), dir.display());
+            bail!("{}: its run uses the first {} {what} images, and {} has {len}: resume it with the data it was trained on (--data-dir)", ck.shown(), n.unwrap_or(0), dir.shown());
         }
         if s.batch_size > smaller {
-            bail!("{}: its run's batch size {} is larger than the {smaller} training images in {}: resume it with the data it was trained on (--data-dir)", ck.display(), s.batch_size, dir.display());
+            bail!("{}: its run's batch size {} is larger than the {smaller} training images in {}: resume it with the data it was trained on (--data-dir)", ck.shown(), s.batch_size, dir.shown());
         }
     }
     let train = data::take_train(&mnist.train, s.train_size, M::DEFAULT_TRAIN, dir)?;
@@ -348,7 +351,7 @@ fn load_data<M: Model>(spec: &RunSpec<M::Hyper, M::Options>, begin: &Begin) -> R
     if begin.batch >= batches {
         bail!(
             "{}: its run state says batch {} of epoch {}, but an epoch of its run has {batches} batches: the checkpoint does not fit its own hyperparameters",
-            begin.resumed.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            begin.resumed.as_deref().map(|p| p.shown().to_string()).unwrap_or_default(),
             begin.batch,
             begin.epoch + 1
         );
@@ -363,6 +366,10 @@ struct Run<'a> {
     stored: serde_json::Value,
     save: Option<&'a SaveTarget>,
     batches: usize,
+    /// What to try if training diverges ([`Model::diverged_hint`]).
+    hint: String,
+    /// The data fingerprints checkpoints store (`RunState::data`).
+    data: String,
     /// The run's id (checkpoints and metrics records carry it).
     run: String,
 }
@@ -427,7 +434,7 @@ impl Run<'_> {
                 Some(b) => format!("batch {} of {}", b + 1, self.batches),
                 None => "its mean over the epoch".to_string(),
             };
-            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try {}", epoch + 1, M::DIVERGED_HINT);
+            bail!("the training loss became {loss} in epoch {}, {at}: training diverged; try {}", epoch + 1, self.hint);
         }
         Ok(())
     }
@@ -435,7 +442,7 @@ impl Run<'_> {
     /// Saves the weights and the position (`epochs_done`, `next_batch`), if there is a target.
     fn save<M: Model>(&self, model: &M, epochs_done: usize, next_batch: usize) -> Result<()> {
         let Some(target) = self.save else { return Ok(()) };
-        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads(), format: Some(CHECKPOINT_FORMAT) };
+        let state = RunState { model: M::NAME.into(), epochs_done, next_batch, hyper: self.stored.clone(), run: Some(self.run.clone()), threads: model.threads(), format: Some(CHECKPOINT_FORMAT), data: Some(self.data.clone()) };
         checkpoint::save(target, &model.entries(), Some(&state))
     }
 
@@ -449,10 +456,10 @@ impl Run<'_> {
         let p = target.path();
         let resume = format!("--resume {}{}", shell_word(p), model.threads().map(|t| format!(" --threads {t}")).unwrap_or_default());
         match self.save(model, epoch, batch) {
-            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.display())).into(),
+            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.shown())).into(),
             Err(e) => {
                 let kept = match Weights::load(p).ok().and_then(|w| w.state) {
-                    Some(st) => format!("{} still holds the checkpoint of {} epoch(s) and {} batch(es); continue from it with {resume}", p.display(), st.epochs_done, st.next_batch),
+                    Some(st) => format!("{} still holds the checkpoint of {} epoch(s) and {} batch(es); continue from it with {resume}", p.shown(), st.epochs_done, st.next_batch),
                     None => "no checkpoint was saved before".to_string(),
                 };
                 Interrupted(format!("{place}; saving failed ({e:#}): {kept}")).into()

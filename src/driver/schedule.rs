@@ -27,6 +27,11 @@ impl Schedule {
     /// flag that sets the value.
     pub fn check(&self) -> Result<()> {
         at_least_one("--epochs", self.epochs)?;
+        if self.seed > i64::MAX as u64 {
+            // libtorch's generator takes a signed 64-bit seed, and the convnet's batch order
+            // seeds are taken mod 2^63: a larger seed would repeat a smaller one's run.
+            bail!("--seed must be below 2^63 (at most {}), got {}", i64::MAX, self.seed);
+        }
         at_least_one("--batch-size", self.batch_size)?;
         if let Some(n) = self.train_size {
             at_least_one("--train-size", n)?;

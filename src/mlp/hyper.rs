@@ -94,7 +94,7 @@ pub fn network_bytes(sizes: &[usize]) -> u128 {
 }
 
 /// The memory available to a new allocation (Linux's MemAvailable), if known.
-fn available_memory() -> Option<u64> {
+pub fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

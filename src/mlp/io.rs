@@ -1,5 +1,6 @@
 //! MLP weights as files: PyTorch's nn.Sequential(Linear, Sigmoid, Linear, ...) state_dict
 //! keys (`0.weight`, `0.bias`, `2.weight`, ...), F64 as nnmnist writes them, F32 or F64 read.
+use crate::report::Shown;
 use super::hyper::check_sizes;
 use super::network::Network;
 use crate::weights::{Entry, Weights};
@@ -32,7 +33,7 @@ impl Network {
         if weights.entries.contains_key(&extra) {
             bail!(
                 "{}: has more layers than --sizes {} (it holds {extra}); its layer sizes are {}",
-                weights.path.display(),
+                weights.path.shown(),
                 join_sizes(sizes),
                 infer_sizes(weights).map(|s| join_sizes(&s)).unwrap_or_else(|e| format!("unreadable ({e})"))
             );
@@ -54,7 +55,7 @@ pub fn join_sizes(sizes: &[usize]) -> String {
 
 /// The layer sizes of an MLP weights file, read from the shapes of `0.weight`, `2.weight`, ...
 pub fn infer_sizes(weights: &Weights) -> Result<Vec<usize>> {
-    let path = weights.path.display();
+    let path = weights.path.shown();
     let first = weights.entries.get("0.weight").ok_or_else(|| anyhow!("{path}: not MLP weights: no tensor 0.weight (the file has: {})", weights.key_list()))?;
     if first.shape.len() != 2 {
         bail!("{path}: tensor 0.weight has shape {:?}, expected (out, in)", first.shape);
@@ -63,10 +64,15 @@ pub fn infer_sizes(weights: &Weights) -> Result<Vec<usize>> {
     let mut i = 0;
     while let Some(e) = weights.entries.get(&format!("{i}.weight")) {
         if e.shape.len() != 2 || e.shape[1] != sizes[sizes.len() - 1] {
-            bail!("{path}: tensor {i}.weight has shape {:?}, expected ({{out}}, {}) to follow the previous layer", e.shape, sizes[sizes.len() - 1]);
+            bail!("{path}: tensor {i}.weight has shape {:?}, expected (N, {}) for some N, to follow the previous layer", e.shape, sizes[sizes.len() - 1]);
         }
         sizes.push(e.shape[0]);
         i += 2;
+    }
+    // A later layer after the gap: the file skips layer {i}, it does not end there.
+    let later = weights.entries.keys().filter_map(|k| k.strip_suffix(".weight")?.parse::<usize>().ok()).filter(|&n| n > i).min();
+    if let Some(n) = later {
+        bail!("{path}: tensor {i}.weight is missing, but the file has {n}.weight: an MLP's layers are 0.weight, 2.weight, 4.weight, ... without gaps");
     }
     Ok(sizes)
 }
@@ -75,6 +81,6 @@ pub fn infer_sizes(weights: &Weights) -> Result<Vec<usize>> {
 /// `2.weight`... (they must run 784 -> ... -> 10).
 pub fn network_of(weights: &Weights) -> Result<Network> {
     let sizes = infer_sizes(weights)?;
-    check_sizes(&sizes).map_err(|e| anyhow!("{}: layer sizes {} do not fit MNIST: {e}", weights.path.display(), join_sizes(&sizes)))?;
+    check_sizes(&sizes).map_err(|e| anyhow!("{}: layer sizes {} do not fit MNIST: {e}", weights.path.shown(), join_sizes(&sizes)))?;
     Network::from_weights(weights, &sizes)
 }

@@ -110,7 +110,15 @@ impl Mlp {
 
 impl Model for Mlp {
     const NAME: &'static str = "mlp";
-    const DIVERGED_HINT: &'static str = "a smaller learning rate (--eta) or L2 regularisation (--lambda)";
+    fn diverged_hint(hyper: &Hyper) -> String {
+        if hyper.lambda > 0.0 {
+            // L2 multiplies the weights by 1 - eta*lambda/n each step: far from (0, 1], it is
+            // the cause, not the cure.
+            format!("a smaller learning rate (--eta) or a smaller --lambda (now {:?}: each step multiplies the weights by 1 - eta*lambda/n)", hyper.lambda)
+        } else {
+            "a smaller learning rate (--eta) or L2 regularisation (--lambda)".to_string()
+        }
+    }
     const DEFAULT_TRAIN: Option<(usize, &'static str)> = Some((DEFAULT_TRAIN_SIZE, "nn.py trains on the first 50000 training images"));
     type Hyper = Hyper;
     type Options = Options;
@@ -124,9 +132,15 @@ impl Model for Mlp {
         Network::from_weights(weights, &hyper.sizes).map(|_| ()).map_err(|e| match super::io::infer_sizes(weights) {
             Ok(sizes) if sizes != hyper.sizes => {
                 let s = super::io::join_sizes(&sizes);
-                anyhow::anyhow!("{e:#} (its layers are {s}: pass --sizes {s})")
+                // The hint is offered only where --sizes would then be accepted.
+                match super::hyper::check_sizes(&sizes) {
+                    Ok(()) => anyhow::anyhow!("{e:#} (its layers are {s}: pass --sizes {s})"),
+                    Err(why) => anyhow::anyhow!("{e:#} (its layers are {s}, which no MNIST MLP has: {why:#})"),
+                }
             }
-            _ => e,
+            Ok(_) => e,
+            // What makes the file unreadable as an MLP (a gap in its layers) says more.
+            Err(why) => anyhow::anyhow!("{e:#} ({why:#})"),
         })
     }
 

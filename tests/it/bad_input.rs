@@ -267,7 +267,7 @@ fn resume_from_a_file_that_is_no_checkpoint() {
         "cannot be resumed",
     ]);
     let mlp = tmp.path().join("mlp.safetensors");
-    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, hyper: serde_json::json!({}), run: None, threads: None, format: None };
+    let state = RunState { model: "mlp".into(), epochs_done: 1, next_batch: 0, hyper: serde_json::json!({}), run: None, threads: None, format: None, data: None };
     checkpoint::save_to(&mlp, &convnet_entries(), Some(&state)).unwrap();
     fails(&["convnet", "--device", "cpu", "--resume", s(&mlp), "--data-dir", s(&repo_data())], &[
         s(&mlp),

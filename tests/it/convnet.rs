@@ -164,7 +164,7 @@ fn safetensors_round_trip() {
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());
-    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1), format: Some(nnmnist::weights::CHECKPOINT_FORMAT) };
+    let state = RunState { model: "convnet".into(), epochs_done: 3, next_batch: 17, hyper: serde_json::json!({"lr": 0.05, "seed": 9}), run: Some("r".into()), threads: Some(1), format: Some(nnmnist::weights::CHECKPOINT_FORMAT), data: None };
     let ckpt = tmp.path().join("ckpt.safetensors");
     checkpoint::save_to(&ckpt, &net.entries(), Some(&state)).unwrap();
     let w = Weights::load(&ckpt).unwrap();

@@ -228,11 +228,13 @@ struct NoHyper {}
 
 impl Model for Deferring {
     const NAME: &'static str = "deferring";
-    const DIVERGED_HINT: &'static str = "nothing";
     const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
     type Hyper = NoHyper;
     /// The log, and the batch whose deferred loss is NaN.
     type Options = (Rc<RefCell<Vec<String>>>, Option<usize>);
+    fn diverged_hint(_: &NoHyper) -> String {
+        "nothing".into()
+    }
     fn check_hyper(_: &NoHyper) -> anyhow::Result<()> {
         Ok(())
     }

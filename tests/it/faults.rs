@@ -39,8 +39,10 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
 }
 
+/// Temporary files a save left in `dir`: `.NAME.XXXXXX` (atomic-write-file's names) or
+/// `.NAME.tmpPID` (older versions'); any hidden file but a lock.
 fn temporaries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect()
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.') && !n.ends_with(".lock")).collect()
 }
 
 // ---------------------------------------------------------------- nothing trained is lost
@@ -602,9 +604,9 @@ fn messages_name_what_the_user_did() {
         "its run uses the first 600 training images, and",
         "has 300: resume it with the data it was trained on (--data-dir)",
     ]);
-    // Divergence names the rate and the regularisation.
+    // Divergence names the rate, and the regularisation given as its likely cause.
     let out = run(&["mlp", "--train-size", "600", "--test-size", "100", "--lambda", "1e308", "--data-dir", d]);
-    assert!(stderr_of(&out).contains("try a smaller learning rate (--eta) or L2 regularisation (--lambda)"), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("try a smaller learning rate (--eta) or a smaller --lambda (now 1e308: each step multiplies the weights by 1 - eta*lambda/n)"), "{}", stderr_of(&out));
     // A data directory that is a file.
     let file = tmp.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
@@ -738,4 +740,258 @@ fn trace_names_its_defaults_as_defaults() {
     refused(&["trace", "--model", "convnet", "--device", "cpu", "--weights", s(&w), "--out", s(&tmp.path().join("t")), "--data-dir", s(data.path())], &[
         "the batch, training images [0, 64) (--batch-start, --batch-size), runs past the 63 training images",
     ]);
+}
+
+// ---------------------------------------------------------------- saves that would fail, private files, hostile names
+
+/// `--save` paths that would train and then fail to save are refused before any training,
+/// and before the metrics file is created: a trailing slash, and a name whose temporary
+/// name beside it (`.NAME.XXXXXX`, 8 bytes longer) would pass the file system's limit.
+#[test]
+fn saves_that_would_fail_are_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let m = tmp.path().join("m.jsonl");
+    let slash = format!("{}/out.st/", s(tmp.path()));
+    refused(&["mlp", "--train-size", "600", "--save", &slash, "--metrics", s(&m), "--data-dir", d], &["cannot save to", "out.st/: the path names a directory (it ends with /"]);
+    assert!(!m.exists(), "no metrics file is left behind");
+    let limit = 255; // NAME_MAX of the file systems tests run on (ext4, tmpfs, xfs, btrfs)
+    let long = tmp.path().join(format!("{}.st", "n".repeat(limit - 8 - 3 + 1)));
+    refused(&["mlp", "--train-size", "600", "--save", s(&long), "--data-dir", d], &["its name is 248 bytes long", "limit of 255: choose a name of at most 247 bytes"]);
+    // At the limit, it trains and saves.
+    let longest = tmp.path().join(format!("{}.st", "n".repeat(limit - 8 - 3)));
+    let out = run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&longest), "--data-dir", d]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(Weights::load(&longest).unwrap().state.unwrap().epochs_done, 1);
+    assert!(temporaries(tmp.path()).is_empty(), "{:?}", temporaries(tmp.path()));
+}
+
+/// The temporary file of a save has the final mode from its creation: a 0600 checkpoint is
+/// never, even for a moment, readable by others. Watched through /proc/self/fd while large
+/// saves run in this process.
+#[test]
+fn a_private_checkpoint_is_never_readable_by_others_while_it_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("private.safetensors");
+    std::fs::write(&ck, b"old").unwrap();
+    std::fs::set_permissions(&ck, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let target = nnmnist::files::SaveTarget::open(&ck).unwrap();
+    let entries = vec![Entry::f64("w", vec![16 << 20], vec![0.5; 16 << 20])]; // 128 MiB
+    let bytes = nnmnist::checkpoint::serialize(&entries, None).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let dir = tmp.path().canonicalize().unwrap();
+    let seen = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut modes = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+                    let Ok(to) = std::fs::read_link(fd.path()) else { continue };
+                    // The directory itself is open too (the crate syncs it): files only.
+                    if to.starts_with(&dir) && to != dir && !to.to_string_lossy().ends_with(".lock") {
+                        if let Ok(m) = std::fs::metadata(fd.path()) {
+                            modes.push(m.permissions().mode() & 0o777);
+                        }
+                    }
+                }
+            }
+            modes
+        });
+        let started = Instant::now();
+        // Until the watcher has seen the temporary file open a few times.
+        while started.elapsed() < Duration::from_secs(60) {
+            target.write(&bytes).unwrap();
+            if started.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        watcher.join().unwrap()
+    });
+    assert!(!seen.is_empty(), "the watcher never saw the temporary file open");
+    let wrong: std::collections::BTreeSet<u32> = seen.iter().copied().filter(|&m| m != 0o600).collect();
+    assert!(wrong.is_empty(), "modes seen while writing: {wrong:?} (decimal)");
+    assert_eq!(std::fs::metadata(&ck).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A metrics log with a line that is not UTF-8 (a stray byte, another tool's output) still
+/// lets a resumed run see the epochs it recorded: none is recorded twice.
+#[test]
+fn a_non_utf8_byte_in_the_metrics_log_does_not_break_duplicate_suppression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let m = tmp.path().join("m.jsonl");
+    std::fs::write(&m, b"caf\xe9 \xff not UTF-8\n").unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--metrics", s(&m), "--data-dir", d]).status.success());
+    let epoch1 = tmp.path().join("epoch1.safetensors");
+    std::fs::copy(&ck, &epoch1).unwrap();
+    assert!(run(&["mlp", "--resume", s(&ck), "--epochs", "2", "--metrics", s(&m), "--data-dir", d]).status.success());
+    let out = run(&["mlp", "--resume", s(&epoch1), "--epochs", "2", "--metrics", s(&m), "--data-dir", d]);
+    assert!(stderr_of(&out).contains("already holds this run's records of epochs [2]"), "{}", stderr_of(&out));
+    let bytes = std::fs::read(&m).unwrap();
+    let records: Vec<nnmnist::metrics::EpochMetrics> = bytes.split(|&b| b == b'\n').skip(1).filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(records.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2], "each epoch once");
+}
+
+/// `eval >&-` and `show >&-`: the result cannot be written, so the command fails instead of
+/// exiting 0 with the result lost (Rust's stdout silently drops writes to a closed one).
+#[test]
+fn result_commands_fail_on_a_closed_stdout() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    let data = small_data(100);
+    for args in [vec!["eval", "--model", "mlp", "--weights", s(&w), "--data-dir", s(data.path())], vec!["show", "3", "--weights", s(&w), "--data-dir", s(data.path())]] {
+        let mut cmd = common::nnmnist();
+        cmd.args(&args);
+        // SAFETY: close(2) is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot write to stdout: it is closed (>&-)"), "{stderr}");
+        // `>/dev/null` is a choice, not a closed stdout.
+        let out = common::nnmnist().args(&args).stdout(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{args:?} >/dev/null: {}", stderr_of(&out));
+    }
+}
+
+/// A tensor name built to take over a terminal (set the title, clear the screen, fake a line
+/// of nnmnist's own) is printed escaped, in a safetensors file and in a `.pt` file.
+#[test]
+fn hostile_tensor_names_reach_the_terminal_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hostile = "\x1b]0;owned\x07\x1b[2J\x1b[Hnnmnist: all good\n.weight";
+    let st = tmp.path().join("hostile.safetensors");
+    let mut entries = Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries();
+    entries.retain(|e| e.name != "2.bias");
+    entries.push(Entry::f32(hostile, vec![1], vec![0.0]));
+    nnmnist::checkpoint::save_to(&st, &entries, None).unwrap();
+    let pt = tmp.path().join("hostile.pt");
+    let script = "import os, torch; torch.save({'0.weight': torch.zeros(30, 784), '0.bias': torch.zeros(30), '2.weight': torch.zeros(10, 30), os.environ['KEY']: torch.zeros(1)}, os.environ['OUT'])";
+    let made = common::command(python()).args(["-c", script]).env("KEY", hostile).env("OUT", &pt).output().unwrap();
+    assert!(made.status.success(), "{}", stderr_of(&made));
+    for (w, what) in [(&st, "missing tensor 2.bias (the file has: "), (&pt, "missing tensor 2.bias (the file has: ")] {
+        let stderr = refused(&["eval", "--model", "mlp", "--weights", s(w), "--data-dir", s(&repo_data())], &[what]);
+        assert!(stderr.contains("\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hnnmnist: all good\\n.weight"), "{stderr}");
+        assert!(!stderr.contains('\x1b') && !stderr.contains('\x07'), "raw control characters: {stderr:?}");
+        assert_eq!(stderr.lines().count(), 1, "one line, no faked second one: {stderr:?}");
+    }
+}
+
+/// The `nnmnist show` command `eval --errors` prints works when pasted: the weights path
+/// shell-quoted (a `;` in it stays part of the name), and the data directory given.
+#[test]
+fn the_show_hint_of_eval_errors_pastes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w;touch pwned.safetensors");
+    nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    let data = small_data(100);
+    let out = run(&["eval", "--model", "mlp", "--weights", s(&w), "--errors", "3", "--data-dir", s(data.path())]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hint = stdout.lines().find_map(|l| l.strip_prefix("(see one: ")).and_then(|l| l.strip_suffix(')')).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(hint.contains("--data-dir"), "{hint}");
+    let pasted = hint.replacen("nnmnist", &format!("'{}'", common::bin().display()), 1);
+    let shown = common::command("bash").args(["-c", &pasted]).current_dir(tmp.path()).output().unwrap();
+    assert!(shown.status.success(), "{pasted}: {}", stderr_of(&shown));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("Prediction:"), "the pasted command shows the image with its prediction");
+    assert!(!tmp.path().join("pwned.safetensors").exists(), "the pasted hint ran a second command");
+}
+
+/// Messages that said something untrue: a directory that cannot be reached is not "missing";
+/// a layer gap is not a wrong output size; a fix hint is offered only where it is accepted;
+/// seeds past 2^63 and a batch start past the data are refused by name.
+#[test]
+fn messages_say_what_is_true() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    // --save in a directory behind a symbolic-link loop, or past PATH_MAX.
+    let looping = tmp.path().join("loop");
+    symlink(&looping, &looping).unwrap();
+    refused(&["mlp", "--save", s(&looping.join("x.st")), "--data-dir", d], &["cannot reach directory", "Too many levels of symbolic links"]);
+    let deep = format!("{}/{}/x.st", s(tmp.path()), ["d"; 2100].join("/"));
+    let stderr = refused(&["mlp", "--save", &deep, "--data-dir", d], &["cannot save to"]);
+    assert!(!stderr.contains("does not exist"), "{stderr}");
+    // Weights with layers 0, 2 and 6: layer 4 is missing.
+    let gap = tmp.path().join("gap.safetensors");
+    let mut entries = Network::seeded(&[784, 30, 30, 30, 10], nnmnist::mlp::Init::Normal, 0).entries();
+    entries.retain(|e| !e.name.starts_with("4."));
+    nnmnist::checkpoint::save_to(&gap, &entries, None).unwrap();
+    refused(&["eval", "--model", "mlp", "--weights", s(&gap), "--data-dir", d], &["tensor 4.weight is missing, but the file has 6.weight"]);
+    // 784,30,5 would be refused as --sizes: not offered as the fix.
+    let five = tmp.path().join("five.safetensors");
+    nnmnist::checkpoint::save_to(&five, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries().into_iter().map(|e| match e.name.as_str() {
+        "2.weight" => Entry::f64("2.weight", vec![5, 30], vec![0.0; 150]),
+        "2.bias" => Entry::f64("2.bias", vec![5], vec![0.0; 5]),
+        _ => e,
+    }).collect::<Vec<_>>(), None).unwrap();
+    let stderr = refused(&["mlp", "--init-from", s(&five), "--data-dir", d], &["its layers are 784,30,5, which no MNIST MLP has"]);
+    assert!(!stderr.contains("pass --sizes"), "{stderr}");
+    // A layer of a shape that does not follow: no literal placeholder.
+    let bad = tmp.path().join("bad.safetensors");
+    nnmnist::checkpoint::save_to(&bad, &[Entry::f64("0.weight", vec![30, 784], vec![0.0; 30 * 784]), Entry::f64("2.weight", vec![10, 29], vec![0.0; 290])], None).unwrap();
+    let stderr = refused(&["eval", "--model", "mlp", "--weights", s(&bad), "--data-dir", d], &["expected (N, 30) for some N"]);
+    assert!(!stderr.contains("{out}"), "{stderr}");
+    refused(&["mlp", "--seed", "9223372036854775808", "--data-dir", d], &["--seed must be below 2^63"]);
+    // --errors 0 asks for no table: none, not "the first 0:" and an empty one.
+    let w0 = tmp.path().join("w0.safetensors");
+    nnmnist::checkpoint::save_to(&w0, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    let out = run(&["eval", "--model", "mlp", "--weights", s(&w0), "--errors", "0", "--data-dir", d]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Misclassified"), "{}", String::from_utf8_lossy(&out.stdout));
+    let w = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&w, &Network::seeded(&[784, 30, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&tmp.path().join("t.st")), "--batch-start", "18446744073709551615", "--data-dir", d], &[
+        "--batch-start 18446744073709551615 is past the 700 training images",
+    ]);
+}
+
+/// The size `trace` checks against memory and free space before it works is the size of
+/// the file it writes (plus the safetensors header), for both models.
+#[test]
+fn the_trace_size_checked_up_front_is_the_size_written() {
+    use clap::Parser;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(200);
+    let conv = tmp.path().join("c.safetensors");
+    nnmnist::checkpoint::save_to(&conv, &nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries(), None).unwrap();
+    let mlp = tmp.path().join("m.safetensors");
+    nnmnist::checkpoint::save_to(&mlp, &Network::seeded(&[784, 30, 20, 10], nnmnist::mlp::Init::Normal, 0).entries(), None).unwrap();
+    for (model, w) in [("convnet", &conv), ("mlp", &mlp)] {
+        let out = tmp.path().join(format!("{model}.trace"));
+        let argv = ["nnmnist", "trace", "--model", model, "--weights", s(w), "--out", s(&out), "--batch-size", "37", "--data-dir", s(data.path())];
+        let Ok(nnmnist::config::Job::Trace(spec)) = nnmnist::config::Job::from_cli(nnmnist::cli::Cli::try_parse_from(argv).unwrap()) else { panic!("a trace command") };
+        let expected = nnmnist::cmd::trace::trace_bytes(&spec, &Weights::load(w).unwrap()).unwrap();
+        let done = run(&argv[1..]);
+        assert!(done.status.success(), "{}", stderr_of(&done));
+        let written = std::fs::metadata(&out).unwrap().len() as u128;
+        assert!(written >= expected && written - expected < 8192, "{model}: {written} bytes written, {expected} estimated");
+    }
+}
+
+/// A checkpoint stores fingerprints of its data: resuming it on other images of the same
+/// size is refused, naming the checkpoint and the data directory.
+#[test]
+fn a_resume_on_other_data_of_the_same_size_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("ck.safetensors");
+    let out = run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "2", "--save", s(&ck), "--data-dir", s(data.path())]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // The same number of images, other ones: images 700..1400 of data/.
+    let r = real();
+    let other = |split: &nnmnist::data::Split| nnmnist::data::Split { images: split.images[700 * 784..1400 * 784].to_vec(), labels: split.labels[700..1400].to_vec() };
+    let elsewhere = data_dir_of(&other(&r.train), &other(&r.test));
+    refused(&["mlp", "--resume", s(&ck), "--epochs", "3", "--data-dir", s(elsewhere.path())], &[s(&ck), "its run trained on other images than the 600 training and 100 test images", "resume it with the data it was trained on (--data-dir)"]);
+    let out = run(&["mlp", "--resume", s(&ck), "--epochs", "3", "--data-dir", s(data.path())]);
+    assert!(out.status.success(), "the same data resumes: {}", stderr_of(&out));
 }

@@ -103,3 +103,85 @@ fn ctrl_c_during_eval_stops_it_at_once() {
         assert!(rest.contains("nothing is being trained, so there is nothing to save"), "{rest}");
     }
 }
+
+/// GNU `timeout` (without `--foreground`) signals the child and then the child's process
+/// group, so every time-out delivers its signal twice. Runs under the real `timeout`, with
+/// SIGINT and SIGTERM, each stopped in its training loop, must all save and say how to
+/// continue, never "exiting at once, without saving". The time-out starts at 1.5 s and grows
+/// while runs end before their loop started (a slow machine), until 8 runs were stopped in
+/// the loop.
+#[test]
+fn runs_under_gnu_timeout_always_save() {
+    let data = common::small_data(500);
+    let dir = tempfile::tempdir().unwrap();
+    let mut seconds = 1.5f64;
+    let (mut in_loop, mut tried) = (0, 0);
+    let started = std::time::Instant::now();
+    while in_loop < 8 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(300), "only {in_loop} of {tried} runs reached their training loop before the time-out");
+        let runs: Vec<_> = (0..4)
+            .map(|i| {
+                let sig = if i % 2 == 0 { "INT" } else { "TERM" };
+                let ck = dir.path().join(format!("run{tried}-{i}.safetensors"));
+                // common::command: default dispositions, which `timeout` hands down.
+                let mut cmd = common::command("timeout");
+                cmd.args(["--preserve-status", "-s", sig, &format!("{seconds}")])
+                    .arg(common::bin())
+                    .args(["mlp", "--epochs", "100000", "--train-size", "500", "--test-size", "100", "--data-dir", common::s(data.path()), "--save", common::s(&ck)])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                let child = cmd.spawn().expect("GNU timeout runs (coreutils)");
+                (sig, ck, child)
+            })
+            .collect();
+        let mut early = false;
+        for (sig, ck, mut child) in runs {
+            tried += 1;
+            let mut err = Lines::new(child.stderr.take().unwrap());
+            let status = wait_with_patience(&mut child, "timeout nnmnist");
+            let stderr = err.rest();
+            assert!(!stderr.contains("without saving"), "a time-out's copy to the process group was taken for a second request: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            if !stderr.contains("stopping at the next batch boundary") {
+                early = true; // the signal came before the loop: nothing to save, exits at once
+                continue;
+            }
+            in_loop += 1;
+            let signum = if sig == "INT" { libc::SIGINT } else { libc::SIGTERM };
+            assert_eq!(status.code(), Some(128 + signum), "{stderr}");
+            assert!(stderr.contains("saved to") && stderr.contains("continue with --resume"), "{stderr}");
+            nnmnist::weights::Weights::load(&ck).expect("the checkpoint loads").run_state("mlp").expect("it is a checkpoint");
+        }
+        if early {
+            seconds += 0.5;
+        }
+    }
+    eprintln!("under timeout: {in_loop} of {tried} runs stopped in their training loop, all saved; last time-out {seconds} s, {:?} in all", started.elapsed());
+}
+
+/// A different signal after the first is a real second request: the run quits at once,
+/// without saving, with the status of the second signal.
+#[test]
+fn another_signal_after_the_first_quits_at_once() {
+    let data = common::small_data(500);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("mlp.safetensors");
+    let mut cmd = common::nnmnist();
+    cmd.args(["mlp", "--epochs", "100000", "--train-size", "500", "--test-size", "100", "--data-dir", common::s(data.path()), "--save", common::s(&ck)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    lines.wait_for("Epoch 0:");
+    // SIGSTOP holds the process, so both signals are pending when it continues: the first
+    // is acted on, and the second, a different one, must quit at once.
+    kill(child.id(), libc::SIGSTOP);
+    kill(child.id(), libc::SIGINT);
+    kill(child.id(), libc::SIGTERM);
+    kill(child.id(), libc::SIGCONT);
+    let mut stderr = Lines::new(child.stderr.take().unwrap());
+    let status = wait_with_patience(&mut child, "nnmnist after two signals");
+    let (stderr, code) = (stderr.rest(), status.code());
+    assert!(stderr.contains("without saving"), "{stderr}");
+    assert!(matches!(code, Some(130) | Some(143)), "{status:?}: {stderr}");
+}
