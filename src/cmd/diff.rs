@@ -23,9 +23,9 @@
 //!   (the error [`Differ`]), 2 on trouble (an unreadable file, a bad flag), with the file
 //!   and the reason.
 use crate::files;
+use crate::report::Shown;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -85,7 +85,7 @@ impl DiffSpec {
         }
         let only = only
             .iter()
-            .map(|p| glob::Pattern::new(p).map_err(|e| anyhow!("--only {}: not a pattern ({e})", escape_for_terminal(p))))
+            .map(|p| glob::Pattern::new(p).map_err(|e| anyhow!("--only {}: not a pattern ({e})", p.shown())))
             .collect::<Result<_>>()?;
         let tolerance = if exact { Tolerance::Exact } else { Tolerance::Close { rtol, atol } };
         Ok(DiffSpec { a, b, tolerance, sort, only })
@@ -269,10 +269,10 @@ pub trait TensorFile {
 pub fn open(path: &Path) -> Result<Box<dyn TensorFile>> {
     let size = files::check_readable(path, "tensor file")?;
     if size == 0 {
-        bail!("{}: empty file, not a tensor file", path.display());
+        bail!("{}: empty file, not a tensor file", path.shown());
     }
     let mut head = Vec::new();
-    File::open(path).and_then(|f| f.take(9).read_to_end(&mut head)).with_context(|| format!("cannot read tensor file {}", path.display()))?;
+    File::open(path).and_then(|f| f.take(9).read_to_end(&mut head)).with_context(|| format!("cannot read tensor file {}", path.shown()))?;
     if head.len() > 8 && head[8] == b'{' {
         Ok(Box::new(Safetensors::open(path, size)?))
     } else {
@@ -297,7 +297,7 @@ const MAX_HEADER: u64 = 100_000_000;
 
 impl Safetensors {
     fn open(path: &Path, size: u64) -> Result<Safetensors> {
-        let p = path.display();
+        let p = path.shown();
         let mut file = File::open(path).with_context(|| format!("cannot read tensor file {p}"))?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len).with_context(|| format!("cannot read tensor file {p}"))?;
@@ -313,7 +313,7 @@ impl Safetensors {
         let mut rows = Vec::new();
         let mut offsets = HashMap::new();
         for (name, t) in meta.tensors() {
-            let shown = escape_for_terminal(&name);
+            let shown = name.shown();
             let dtype = DType::of_safetensors(t.dtype).ok_or_else(|| anyhow!("{p}: tensor {shown} has dtype {:?}, which nnmnist diff does not read", t.dtype))?;
             let bytes = t.shape.iter().try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
             let (s, e) = (t.data_offsets.0 as u64, t.data_offsets.1 as u64);
@@ -357,7 +357,7 @@ impl TensorFile for Safetensors {
     }
     fn read(&mut self, info: &TensorInfo) -> Result<Vec<u8>> {
         let (s, e) = self.offsets[&info.name];
-        let cannot = || format!("{}: cannot read tensor {}", self.path.display(), escape_for_terminal(&info.name));
+        let cannot = || format!("{}: cannot read tensor {}", self.path.shown(), info.name.shown());
         let mut bytes = vec![0u8; (e - s) as usize];
         self.file.seek(SeekFrom::Start(self.data_start + s)).with_context(cannot)?;
         self.file.read_exact(&mut bytes).with_context(cannot)?;
@@ -383,13 +383,13 @@ impl Pytorch {
         };
         let reader = opened.map_err(|e| {
             if head.starts_with(b"PK\x03\x04") {
-                anyhow!("{}: a zip file (torch.save's format) that holds no tensors nnmnist can read ({e})", path.display())
+                anyhow!("{}: a zip file (torch.save's format) that holds no tensors nnmnist can read ({e})", path.shown())
             } else {
-                anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.display())
+                anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.shown())
             }
         })?;
         if let Some(key) = nested {
-            crate::report::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.display()));
+            crate::report::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.shown()));
         }
         let mut index: Vec<TensorInfo> = reader.tensors().iter().map(|(name, t)| TensorInfo { name: name.clone(), shape: t.shape().to_vec(), dtype: DType::of_pytorch(t.dtype()) }).collect();
         index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
@@ -408,7 +408,7 @@ impl TensorFile for Pytorch {
         false
     }
     fn read(&mut self, info: &TensorInfo) -> Result<Vec<u8>> {
-        let cannot = || format!("{}: cannot read tensor {}", self.path.display(), escape_for_terminal(&info.name));
+        let cannot = || format!("{}: cannot read tensor {}", self.path.shown(), info.name.shown());
         let t = self.reader.get(&info.name).ok_or_else(|| anyhow!("{}", cannot()))?;
         // pytorch-reader refuses big-endian files, so these are little-endian bytes.
         let bytes = t.read().with_context(cannot)?;
@@ -420,25 +420,6 @@ impl TensorFile for Pytorch {
 }
 
 // ------------------------------------------------------------------------------ names
-
-/// `name` with control characters and the bidirectional-text controls escaped as Rust
-/// escapes them (`\n`, `\u{1b}`, `\u{202e}`) and backslashes doubled, so that a name read
-/// from a file cannot move the cursor, recolour the terminal or forge a line of output.
-pub fn escape_for_terminal(name: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() || c == '\\' || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !name.chars().any(unsafe_char) {
-        return Cow::Borrowed(name);
-    }
-    let mut out = String::new();
-    for c in name.chars() {
-        if unsafe_char(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
 
 /// Names in order, numbers by value: `layer.2` < `layer.10`.
 pub fn natural_cmp(a: &str, b: &str) -> Ordering {
@@ -628,8 +609,8 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         let all = order.len();
         order.retain(|n| spec.only.iter().any(|p| p.matches(n)));
         if order.is_empty() {
-            let pats: Vec<String> = spec.only.iter().map(|p| escape_for_terminal(p.as_str()).into_owned()).collect();
-            bail!("--only {}: matches none of the {all} tensor names of {} and {}", pats.join(", --only "), spec.a.display(), spec.b.display());
+            let pats: Vec<String> = spec.only.iter().map(|p| p.as_str().shown().to_string()).collect();
+            bail!("--only {}: matches none of the {all} tensor names of {} and {}", pats.join(", --only "), spec.a.shown(), spec.b.shown());
         }
     }
     let dtypes: Vec<DType> = {
@@ -643,11 +624,11 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         }
         seen
     };
-    let name_w = order.iter().map(|n| escape_for_terminal(n).chars().count()).max().unwrap_or(0).max(6);
+    let name_w = order.iter().map(|n| n.shown().to_string().chars().count()).max().unwrap_or(0).max(6);
     let shape_w = order.iter().filter_map(|n| ia.get(n).or(ib.get(n))).map(|t| shape_text(&t.shape).len()).max().unwrap_or(0).max(5);
     let mut out = String::new();
-    let _ = writeln!(out, "A: {}", spec.a.display());
-    let _ = writeln!(out, "B: {} (expected)", spec.b.display());
+    let _ = writeln!(out, "A: {}", spec.a.shown());
+    let _ = writeln!(out, "B: {} (expected)", spec.b.shown());
     let _ = writeln!(out, "{}", tolerance_line(spec.tolerance, &dtypes));
     let _ = writeln!(out);
     let head = format!(
@@ -661,7 +642,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
     let mut counts: HashMap<Verdict, usize> = HashMap::new();
     let mut first: Option<&str> = None;
     for name in &order {
-        let shown = escape_for_terminal(name);
+        let shown = name.shown().to_string();
         let dash = "-";
         let (verdict, line) = match (ia.get(name), ib.get(name)) {
             (Some(t), None) | (None, Some(t)) => {
@@ -729,7 +710,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         c(Verdict::Shape),
         c(Verdict::Dtype)
     );
-    let _ = writeln!(out, "first divergence: {}", first.map(escape_for_terminal).unwrap_or(Cow::Borrowed("none")));
+    let _ = writeln!(out, "first divergence: {}", first.map(|n| n.shown().to_string()).unwrap_or_else(|| "none".into()));
     crate::report::print(out)?;
     if differ > 0 {
         return Err(Differ(differ).into());
@@ -816,12 +797,6 @@ mod tests {
         v.sort_by(|x, y| natural_cmp(x, y));
         assert_eq!(v, ["a", "layer.1.w", "layer.2.w", "layer.10.w"]);
         assert_eq!(merge_order(&["x", "y", "z"], &["w", "x", "q", "z", "r"]), ["w", "x", "q", "y", "z", "r"]);
-    }
-
-    #[test]
-    fn control_characters_in_names_are_escaped() {
-        assert_eq!(escape_for_terminal("model.0"), "model.0");
-        assert_eq!(escape_for_terminal("a\nb\u{1b}[31m\\\u{202e}"), "a\\nb\\u{1b}[31m\\\\\\u{202e}");
     }
 
     #[test]

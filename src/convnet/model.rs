@@ -8,7 +8,7 @@ use super::net::{check_weights, images_tensor, labels_tensor, Net};
 use super::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use crate::data::{Mnist, Split};
 use crate::device;
-use crate::driver::{Model, RunSpec};
+use crate::driver::{Model, RunSpec, Transcript};
 use crate::evaluation::Evaluation;
 use crate::weights::{Entry, Weights};
 use anyhow::Result;
@@ -102,19 +102,16 @@ impl Model for Convnet {
         })
     }
 
-    /// nn_convnet.py's `Using {device} device`.
-    fn intro(&self, _mnist: &Mnist) -> String {
-        format!("Using {} device", device::console_name(self.device))
+    fn transcript(&self) -> Box<dyn Transcript> {
+        Box::new(ConvnetTranscript { device: self.device, batch_size: self.batch_size, train: self.train_y.size()[0] as usize })
     }
 
-    /// `Epoch {t+1}` and a line of 31 dashes.
-    fn start_epoch(&mut self, epoch: usize) -> Option<String> {
+    fn start_epoch(&mut self, epoch: usize) {
         let n = self.train_y.size()[0] as usize;
         self.order = epoch_order(n, self.seed, epoch, self.shuffle).to_device(self.device);
         let _ = self.loss_sum.zero_();
         self.trained = 0;
         self.printed_batches.clear();
-        Some(format!("Epoch {}\n-------------------------------", epoch + 1))
     }
 
     /// On the CPU the loss is read every batch. On CUDA a read waits for the GPU, so none
@@ -143,22 +140,12 @@ impl Model for Convnet {
         Ok(batches.into_iter().map(|b| (b, values[b / PRINT_EVERY])).collect())
     }
 
-    /// `loss: {loss:>7f}  [{current:>5d}/{size:>5d}]` every 20 batches.
-    fn batch_line(&self, batch: usize, loss: f64) -> Option<String> {
-        let n = self.train_y.size()[0];
-        (batch.is_multiple_of(PRINT_EVERY)).then(|| format!("loss: {loss:>7.6}  [{:>5}/{n:>5}]", (batch + 1) * self.batch_size))
-    }
-
     fn epoch_train_loss(&mut self) -> f64 {
         self.loss_sum.double_value(&[]) / self.trained.max(1) as f64
     }
 
     fn evaluate(&mut self) -> Result<Evaluation> {
         evaluate(&self.net, &self.test_x, &self.test_y)
-    }
-
-    fn eval_lines(&self, _epoch: usize, ev: &Evaluation) -> String {
-        lines(ev)
     }
 
     fn entries(&self) -> Vec<Entry> {
@@ -169,12 +156,41 @@ impl Model for Convnet {
         device::metrics_name(self.device)
     }
 
-    fn done_line(&self) -> Option<&'static str> {
-        Some("Done!")
-    }
-
     /// libtorch's CPU threads, on the CPU (on CUDA the count does not change the sums).
     fn threads(&self) -> Option<usize> {
         (!self.device.is_cuda()).then(|| tch::get_num_threads().max(1) as usize)
+    }
+}
+
+/// nn_convnet.py's console: `Using {device} device`; per epoch `Epoch {t+1}` and 31 dashes;
+/// every 20th batch `loss: {loss:>7f}  [{current:>5d}/{size:>5d}]`; the `Test Error` lines;
+/// `Done!`.
+struct ConvnetTranscript {
+    device: Device,
+    batch_size: usize,
+    /// The training images (nn_convnet.py's `size`).
+    train: usize,
+}
+
+impl Transcript for ConvnetTranscript {
+    fn intro(&self, _mnist: &Mnist) -> String {
+        format!("Using {} device", device::console_name(self.device))
+    }
+
+    fn epoch_header(&self, epoch: usize) -> Option<String> {
+        Some(format!("Epoch {}\n-------------------------------", epoch + 1))
+    }
+
+    fn batch_line(&self, batch: usize, loss: f64) -> Option<String> {
+        let n = self.train;
+        (batch.is_multiple_of(PRINT_EVERY)).then(|| format!("loss: {loss:>7.6}  [{:>5}/{n:>5}]", (batch + 1) * self.batch_size))
+    }
+
+    fn eval_lines(&self, _epoch: usize, ev: &Evaluation) -> String {
+        lines(ev)
+    }
+
+    fn done_line(&self) -> Option<&'static str> {
+        Some("Done!")
     }
 }

@@ -13,14 +13,16 @@
 //!    checkpoint is written first, then the test set is evaluated and the metrics record
 //!    appended, so any fault after training leaves that epoch on disk.
 //!
-//! A model plugs in through [`Model`]: train one batch, evaluate, its weight entries, its
-//! console lines. Nothing here knows which model runs, and nothing here touches
-//! process-wide state.
+//! A model plugs in through [`Model`]: train one batch, evaluate, its weight entries; what
+//! it prints is its [`Transcript`]. Nothing here knows which model runs, and nothing here
+//! touches process-wide state.
 pub mod console;
 pub mod schedule;
+pub mod transcript;
 
 pub use console::Console;
 pub use schedule::{Files, RunSpec, Schedule, Start};
+pub use transcript::Transcript;
 
 use crate::report::Shown;
 use crate::checkpoint;
@@ -63,10 +65,10 @@ pub trait Model: Sized {
     fn batches(train: usize, batch_size: usize) -> usize;
     /// The network (from `weights`, else drawn from the seed) with its data.
     fn build(spec: &RunSpec<Self::Hyper, Self::Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Self>;
-    /// The console lines before the first epoch; `mnist` is the data as loaded.
-    fn intro(&self, mnist: &Mnist) -> String;
-    /// Prepares epoch `epoch` (0-based: its batch order); returns its header line, if any.
-    fn start_epoch(&mut self, epoch: usize) -> Option<String>;
+    /// What the run prints (see [`Transcript`]).
+    fn transcript(&self) -> Box<dyn Transcript>;
+    /// Prepares epoch `epoch` (0-based): its batch order.
+    fn start_epoch(&mut self, epoch: usize);
     /// One SGD step on batch `batch` of the current epoch; its loss when it was read now
     /// (the convnet on CUDA defers its reads to `deferred_losses`).
     fn train_batch(&mut self, batch: usize) -> Result<Option<f64>>;
@@ -76,22 +78,14 @@ pub trait Model: Sized {
     fn deferred_losses(&mut self) -> Result<Vec<(usize, f64)>> {
         Ok(Vec::new())
     }
-    /// The console line after batch `batch` whose loss was read, if any.
-    fn batch_line(&self, batch: usize, loss: f64) -> Option<String>;
     /// The mean loss of the batches trained since `start_epoch`.
     fn epoch_train_loss(&mut self) -> f64;
     /// Evaluates the test set.
     fn evaluate(&mut self) -> Result<Evaluation>;
-    /// The console lines after evaluating epoch `epoch` (0-based).
-    fn eval_lines(&self, epoch: usize, ev: &Evaluation) -> String;
     /// The parameters, with PyTorch's state_dict names.
     fn entries(&self) -> Vec<Entry>;
     /// The device, as metrics record it: "cpu", "cuda:0".
     fn device_name(&self) -> String;
-    /// The console line after the last epoch, if any.
-    fn done_line(&self) -> Option<&'static str> {
-        None
-    }
     /// The number of CPU threads its sums use, where the result depends on it (libtorch on
     /// the CPU); stored in checkpoints so that a resume can say when it will not repeat.
     fn threads(&self) -> Option<usize> {
@@ -306,17 +300,18 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
         }
     }
     let mut console = Console::new();
-    console.line(&model.intro(&mnist));
+    let transcript = model.transcript();
+    console.line(&transcript.intro(&mnist));
     drop(mnist);
     report::note(format_args!("seed {}", s.seed));
 
     let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
     let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run, hint: M::diverged_hint(&spec.hyper), data };
     stop.training(true);
-    let result = run.epochs(&mut model, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
+    let result = run.epochs(&mut model, &*transcript, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
     stop.training(false);
     result?;
-    if let Some(line) = model.done_line() {
+    if let Some(line) = transcript.done_line() {
         console.line(line);
     }
     Ok(())
@@ -375,10 +370,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn epochs<M: Model>(&self, model: &mut M, console: &mut Console, metrics: &mut MetricsLog, stop: &dyn StopCondition, first_epoch: usize, first_batch: usize) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn epochs<M: Model>(&self, model: &mut M, transcript: &dyn Transcript, console: &mut Console, metrics: &mut MetricsLog, stop: &dyn StopCondition, first_epoch: usize, first_batch: usize) -> Result<()> {
         for epoch in first_epoch..self.s.epochs {
             let first = if epoch == first_epoch { first_batch } else { 0 };
-            if let Some(header) = model.start_epoch(epoch) {
+            model.start_epoch(epoch);
+            if let Some(header) = transcript.epoch_header(epoch) {
                 console.line(&header);
             }
             console.start_epoch(&format!("epoch {}", epoch + 1), self.batches);
@@ -387,19 +384,19 @@ impl Run<'_> {
                 if stop.should_stop() {
                     // The loss lines of the batches trained so far; the stop's save follows
                     // whatever they hold (the stop, not a bad loss, is what this reports).
-                    let _ = self.deferred_lines(model, console, epoch);
+                    let _ = self.deferred_lines(model, transcript, console, epoch);
                     console.finish();
                     return Err(self.stopped(model, epoch, batch));
                 }
                 if let Some(loss) = model.train_batch(batch)? {
                     self.check_finite::<M>(loss, epoch, Some(batch))?;
-                    if let Some(line) = model.batch_line(batch, loss) {
+                    if let Some(line) = transcript.batch_line(batch, loss) {
                         console.line(&line);
                     }
                 }
                 console.set_position(batch + 1);
             }
-            self.deferred_lines(model, console, epoch)?;
+            self.deferred_lines(model, transcript, console, epoch)?;
             console.finish();
             let train_loss = model.epoch_train_loss();
             let train_seconds = started.elapsed().as_secs_f64();
@@ -409,7 +406,7 @@ impl Run<'_> {
             let ev = model.evaluate()?;
             let eval_seconds = started.elapsed().as_secs_f64();
             ev.check_finite().with_context(|| format!("after epoch {} (its checkpoint is saved)", epoch + 1))?;
-            console.line(&model.eval_lines(epoch, &ev));
+            console.line(&transcript.eval_lines(epoch, &ev));
             let record = EpochMetrics::new(M::NAME, model.device_name(), self.s.seed, epoch + 1, &ev);
             metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, run: Some(self.run.clone()), ..record })?;
         }
@@ -417,10 +414,10 @@ impl Run<'_> {
     }
 
     /// Checks and prints the losses the model read only at the end of the epoch.
-    fn deferred_lines<M: Model>(&self, model: &mut M, console: &mut Console, epoch: usize) -> Result<()> {
+    fn deferred_lines<M: Model>(&self, model: &mut M, transcript: &dyn Transcript, console: &mut Console, epoch: usize) -> Result<()> {
         for (batch, loss) in model.deferred_losses()? {
             self.check_finite::<M>(loss, epoch, Some(batch))?;
-            if let Some(line) = model.batch_line(batch, loss) {
+            if let Some(line) = transcript.batch_line(batch, loss) {
                 console.line(&line);
             }
         }

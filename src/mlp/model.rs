@@ -8,7 +8,7 @@ use super::network::Network;
 use super::shuffle::epoch_order;
 use super::sparse::SparseImages;
 use crate::data::{Mnist, Split};
-use crate::driver::{Model, RunSpec};
+use crate::driver::{Model, RunSpec, Transcript};
 use crate::evaluation::{argmax, Evaluation};
 use crate::weights::{Entry, RunState, Weights};
 use anyhow::Result;
@@ -195,15 +195,13 @@ impl Model for Mlp {
         })
     }
 
-    /// nn.py's two `Loaded ...` lines.
-    fn intro(&self, mnist: &Mnist) -> String {
-        mnist.loaded_lines()
+    fn transcript(&self) -> Box<dyn Transcript> {
+        Box::new(MlpTranscript)
     }
 
-    fn start_epoch(&mut self, epoch: usize) -> Option<String> {
+    fn start_epoch(&mut self, epoch: usize) {
         self.order = epoch_order(self.seed, epoch, self.train.len(), self.shuffle);
         (self.loss_sum, self.trained) = (0.0, 0);
-        None
     }
 
     /// `update_mini_batch` on the images order[batch*bs..(batch+1)*bs]; returns the batch's
@@ -230,10 +228,6 @@ impl Model for Mlp {
         Ok(Some(cost))
     }
 
-    fn batch_line(&self, _batch: usize, _loss: f64) -> Option<String> {
-        None
-    }
-
     fn epoch_train_loss(&mut self) -> f64 {
         self.loss_sum / self.trained.max(1) as f64
     }
@@ -246,11 +240,6 @@ impl Model for Mlp {
         })
     }
 
-    /// nn.py's `Epoch {i}: {correct} / {total}` (i from 0), with the test cost.
-    fn eval_lines(&self, epoch: usize, ev: &Evaluation) -> String {
-        format!("Epoch {epoch}: {} / {}  test cost {:.6}", ev.correct(), ev.total(), ev.loss)
-    }
-
     fn entries(&self) -> Vec<Entry> {
         self.network().entries()
     }
@@ -260,3 +249,17 @@ impl Model for Mlp {
     }
 }
 
+
+/// nn.py's console: the two `Loaded ...` lines, then per epoch `Epoch {i}: {correct} /
+/// {total}` (i from 0), with the test cost after it.
+struct MlpTranscript;
+
+impl Transcript for MlpTranscript {
+    fn intro(&self, mnist: &Mnist) -> String {
+        mnist.loaded_lines()
+    }
+
+    fn eval_lines(&self, epoch: usize, ev: &Evaluation) -> String {
+        format!("Epoch {epoch}: {} / {}  test cost {:.6}", ev.correct(), ev.total(), ev.loss)
+    }
+}

@@ -11,7 +11,7 @@ use nnmnist::convnet::cuda_graph::{catch_phase, graph_step_or_eager, GraphStep};
 use nnmnist::convnet::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
 use nnmnist::data::Split;
-use nnmnist::driver::{Files, Model, RunSpec, Schedule, Start};
+use nnmnist::driver::{Files, Model, RunSpec, Schedule, Start, Transcript};
 use nnmnist::evaluation::Evaluation;
 use std::cell::RefCell;
 use std::path::Path;
@@ -247,12 +247,11 @@ impl Model for Deferring {
     fn build(spec: &RunSpec<NoHyper, Self::Options>, _: Option<&nnmnist::weights::Weights>, _: Split, _: Split) -> anyhow::Result<Self> {
         Ok(Deferring { log: spec.options.0.clone(), nan_at: spec.options.1, epoch_batches: Vec::new() })
     }
-    fn intro(&self, _: &nnmnist::data::Mnist) -> String {
-        "intro".into()
+    fn transcript(&self) -> Box<dyn Transcript> {
+        Box::new(DeferringLines { log: self.log.clone() })
     }
-    fn start_epoch(&mut self, _: usize) -> Option<String> {
+    fn start_epoch(&mut self, _: usize) {
         self.epoch_batches.clear();
-        None
     }
     fn train_batch(&mut self, batch: usize) -> anyhow::Result<Option<f64>> {
         self.epoch_batches.push(batch);
@@ -263,10 +262,6 @@ impl Model for Deferring {
         let nan = self.nan_at;
         Ok(self.epoch_batches.iter().filter(|b| *b % 20 == 0).map(|&b| (b, if Some(b) == nan { f64::NAN } else { b as f64 / 100.0 })).collect())
     }
-    fn batch_line(&self, batch: usize, loss: f64) -> Option<String> {
-        self.log.borrow_mut().push(format!("line {batch} {loss}"));
-        None
-    }
     fn epoch_train_loss(&mut self) -> f64 {
         self.log.borrow_mut().push("train loss".into());
         0.5
@@ -274,15 +269,30 @@ impl Model for Deferring {
     fn evaluate(&mut self) -> anyhow::Result<Evaluation> {
         Ok(Evaluation { labels: vec![1], predictions: vec![1], confidence: vec![1.0], loss: 0.1 })
     }
-    fn eval_lines(&self, epoch: usize, _: &Evaluation) -> String {
-        self.log.borrow_mut().push(format!("eval {epoch}"));
-        format!("eval {epoch}")
-    }
     fn entries(&self) -> Vec<nnmnist::weights::Entry> {
         Vec::new()
     }
     fn device_name(&self) -> String {
         "cpu".into()
+    }
+}
+
+/// The test model's lines, logged so that the test sees their order.
+struct DeferringLines {
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Transcript for DeferringLines {
+    fn intro(&self, _: &nnmnist::data::Mnist) -> String {
+        "intro".into()
+    }
+    fn batch_line(&self, batch: usize, loss: f64) -> Option<String> {
+        self.log.borrow_mut().push(format!("line {batch} {loss}"));
+        None
+    }
+    fn eval_lines(&self, epoch: usize, _: &Evaluation) -> String {
+        self.log.borrow_mut().push(format!("eval {epoch}"));
+        format!("eval {epoch}")
     }
 }
 

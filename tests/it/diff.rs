@@ -240,8 +240,8 @@ fn names_from_files_are_printed_escaped() {
     let (code, out, _) = diff(&[s(&a), s(&b)]);
     assert_eq!(code, 1);
     assert!(!out.contains('\u{1b}'), "a raw escape character reached the terminal: {out:?}");
-    assert!(out.contains("evil\\u{1b}[2J\\nforged"), "{out}");
-    assert_eq!(last_line(&out), "first divergence: evil\\u{1b}[2J\\nforged");
+    assert!(out.contains("evil\\x1b[2J\\nforged"), "{out}");
+    assert_eq!(last_line(&out), "first divergence: evil\\x1b[2J\\nforged");
 }
 
 /// The same weights written by PyTorch as safetensors, as a torch.save state_dict (.pth) and
