@@ -8,7 +8,7 @@
 //! The path of a training run: [`cli`] (raw flags) -> [`config`] (typed configuration,
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
-//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
+//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts; PyTorch's own zips through [`pytorch`] and [`pickle`]),
 //! [`checkpoint`] and [`files`] (writing), [`metrics`]. Only `main` touches process-wide
 //! signal state ([`signal`]).
 pub mod checkpoint;
@@ -25,6 +25,8 @@ pub mod files;
 pub mod metrics;
 pub mod mlp;
 pub mod nvidia;
+pub mod pickle;
+pub mod pytorch;
 pub mod report;
 pub mod show;
 pub mod signal;
