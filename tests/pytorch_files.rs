@@ -328,3 +328,16 @@ fn tensor_index_describes_entries_in_file_order_and_reads_one() {
     assert_eq!(e.to_f32(), reference.get("model.7.weight", &[100, 576]).unwrap().to_f32());
     assert!(read_tensor(&path, &index[10]).is_err());
 }
+
+/// Views read as PyTorch shows them (channels_last, a slice at a storage offset of a
+/// channels_last tensor, a transpose, two tensors sharing one storage, float64, a stride-0
+/// expansion), and so do a deflated zip and the legacy format.
+#[test]
+fn views_deflated_zips_and_the_legacy_format_read_as_pytorch_shows_them() {
+    let views = Weights::load(&cases().join("views.pt")).unwrap();
+    assert_same_values(&views, &Weights::load(&cases().join("reference_views.safetensors")).unwrap());
+    let reference = Weights::load(&cases().join("reference.safetensors")).unwrap();
+    for f in ["deflated.pt", "legacy.pt"] {
+        assert_same_values(&Weights::load(&cases().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}")), &reference);
+    }
+}

@@ -69,6 +69,16 @@ Cases made at test time, not committed (tests/pytorch_files.rs runs them):
       mlp_module_checkpoint.pt {"model": nn_torch's whole nn.Sequential (784,30,10), "epoch": 3},
                            beside mlp_reference.safetensors
       meta_param.pt        sd with model.0.weight on the meta device (a shape, no values)
+      views.pt             sd with every parameter a view PyTorch reads as the same values:
+                           model.0.weight channels_last, model.4.weight a slice (a storage
+                           offset) of a larger channels_last tensor, model.7.weight the
+                           transpose of a (576, 100) tensor, model.7.bias/model.9.bias two halves of one
+                           storage, model.9.weight float64, model.4.bias expanded from (1,) to
+                           (16,) when all its values are equal (stride 0) -- here a copy of
+                           model.4.bias[0] repeated, with reference_views.safetensors the
+                           same values, contiguous
+      deflated.pt          plain.pt's entries rewritten with ZIP_DEFLATED
+      legacy.pt            sd in the legacy format (_use_new_zipfile_serialization=False)
       truncated.pt         the first half of convnet_state_dict.pt's bytes
       legacy_truncated.pt  the first half of sd saved in the legacy format
                            (_use_new_zipfile_serialization=False)
@@ -242,6 +252,20 @@ def write_cases(out):
     }
     for name, obj in cases.items():
         torch.save(obj, os.path.join(out, name))
+    views = dict(sd)
+    views["model.0.weight"] = sd["model.0.weight"].contiguous(memory_format=torch.channels_last)
+    bigger = torch.zeros(20, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    bigger[3:19] = sd["model.4.weight"]
+    views["model.4.weight"] = bigger[3:19]
+    views["model.7.weight"] = sd["model.7.weight"].t().contiguous().t()
+    halves = torch.cat([sd["model.7.bias"], sd["model.9.bias"]])
+    views["model.7.bias"], views["model.9.bias"] = halves[:100], halves[100:]
+    views["model.9.weight"] = sd["model.9.weight"].double()
+    views["model.4.bias"] = sd["model.4.bias"][:1].expand(16)
+    torch.save(views, os.path.join(out, "views.pt"))
+    assert views["model.7.weight"].stride() == (1, 100) and views["model.4.weight"].storage_offset() == 3 * 72
+    assert views["model.4.weight"].stride() == (72, 1, 24, 8)
+    save_file({k: v.contiguous() for k, v in views.items()}, os.path.join(out, "reference_views.safetensors"))
     mlp = seeded_mlp([784, 30, 10], 3)
     save_file({k: v.contiguous() for k, v in mlp.state_dict().items()}, os.path.join(out, "mlp_reference.safetensors"))
     torch.save({"model": mlp, "epoch": 3}, os.path.join(out, "mlp_module_checkpoint.pt"))
@@ -257,6 +281,9 @@ def write_cases(out):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dup.writestr(first.filename, bytes(first.file_size))
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(os.path.join(out, "deflated.pt"), "w", zipfile.ZIP_DEFLATED) as d:
+        for i in z.infolist():
+            d.writestr(i.filename, z.read(i))
     with open(plain, "rb") as f:
         whole = f.read()
     with open(os.path.join(out, "truncated.pt"), "wb") as f:
