@@ -126,6 +126,8 @@ pub struct PtZip {
 pub enum OpenError {
     Damaged(String),
     NotStateDict(String),
+    /// A torch.save zip nnmnist refuses, the whole reason in the words.
+    Refused(String),
 }
 
 impl PtZip {
@@ -136,7 +138,7 @@ impl PtZip {
         let mut archive = ZipArchive::with_config(config, BufReader::new(file)).map_err(|e| OpenError::Damaged(format!("{e}")))?;
         if archive.has_duplicate_names() {
             let which = duplicate_name(path, archive.central_directory_start()).unwrap_or_else(|| "?".into());
-            return Err(OpenError::NotStateDict(format!("the zip holds two entries named {which}: readers disagree on which counts (torch.load takes the first), so it is refused")));
+            return Err(OpenError::Refused(format!("a zip that holds two entries named {which}: readers disagree on which counts (torch.load takes the first), so it is refused")));
         }
         let root = archive
             .file_names()
@@ -157,7 +159,7 @@ impl PtZip {
         if let Some(order) = read_small(&mut archive, &format!("{root}byteorder"), 64)? {
             let order = String::from_utf8_lossy(&order).trim().to_string();
             if order != "little" {
-                return Err(OpenError::NotStateDict(format!("saved on a {order}-endian machine (its byteorder entry says so): nnmnist reads little-endian files only")));
+                return Err(OpenError::Refused(format!("a PyTorch file saved on a {order}-endian machine (its byteorder entry says so): nnmnist reads little-endian files only")));
             }
         }
         let pkl = read_small(&mut archive, &format!("{root}data.pkl"), MAX_PICKLE)?.expect("data.pkl was listed");

@@ -281,6 +281,7 @@ fn open_zip(path: &Path) -> Result<PtZip> {
     PtZip::open(path).map_err(|e| match e {
         OpenError::Damaged(e) => anyhow!("{}: a truncated or damaged zip file, unreadable as torch.save's format ({e})", path.display()),
         OpenError::NotStateDict(e) => anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.display()),
+        OpenError::Refused(e) => anyhow!("{}: {e}", path.display()),
     })
 }
 

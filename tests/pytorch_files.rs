@@ -249,7 +249,7 @@ fn huge_entries_are_checked_before_any_value_is_read() {
 fn a_duplicate_zip_entry_is_refused_by_name() {
     let path = cases().join("duplicate_entry.pt");
     let err = format!("{:#}", Weights::load(&path).unwrap_err());
-    assert!(err.contains(common::s(&path)) && err.contains("two entries named plain/data/0"), "{err}");
+    assert!(err.contains(common::s(&path)) && err.contains("a zip that holds two entries named plain/data/0"), "{err}");
 }
 
 /// Entries that cannot be read (complex, sparse, meta-device), beside the state_dict or in
@@ -302,6 +302,7 @@ fn broken_files_are_named_for_what_they_are() {
         ("meta_param.pt", "tensor model.0.weight cannot be read: a meta-device tensor"),
         ("truncated.pt", "a truncated or damaged zip file"),
         ("legacy_truncated.pt", "a PyTorch file in the legacy format"),
+        ("big_endian.pt", "a PyTorch file saved on a big-endian machine (its byteorder entry says so): nnmnist reads little-endian files only"),
     ] {
         let path = cases().join(f);
         let (ok, stderr, _) = run_measured(&eval_args(&path).iter().map(String::as_str).collect::<Vec<_>>());

@@ -78,6 +78,8 @@ Cases made at test time, not committed (tests/pytorch_files.rs runs them):
                            model.4.bias[0] repeated, with reference_views.safetensors the
                            same values, contiguous
       deflated.pt          plain.pt's entries rewritten with ZIP_DEFLATED
+      big_endian.pt        plain.pt with its byteorder entry saying "big" (what torch.save writes
+                           on a big-endian machine)
       legacy.pt            sd in the legacy format (_use_new_zipfile_serialization=False)
       truncated.pt         the first half of convnet_state_dict.pt's bytes
       legacy_truncated.pt  the first half of sd saved in the legacy format
@@ -284,6 +286,9 @@ def write_cases(out):
     with zipfile.ZipFile(plain) as z, zipfile.ZipFile(os.path.join(out, "deflated.pt"), "w", zipfile.ZIP_DEFLATED) as d:
         for i in z.infolist():
             d.writestr(i.filename, z.read(i))
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(os.path.join(out, "big_endian.pt"), "w") as d:
+        for i in z.infolist():
+            d.writestr(i, b"big" if i.filename.endswith("/byteorder") else z.read(i))
     with open(plain, "rb") as f:
         whole = f.read()
     with open(os.path.join(out, "truncated.pt"), "wb") as f:
