@@ -342,3 +342,16 @@ fn views_deflated_zips_and_the_legacy_format_read_as_pytorch_shows_them() {
         assert_same_values(&Weights::load(&cases().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}")), &reference);
     }
 }
+
+/// MLP weights whose layers are too wide for this machine get the memory estimate and
+/// refusal of `--sizes`, from their shapes alone, before any value is read or buffer
+/// allocated (784,2**26,10: about 1.7 TB, a few hundred bytes on disk).
+#[test]
+fn mlp_weights_too_large_to_evaluate_are_refused_before_allocation() {
+    let path = cases().join("mlp_too_wide.pt");
+    let data = common::repo_data();
+    let args = ["eval", "--model", "mlp", "--weights", common::s(&path), "--data-dir", common::s(&data)];
+    let (ok, stderr, kib) = run_measured(&args);
+    assert!(!ok && stderr.contains("layer sizes 784,67108864,10") && stderr.contains("need about") && stderr.contains("GiB available"), "{stderr}");
+    assert!(kib < 2 << 20, "peaked at {} MiB", kib / 1024);
+}

@@ -68,6 +68,8 @@ Cases made at test time, not committed (tests/pytorch_files.rs runs them):
       module_checkpoint.pt {"model": the whole nn_convnet.NeuralNetwork, "epoch": 3}
       mlp_module_checkpoint.pt {"model": nn_torch's whole nn.Sequential (784,30,10), "epoch": 3},
                            beside mlp_reference.safetensors
+      mlp_too_wide.pt      MLP weights 784,2**26,10 (float64) as stride-0 expansions of one value:
+                           a few hundred bytes on disk, about 1.7 TB to train or evaluate
       meta_param.pt        sd with model.0.weight on the meta device (a shape, no values)
       views.pt             sd with every parameter a view PyTorch reads as the same values:
                            model.0.weight channels_last, model.4.weight a slice (a storage
@@ -268,6 +270,10 @@ def write_cases(out):
     assert views["model.7.weight"].stride() == (1, 100) and views["model.4.weight"].storage_offset() == 3 * 72
     assert views["model.4.weight"].stride() == (72, 1, 24, 8)
     save_file({k: v.contiguous() for k, v in views.items()}, os.path.join(out, "reference_views.safetensors"))
+    wide, f64 = 2**26, torch.float64
+    torch.save({"0.weight": torch.zeros(1, dtype=f64).expand(wide, 784), "0.bias": torch.zeros(1, dtype=f64).expand(wide),
+                "2.weight": torch.zeros(1, dtype=f64).expand(10, wide), "2.bias": torch.zeros(10, dtype=f64)},
+               os.path.join(out, "mlp_too_wide.pt"))
     mlp = seeded_mlp([784, 30, 10], 3)
     save_file({k: v.contiguous() for k, v in mlp.state_dict().items()}, os.path.join(out, "mlp_reference.safetensors"))
     torch.save({"model": mlp, "epoch": 3}, os.path.join(out, "mlp_module_checkpoint.pt"))
