@@ -59,22 +59,50 @@ impl Dict {
     }
 }
 
-/// An entry of the stack: a value or a MARK.
+/// An entry of the stack: a value (with its nesting depth and node count) or a MARK.
 enum Slot {
     Mark,
-    V(Value),
+    V(Value, Size),
 }
+
+/// How deep a value nests, and how many values it holds (itself included), both kept
+/// bounded: a deep nesting would overflow the stack when the tree is dropped, and a memo
+/// entry used many times is copied each time (Python shares it), so a short pickle could
+/// otherwise build a tree of exponential size.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    depth: u32,
+    nodes: u64,
+}
+
+impl Size {
+    fn leaf() -> Size {
+        Size { depth: 1, nodes: 1 }
+    }
+
+    /// `self` with `child` nested inside it.
+    fn holding(self, child: Size) -> Size {
+        Size { depth: self.depth.max(child.depth + 1), nodes: self.nodes.saturating_add(child.nodes) }
+    }
+}
+
+/// The deepest nesting read (a state_dict nests a few levels; a whole module about three per
+/// submodule level).
+const MAX_DEPTH: u32 = 1000;
 
 /// Reads one pickle (up to STOP).
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    Parser { bytes, pos: 0, stack: Vec::new(), memo: HashMap::new() }.run()
+    // Values copied out of the memo, at most: a few times the pickle's own size.
+    let budget = 4_000_000 + 16 * bytes.len() as u64;
+    Parser { bytes, pos: 0, stack: Vec::new(), memo: HashMap::new(), budget }.run()
 }
 
 struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     stack: Vec<Slot>,
-    memo: HashMap<u32, Value>,
+    memo: HashMap<u32, (Value, Size)>,
+    budget: u64,
 }
 
 impl<'a> Parser<'a> {
@@ -116,60 +144,98 @@ impl<'a> Parser<'a> {
         Ok(s)
     }
 
+    /// Pushes a leaf value.
     fn push(&mut self, v: Value) {
-        self.stack.push(Slot::V(v));
+        self.stack.push(Slot::V(v, Size::leaf()));
     }
 
-    fn pop(&mut self) -> Result<Value, String> {
+    /// Pushes a value built from children of size `inner` (their sizes combined).
+    fn push_holding(&mut self, v: Value, inner: Size) -> Result<(), String> {
+        let size = Size::leaf().holding(inner);
+        if size.depth > MAX_DEPTH {
+            return Err(format!("values nest deeper than {MAX_DEPTH} levels (byte {})", self.pos));
+        }
+        self.stack.push(Slot::V(v, size));
+        Ok(())
+    }
+
+    fn pop_sized(&mut self) -> Result<(Value, Size), String> {
         match self.stack.pop() {
-            Some(Slot::V(v)) => Ok(v),
+            Some(Slot::V(v, s)) => Ok((v, s)),
             Some(Slot::Mark) => Err(format!("a MARK where a value was expected (byte {})", self.pos)),
             None => Err(format!("the stack is empty where a value was expected (byte {})", self.pos)),
         }
     }
 
-    fn top(&mut self) -> Result<&mut Value, String> {
+    fn pop(&mut self) -> Result<Value, String> {
+        Ok(self.pop_sized()?.0)
+    }
+
+    /// The top value, and its size grown by `child` (a value about to be put inside it).
+    fn top_holding(&mut self, child: Size) -> Result<&mut Value, String> {
+        let pos = self.pos;
         match self.stack.last_mut() {
-            Some(Slot::V(v)) => Ok(v),
-            _ => Err(format!("no value on the stack at byte {}", self.pos)),
+            Some(Slot::V(v, s)) => {
+                *s = s.holding(child);
+                if s.depth > MAX_DEPTH {
+                    return Err(format!("values nest deeper than {MAX_DEPTH} levels (byte {pos})"));
+                }
+                Ok(v)
+            }
+            _ => Err(format!("no value on the stack at byte {pos}")),
         }
     }
 
-    /// The values above the topmost MARK, which is removed.
-    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
+    /// The values above the topmost MARK, which is removed, and their sizes combined.
+    fn pop_mark(&mut self) -> Result<(Vec<Value>, Size), String> {
         let at = self.stack.iter().rposition(|s| matches!(s, Slot::Mark)).ok_or_else(|| format!("no MARK on the stack (byte {})", self.pos))?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
-        Ok(items.into_iter().map(|s| if let Slot::V(v) = s { v } else { unreachable!("only the topmost MARK is above") }).collect())
+        let mut inner = Size { depth: 0, nodes: 0 };
+        let values = items
+            .into_iter()
+            .map(|s| match s {
+                Slot::V(v, size) => {
+                    inner = inner.holding(size);
+                    v
+                }
+                Slot::Mark => unreachable!("only the topmost MARK is above"),
+            })
+            .collect();
+        Ok((values, Size { depth: inner.depth.saturating_sub(1), nodes: inner.nodes }))
     }
 
     fn memo_put(&mut self, key: u32) -> Result<(), String> {
-        let v = self.top()?.clone();
-        self.memo.insert(key, v);
+        let entry = match self.stack.last() {
+            Some(Slot::V(v, s)) => (v.clone(), *s),
+            _ => return Err(format!("no value on the stack to memoize at byte {}", self.pos)),
+        };
+        self.memo.insert(key, entry);
         Ok(())
     }
 
     fn memo_get(&mut self, key: u32) -> Result<(), String> {
-        let v = self.memo.get(&key).cloned().ok_or_else(|| format!("memo entry {key} is used before it is set"))?;
-        self.push(v);
+        let (v, size) = self.memo.get(&key).cloned().ok_or_else(|| format!("memo entry {key} is used before it is set"))?;
+        self.budget = self.budget.checked_sub(size.nodes).ok_or_else(|| format!("memo entries are reused to build far more values than the pickle's size warrants (byte {})", self.pos))?;
+        self.stack.push(Slot::V(v, size));
         Ok(())
     }
 
-    fn call(&mut self, callee: Value, args: Vec<Value>) -> Result<(), String> {
+    fn call(&mut self, callee: Value, args: Vec<Value>, inner: Size) -> Result<(), String> {
         let Value::Global(callee) = callee else { return Err(format!("a call of something that is no global (byte {})", self.pos)) };
         if callee == "collections.OrderedDict" && args.is_empty() {
             self.push(Value::Dict(Dict::default()));
+            Ok(())
         } else {
-            self.push(Value::Object { callee, args, state: None });
+            self.push_holding(Value::Object { callee, args, state: None }, inner)
         }
-        Ok(())
     }
 
-    fn set_items(&mut self, items: Vec<Value>) -> Result<(), String> {
+    fn set_items(&mut self, items: Vec<Value>, inner: Size) -> Result<(), String> {
         if items.len() % 2 != 0 {
             return Err("SETITEMS with an odd number of values".into());
         }
-        let Value::Dict(d) = self.top()? else { return Err("SETITEM(S) on a value that is not a dictionary".into()) };
+        let Value::Dict(d) = self.top_holding(inner)? else { return Err("SETITEM(S) on a value that is not a dictionary".into()) };
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             d.insert(k, v);
@@ -288,53 +354,46 @@ impl<'a> Parser<'a> {
                     }
                 }
                 b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Tuple(items))
+                    let (items, inner) = self.pop_mark()?;
+                    self.push_holding(Value::Tuple(items), inner)?
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
-                    let mut items = Vec::with_capacity(n);
+                    let (mut items, mut inner) = (Vec::with_capacity(n), Size { depth: 0, nodes: 0 });
                     for _ in 0..n {
-                        items.push(self.pop()?);
+                        let (v, size) = self.pop_sized()?;
+                        items.push(v);
+                        inner = inner.holding(size);
                     }
                     items.reverse();
-                    self.push(Value::Tuple(items))
+                    inner.depth = inner.depth.saturating_sub(1);
+                    self.push_holding(Value::Tuple(items), inner)?
                 }
                 b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items))
+                    let (items, inner) = self.pop_mark()?;
+                    self.push_holding(Value::List(items), inner)?
                 }
                 b'd' => {
-                    let items = self.pop_mark()?;
+                    let (items, inner) = self.pop_mark()?;
                     self.push(Value::Dict(Dict::default()));
-                    self.set_items(items)?
+                    self.set_items(items, inner)?
                 }
                 b'Q' => {
-                    let id = self.pop()?;
-                    self.push(Value::Persistent(Box::new(id)))
+                    let (id, size) = self.pop_sized()?;
+                    self.push_holding(Value::Persistent(Box::new(id)), size)?
                 }
-                b'R' => {
-                    let args = self.pop()?;
+                b'R' | 0x81 | 0x92 => {
+                    if op == 0x92 {
+                        self.pop()?; // NEWOBJ_EX's keyword arguments: not kept
+                    }
+                    let (args, size) = self.pop_sized()?;
                     let callee = self.pop()?;
-                    let Value::Tuple(args) = args else { return Err(format!("REDUCE without an argument tuple (byte {at})")) };
-                    self.call(callee, args)?
-                }
-                0x81 => {
-                    let args = self.pop()?;
-                    let class = self.pop()?;
-                    let Value::Tuple(args) = args else { return Err(format!("NEWOBJ without an argument tuple (byte {at})")) };
-                    self.call(class, args)?
-                }
-                0x92 => {
-                    let _kwargs = self.pop()?;
-                    let args = self.pop()?;
-                    let class = self.pop()?;
-                    let Value::Tuple(args) = args else { return Err(format!("NEWOBJ_EX without an argument tuple (byte {at})")) };
-                    self.call(class, args)?
+                    let Value::Tuple(args) = args else { return Err(format!("a call (REDUCE, NEWOBJ) without an argument tuple (byte {at})")) };
+                    self.call(callee, args, Size { depth: size.depth.saturating_sub(1), nodes: size.nodes })?
                 }
                 b'b' => {
-                    let state = self.pop()?;
-                    match self.top()? {
+                    let (state, size) = self.pop_sized()?;
+                    match self.top_holding(size)? {
                         Value::Object { state: s, .. } => *s = Some(Box::new(state)),
                         // An OrderedDict's own attributes (a state_dict's `_metadata`): not kept.
                         Value::Dict(_) => {}
@@ -342,31 +401,32 @@ impl<'a> Parser<'a> {
                     }
                 }
                 b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.set_items(vec![k, v])?
+                    let (v, vs) = self.pop_sized()?;
+                    let (k, ks) = self.pop_sized()?;
+                    self.set_items(vec![k, v], vs.holding(ks))?
                 }
                 b'u' => {
-                    let items = self.pop_mark()?;
-                    self.set_items(items)?
+                    let (items, inner) = self.pop_mark()?;
+                    self.set_items(items, inner)?
                 }
                 b'a' | b'e' | 0x90 => {
-                    let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
-                    match self.top()? {
+                    let (items, inner) = if op == b'a' {
+                        let (v, size) = self.pop_sized()?;
+                        (vec![v], size)
+                    } else {
+                        self.pop_mark()?
+                    };
+                    match self.top_holding(inner)? {
                         Value::List(l) => l.extend(items),
                         _ => return Err(format!("APPEND(S) on a value that is no list (byte {at})")),
                     }
                 }
                 0x91 => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items))
+                    let (items, inner) = self.pop_mark()?;
+                    self.push_holding(Value::List(items), inner)?
                 }
                 b'0' => {
                     self.pop()?;
-                }
-                b'2' => {
-                    let v = self.top()?.clone();
-                    self.push(v)
                 }
                 other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {at}")),
             }
@@ -384,6 +444,22 @@ mod tests {
         assert!(parse(b"\x80\x02}q\x00(X\xff\xff\xff\xff").is_err());
         assert!(parse(b"\x80\x02h\x05.").is_err());
         assert!(parse(b"\x80\x02u.").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_and_memo_blowups_are_errors() {
+        // 5000 nested 1-tuples: ) then TUPLE1 x 5000.
+        let mut deep = b"\x80\x02)".to_vec();
+        deep.extend(std::iter::repeat(0x85).take(5000));
+        deep.push(b'.');
+        assert!(parse(&deep).unwrap_err().contains("nest deeper"));
+        // A list doubled 60 times through the memo: ]q\0 then (h\0 h\0 l q\0) x 60.
+        let mut bomb = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..60 {
+            bomb.extend(b"0(h\x00h\x00lq\x00");
+        }
+        bomb.push(b'.');
+        assert!(parse(&bomb).unwrap_err().contains("far more values"));
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub struct PtZip {
     pub nested: Option<&'static str>,
     /// Wrapper prefixes removed from every key (`module.`, `_orig_mod.`), outermost first.
     pub prefix: String,
+    file_len: u64,
 }
 
 /// Why a file could not be opened as a `torch.save` zip: its directory is unreadable (a
@@ -134,6 +135,7 @@ impl PtZip {
     /// Reads the directory and the pickle; no tensor data.
     pub fn open(path: &Path) -> Result<PtZip, OpenError> {
         let file = File::open(path).map_err(|e| OpenError::Damaged(e.to_string()))?;
+        let file_len = file.metadata().map_err(|e| OpenError::Damaged(e.to_string()))?.len();
         let config = Config { archive_offset: ArchiveOffset::Known(0) };
         let mut archive = ZipArchive::with_config(config, BufReader::new(file)).map_err(|e| OpenError::Damaged(format!("{e}")))?;
         if archive.has_duplicate_names() {
@@ -162,7 +164,7 @@ impl PtZip {
                 return Err(OpenError::Refused(format!("a PyTorch file saved on a {order}-endian machine (its byteorder entry says so): nnmnist reads little-endian files only")));
             }
         }
-        let pkl = read_small(&mut archive, &format!("{root}data.pkl"), MAX_PICKLE)?.expect("data.pkl was listed");
+        let pkl = read_small(&mut archive, &format!("{root}data.pkl"), MAX_PICKLE)?.ok_or_else(|| OpenError::Damaged(format!("{root}data.pkl is listed but cannot be opened")))?;
         let top = pickle::parse(&pkl).map_err(|e| OpenError::NotStateDict(format!("data.pkl: {e}")))?;
         let (found, nested) = state_dict(&top).ok_or_else(|| OpenError::NotStateDict("its pickle holds no dictionary of tensors or module".into()))?;
         let mut tensors = Vec::new();
@@ -170,7 +172,7 @@ impl PtZip {
             tensors.push(describe(name, v));
         }
         let prefix = strip_wrappers(&mut tensors);
-        Ok(PtZip { archive: Mutex::new(archive), root, tensors, nested, prefix })
+        Ok(PtZip { archive: Mutex::new(archive), root, tensors, nested, prefix, file_len })
     }
 
     /// The values of `t` as little-endian bytes in row-major order (`numel * dtype size`).
@@ -188,10 +190,17 @@ impl PtZip {
         let name = format!("{}data/{}", self.root, s.key);
         let mut archive = self.archive.lock().unwrap_or_else(|p| p.into_inner());
         let idx = archive.index_for_name(&name).ok_or_else(|| format!("its storage {name} is missing from the zip"))?;
-        let (size, method) = {
+        let (size, compressed, method) = {
             let f = archive.by_index_raw(idx).map_err(|e| format!("{name}: {e}"))?;
-            (f.size(), f.compression())
+            (f.size(), f.compressed_size(), f.compression())
         };
+        // What the entry claims is checked against the bytes it has before anything is
+        // allocated: a stored entry holds its bytes in the file, and deflate expands at most
+        // 1032 times.
+        let ratio = if method == CompressionMethod::Stored { 1 } else { 1032 };
+        if compressed > self.file_len || size > compressed.saturating_mul(ratio) {
+            return Err(format!("its storage {name} claims {size} bytes from {compressed} in a file of {}", self.file_len));
+        }
         let stored = size / esize as u64;
         if numel > 0 && last as u64 >= stored {
             return Err(format!("its view reaches element {last} of storage {name}, which holds {stored}"));
@@ -252,9 +261,12 @@ fn contiguous(shape: &[usize], strides: &[usize]) -> bool {
 /// The name in a zip's central directory that occurs twice, read from the raw directory
 /// (the `zip` crate says that there is one, not which).
 fn duplicate_name(path: &Path, start: u64) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
     let mut seen = std::collections::HashSet::new();
-    let mut at = usize::try_from(start).ok()?;
+    let mut at = 0;
     while bytes.get(at..at + 4)? == b"PK\x01\x02" {
         let h = bytes.get(at..at + 46)?;
         let u16at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]) as usize;
