@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 // Reading version.py and finding the CUDA runtime: in tests/ so that cargo test runs its unit tests.
-#[path = "tests/torch_layout.rs"]
+#[path = "tests/it/torch_layout.rs"]
 mod torch_layout;
 
 fn main() {

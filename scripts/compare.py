@@ -14,15 +14,16 @@ Run it through scripts/compare (which uses .venv/bin/python). Modes:
                 them) and one batch (training images [--batch-start, +--batch-size) in file
                 order), each side runs forward, loss, backward and one SGD step and writes every
                 intermediate tensor (`nnmnist trace`, nn_convnet.py / nn_torch.py --trace).
-                One row per tensor: max absolute and relative difference and the number of
-                elements outside torch.testing.assert_close's default tolerance
-                (|rust - pytorch| > atol + rtol*|pytorch|; float32 rtol 1.3e-6 atol 1e-5,
-                float64 rtol 1e-7 atol 1e-7; a NaN is outside, as with assert_close's
-                equal_nan=False; a tensor only one side wrote, or of another shape, is wholly
-                outside). Rows in causal order: layer outputs, loss, gradients from the last
-                layer back, parameters after the step; the last line is `first divergence:
-                none` or `first divergence: <first row with an element outside>`. Exit 0 when
-                every row is within tolerance, else 1. Defaults: --model convnet, --device cpu,
+                The table is `nnmnist diff RUST_TRACE PYTORCH_TRACE` (docs/diff.md): one row
+                per tensor, max absolute and relative difference, mean and median absolute
+                difference, and the number of elements outside torch.testing.assert_close's
+                default tolerance (|rust - pytorch| > atol + rtol*|pytorch|; float32 rtol
+                1.3e-6 atol 1e-5, float64 rtol 1e-7 atol 1e-7; NaN equals NaN only at the same
+                place; a tensor only one side wrote, or of another shape, is a difference).
+                Rows in causal order: layer outputs, loss, gradients from the last layer back,
+                parameters after the step; the last line is `first divergence: none` or
+                `first divergence: <first row that differs>`. Exit 0 when every row is within
+                tolerance, else 1. Defaults: --model convnet, --device cpu,
                 --threads 1 on both sides (libtorch's reductions depend on the thread count).
                 --rust-weights F2 gives the Rust side other weights than the PyTorch side, to
                 see the report catch a difference (a perturbed model.7.weight: model.7).
@@ -42,7 +43,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -546,11 +546,10 @@ def plot(runs, models, path, title):
 #          clipped sigmoid, ...); loss (1) the mean cost over the batch; grad.<key> the summed
 #          cost's gradient / m; after.<key> after nn.py's step w <- (1 - eta*(lambda/n)) w -
 #          (eta/m) nabla_w, b <- b - (eta/m) nabla_b, n = --train-size-n
-# Table order (table_key): outputs by layer, loss, gradients last layer first, after.* in
-# state_dict order; so the first row outside tolerance is where the two sides part.
-
-# torch.testing.assert_close's default (rtol, atol) per dtype; other dtypes must be equal
-TOLERANCE = {"float32": (1.3e-6, 1e-5), "float64": (1e-7, 1e-7)}
+# Both sides write their tensors in causal order and record it in the header ("order"):
+# outputs by layer, loss, gradients last layer first (bias before weight), after.* in
+# state_dict order. `nnmnist diff` keeps that order, so its first row outside tolerance is
+# where the two sides part.
 
 
 def mlp_sizes(path):
@@ -585,69 +584,19 @@ def trace_cmd(a, impl, weights, out):
             + (["--sizes", sizes] if sizes else []))
 
 
-def table_key(name):
-    """The row order: layer outputs by layer, loss, gradients last layer first (bias before weight,
-    the order backward computes them), parameters after the step in state_dict order, then any
-    other name."""
-    def param(key):  # "model.7.weight" / "2.bias" -> (layer, rank in the layer)
-        m = re.fullmatch(r"(?:.*\.)?(\d+)\.(\w+)", key)
-        return (int(m.group(1)), {"weight": 0, "bias": 1}.get(m.group(2), 2)) if m else (-1, 2)
-    if re.fullmatch(r"(?:model\.)?\d+", name):
-        return (0, int(name.rsplit(".", 1)[-1]), 0, name)
-    if name == "loss":
-        return (1, 0, 0, name)
-    if name.startswith("grad."):
-        layer, rank = param(name[5:])
-        return (2, -layer, -rank, name)
-    if name.startswith("after."):
-        return (3, *param(name[6:]), name)
-    return (4, 0, 0, name)
-
-
-def tensor_diff(e, a):
-    """(max |a - e|, max |a - e|/|e|, elements outside tolerance), e expected (PyTorch), a actual (Rust)."""
-    import torch
-    if e.numel() == 0:
-        return 0.0, 0.0, 0
-    rtol, atol = TOLERANCE.get(str(e.dtype).replace("torch.", ""), (0.0, 0.0))
-    outside = int((~torch.isclose(a, e, rtol=rtol, atol=atol)).sum())
-    if not (e.is_floating_point() and a.is_floating_point()):
-        e, a = e.double(), a.double()
-    d = torch.where(a == e, torch.zeros_like(e), (a - e).abs())  # equal infinities differ by 0
-    r = torch.where(d == 0, torch.zeros_like(d), d / e.abs())
-    return d.max().item(), r.max().item(), outside
-
-
-def trace_table(expected_path, actual_path, names=("PyTorch", "Rust")):
-    """The --layers table comparing two trace files, one row per tensor either holds, in
-    table_key order: (lines, the first row's name with an element outside tolerance or None).
-    A file that cannot be read raises ValueError naming it."""
-    from safetensors.torch import load_file
-    files = []
-    for path in (expected_path, actual_path):
-        try:
-            files.append(load_file(path))
-        except Exception as e:  # noqa: BLE001 - any unreadable file is one message
-            raise ValueError(f"{rel(path)}: cannot read as safetensors ({e})") from None
-    exp, act = files
-    head = f"{'tensor':<22} {'shape':<14} {'dtype':<8} {'max abs diff':>13} {'max rel diff':>13} {'outside':>18}"
-    lines, first = [head, "-" * len(head)], None
-    for name in sorted(set(exp) | set(act), key=table_key):
-        e, a = exp.get(name), act.get(name)
-        t = e if e is not None else a
-        shape = "x".join(map(str, t.shape)) or "scalar"
-        if e is None or a is None:
-            cells, bad = f"only in {names[0] if a is None else names[1]}'s file", True
-        elif e.shape != a.shape or e.dtype != a.dtype:
-            cells, bad = (f"{names[1]}: {'x'.join(map(str, a.shape)) or 'scalar'} "
-                          f"{str(a.dtype).replace('torch.', '')}"), True
-        else:
-            dmax, rmax, outside = tensor_diff(e, a)
-            cells, bad = f"{dmax:>13.3e} {rmax:>13.3e} {f'{outside} of {e.numel()}':>18}", outside > 0
-        lines.append(f"{name:<22} {shape:<14} {str(t.dtype).replace('torch.', ''):<8} {cells}")
-        if bad and first is None:
-            first = name
-    return lines, first
+def diff_table(a, actual, expected):
+    """The --layers table: `nnmnist diff ACTUAL EXPECTED` (the one implementation of the
+    comparison): (its stdout lines, the first divergence or None). Its trouble (exit status 2,
+    an unreadable trace) raises ValueError with its message."""
+    r = subprocess.run([a.bin, "diff", actual, expected], capture_output=True, text=True, cwd=ROOT)
+    if r.returncode not in (0, 1):
+        raise ValueError(f"nnmnist diff: exit status {r.returncode}: {r.stderr.strip()}")
+    lines = r.stdout.rstrip("\n").splitlines()
+    last = lines[-1] if lines else ""
+    if not last.startswith("first divergence: "):
+        raise ValueError(f"nnmnist diff: unexpected output (its last line: {last!r})")
+    first = last[len("first divergence: "):]
+    return lines, (None if first == "none" else first)
 
 
 def layers_main(a):
@@ -664,6 +613,9 @@ def layers_main(a):
                             "run cargo build --release on a version that has it")
         elif missing:
             problems.append(f"`{rel(a.bin)} trace` has no {', '.join(missing)} option in this build: "
+                            "run cargo build --release")
+        if not supported_flags([a.bin, "diff"]):
+            problems.append(f"{rel(a.bin)} has no `diff` command in this build (it makes the --layers table): "
                             "run cargo build --release")
     if not setup_ok(problems, warnings):
         return 2
@@ -694,9 +646,7 @@ def layers_main(a):
            f"[{a.batch_start}, {a.batch_start + a.batch_size}), {settings}",
            f"weights: {rel(weights)} ({origin})"
            + (f"; the Rust side: {rel(a.rust_weights)} (--rust-weights)" if a.rust_weights else ""),
-           f"expected: PyTorch {rel(runs['pytorch'].weights)}; actual: Rust {rel(runs['nnmnist'].weights)}",
-           "outside = elements with |Rust - PyTorch| > atol + rtol*|PyTorch| (torch.testing.assert_close's "
-           "defaults: " + ", ".join(f"{k} rtol {r:g} atol {t:g}" for k, (r, t) in TOLERANCE.items()) + "; NaN is outside)",
+           "the table: nnmnist diff A B, A the Rust trace (actual), B the PyTorch trace (expected)",
            ""]
     failed = [r for r in runs.values() if not r.ok]
     first = None
@@ -704,12 +654,12 @@ def layers_main(a):
         out += [f"FAILED: {r.label()}: {r.error} (stderr: {rel(r.stderr)})" for r in failed]
     else:
         try:
-            lines, first = trace_table(runs["pytorch"].weights, runs["nnmnist"].weights)
+            lines, first = diff_table(a, runs["nnmnist"].weights, runs["pytorch"].weights)
         except ValueError as e:
             out.append(f"FAILED: {e}")
             failed = [e]
         else:
-            out += lines + ["", f"first divergence: {first or 'none'}"]
+            out += lines
     text = "\n".join(out)
     print(text)
     with open(os.path.join(a.out, "report_layers.txt"), "w") as f:

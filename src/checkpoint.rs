@@ -12,6 +12,23 @@ use std::path::Path;
 
 /// The bytes of a safetensors file holding `entries` (F32 or F64) and `state`, if any.
 pub fn serialize(entries: &[Entry], state: Option<&RunState>) -> Result<Vec<u8>> {
+    let meta = match state {
+        Some(s) => Some(HashMap::from([(META_KEY.to_string(), serde_json::to_string(s)?)])),
+        None => None,
+    };
+    serialize_with(entries, &meta)
+}
+
+/// Writes `entries` to `target` with their order recorded in the header (the metadata key
+/// [`crate::cmd::diff::ORDER_KEY`]), which the data's order (by dtype, then name) loses: a
+/// trace's causal order, for `nnmnist diff`.
+pub fn save_in_order(target: &SaveTarget, entries: &[Entry]) -> Result<()> {
+    let order: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let meta = Some(HashMap::from([(crate::cmd::diff::ORDER_KEY.to_string(), serde_json::to_string(&order)?)]));
+    target.write(&serialize_with(entries, &meta)?)
+}
+
+fn serialize_with(entries: &[Entry], meta: &Option<HashMap<String, String>>) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = entries
         .iter()
         .map(|e| match &e.data {
@@ -30,11 +47,7 @@ pub fn serialize(entries: &[Entry], state: Option<&RunState>) -> Result<Vec<u8>>
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| anyhow!("cannot serialise tensors ({e:?})"))?;
-    let meta = match state {
-        Some(s) => Some(HashMap::from([(META_KEY.to_string(), serde_json::to_string(s)?)])),
-        None => None,
-    };
-    safetensors::tensor::serialize(views, &meta).map_err(|e| anyhow!("cannot serialise tensors ({e:?})"))
+    safetensors::tensor::serialize(views, meta).map_err(|e| anyhow!("cannot serialise tensors ({e:?})"))
 }
 
 /// Writes `entries` (and `state`, if any) to `target`.

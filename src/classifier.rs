@@ -79,7 +79,7 @@ impl Classifier {
         let probs = match self {
             Classifier::Convnet(net) => {
                 let x = images_tensor(pixels, net.device());
-                let p = tch::no_grad(|| net.forward_t(&x, false).softmax(-1, tch::Kind::Double).view([-1]).to_device(Device::Cpu));
+                let p = tch::no_grad(|| net.forward(&x).softmax(-1, tch::Kind::Double).view([-1]).to_device(Device::Cpu));
                 Vec::<f64>::try_from(p).context("reading the convnet's output")?
             }
             Classifier::Mlp(net, _) => {

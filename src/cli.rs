@@ -40,7 +40,24 @@ pub enum Command {
     /// One training step on one batch, writing every layer's output, the loss, each
     /// gradient and the weights after the step to a safetensors file (for scripts/compare --layers)
     Trace(TraceArgs),
+    /// Compare two files of named tensors (safetensors, torch.save's .pt/.pth) tensor by
+    /// tensor, in the files' order, and name the first that differs. Exit status 0: all
+    /// within tolerance; 1: a difference; 2: trouble (an unreadable file, a bad flag)
+    #[command(after_help = DIFF_HELP)]
+    Diff(DiffArgs),
 }
+
+const DIFF_HELP: &str = "\
+An element is within tolerance when |a - b| <= atol + rtol*|b| (B is the expected side),
+with torch.testing.assert_close's defaults per dtype: float32 rtol 1.3e-6 atol 1e-5, float64
+rtol 1e-7 atol 1e-7, float16 rtol 1e-3 atol 1e-5, bfloat16 rtol 1.6e-2 atol 1e-5, integers
+and bool exact. NaN equals NaN only at the same place. A name only in one file, a shape or a
+dtype that differs, counts as a difference. See docs/diff.md.
+
+Examples:
+  nnmnist diff port.safetensors reference.pth
+  nnmnist diff rust_trace.safetensors torch_trace.safetensors --only 'grad.*'
+  nnmnist diff a.safetensors b.safetensors --exact --sort name";
 
 /// Options every training command shares.
 #[derive(Args, Debug, Clone)]
@@ -168,7 +185,7 @@ pub struct EvalArgs {
 pub struct ShowArgs {
     /// Index of the test image (0-9999)
     pub index: usize,
-    /// Weights to classify it with (convnet or MLP, told apart by their keys)
+    /// Weights to classify it with (convnet or MLP, recognised by their keys)
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     #[arg(long, default_value = "data")]
@@ -219,18 +236,36 @@ pub struct TraceArgs {
     pub train_size_n: Option<usize>,
 }
 
-impl DeviceArgs {
-    /// `--device` and `--threads` resolved (see [`crate::device::device_and_threads`]).
-    pub fn resolve(&self) -> anyhow::Result<(tch::Device, Option<usize>)> {
-        crate::device::device_and_threads(self.device.as_deref().unwrap_or("auto"), self.threads)
-    }
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    /// The file checked (safetensors, or torch.save's .pt/.pth)
+    pub a: PathBuf,
+    /// The reference, the expected values (the tolerance scales with them)
+    pub b: PathBuf,
+    /// Relative tolerance for every dtype [default: torch.testing's for the dtype]
+    #[arg(long, allow_negative_numbers = true)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance for every dtype [default: torch.testing's for the dtype]
+    #[arg(long, allow_negative_numbers = true)]
+    pub atol: Option<f64>,
+    /// Bit for bit: every element's bytes equal
+    #[arg(long)]
+    pub exact: bool,
+    /// Row order: file (the order a file records, e.g. a trace's causal order, else A's)
+    /// or name
+    #[arg(long, value_enum, default_value = "file")]
+    pub sort: crate::cmd::diff::SortOrder,
+    /// Compare only the tensors whose name matches PATTERN (`*`, `?`, `[...]`; repeatable)
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+}
 
-    /// Fails when either flag was given to a command that runs the MLP (always on the CPU,
-    /// on one thread): a flag that would be ignored is an error, not a silence.
-    pub fn refuse_for_mlp(&self) -> anyhow::Result<()> {
-        if self.device.is_some() || self.threads.is_some() {
-            anyhow::bail!("--device and --threads apply to the convnet; the MLP runs on the CPU, on one thread");
+impl Command {
+    /// The exit status of an error: 2 for `diff` (as diff(1): 1 means "different"), else 1.
+    pub fn error_status(&self) -> u8 {
+        match self {
+            Command::Diff(_) => 2,
+            _ => 1,
         }
-        Ok(())
     }
 }

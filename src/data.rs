@@ -3,7 +3,7 @@
 //! IDX: a big-endian u32 magic (0x00000803 for images, 0x00000801 for labels), one big-endian
 //! u32 per dimension (images: count, rows, cols; labels: count), then the raw u8 values.
 //! Every error names the file and what is wrong with it; the parser never panics, whatever
-//! the bytes (see the property test in tests/data.rs). Work is bounded by what the header
+//! the bytes (see the property test in tests/it/data.rs). Work is bounded by what the header
 //! promises: a raw file whose size disagrees with its header is refused before its body is
 //! read, and a gzipped one is inflated as a stream that stops at the promised size (one
 //! extra byte is looked for, and at most 64 MiB more counted), never inflated whole first.

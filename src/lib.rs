@@ -8,18 +8,21 @@
 //! The path of a training run: [`cli`] (raw flags) -> [`config`] (typed configuration,
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
-//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts; PyTorch's own zips through [`pytorch`] and [`pickle`]),
-//! [`checkpoint`] and [`files`] (writing), [`metrics`]. Only `main` touches process-wide
-//! signal state ([`signal`]).
+//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts; PyTorch's own zips
+//! through [`pytorch`] and [`pickle`]),
+//! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`cmd::diff`] compares any two
+//! files of named tensors. Only `main` touches process-wide
+//! signal state ([`signal`]); libtorch's process-wide settings (CPU threads, deterministic
+//! kernels) are applied once, where a command starts ([`config::Job::run`]).
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod convnet;
 pub mod data;
 pub mod device;
 pub mod driver;
-pub mod eval;
 pub mod evaluation;
 pub mod files;
 pub mod metrics;
@@ -28,7 +31,5 @@ pub mod nvidia;
 pub mod pickle;
 pub mod pytorch;
 pub mod report;
-pub mod show;
 pub mod signal;
-pub mod trace;
 pub mod weights;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
+    let error_status = cli.command.error_status();
     let stop = Stop::install();
     let result = Job::from_cli(cli).and_then(|job| job.run(&stop));
     let code = |sig: Option<i32>| ExitCode::from(signal::exit_code(sig.unwrap_or(signal::SIGINT)) as u8);
@@ -30,8 +31,11 @@ fn main() -> ExitCode {
                 nnmnist::report::note(i);
                 return code(stop.signal());
             }
+            if e.downcast_ref::<nnmnist::cmd::diff::Differ>().is_some() {
+                return ExitCode::from(1); // `diff`: the table said where
+            }
             nnmnist::report::error(format_args!("{e:#}"));
-            ExitCode::FAILURE
+            ExitCode::from(error_status)
         }
     }
 }

@@ -407,7 +407,7 @@ enum Source<'a> {
 /// A state_dict itself (keys such as `model.0.weight`) nests nothing; nor does a whole
 /// pickled module (`torch.save(model)`: its attribute `model` holds submodules, not tensors),
 /// whose parameters read under their state_dict names.
-fn nested_key(path: &Path) -> Option<&'static str> {
+pub(crate) fn nested_key(path: &Path) -> Option<&'static str> {
     use pytorch_reader::{PickleValue, PytorchReader};
     let PickleValue::Dict(top) = PytorchReader::read_pickle_data(path, None).ok()? else { return None };
     NESTED_KEYS.into_iter().find(|k| match top.get(*k) {

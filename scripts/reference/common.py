@@ -139,9 +139,12 @@ def check_writable(path, what):
 def write_trace(arrays, path, start, size, **settings):
     """The --trace file of the reference scripts (the tensor-file contract of scripts/compare
     --layers): `arrays` (name -> numpy array) as safetensors at `path`, the batch and `settings`
-    in its metadata; then one line on stdout saying so."""
+    in its metadata, with the arrays' order (the dict's, their causal order) under "order" as a
+    JSON list (the data's order in the file is by dtype, then name; `nnmnist diff` reads it);
+    then one line on stdout saying so."""
     from safetensors.numpy import save_file
-    meta = {"batch_start": str(start), "batch_size": str(size), **{k: str(v) for k, v in settings.items()}}
+    meta = {"batch_start": str(start), "batch_size": str(size), **{k: str(v) for k, v in settings.items()},
+            "order": json.dumps(list(arrays))}
     tmp = path + ".tmp"
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata=meta)
     os.replace(tmp, path)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/convnet/parity.safetensors, the PyTorch side of tests/convnet_parity.rs.
+"""Writes tests/fixtures/convnet/parity.safetensors, the PyTorch side of tests/it/convnet_parity.rs.
 
 Rebuild (from the repository root):  .venv/bin/python scripts/reference/make_convnet_fixtures.py
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/mlp/*.safetensors, the references tests/mlp_parity.rs checks nnmnist's MLP against.
+"""Writes tests/fixtures/mlp/*.safetensors, the references tests/it/mlp_parity.rs checks nnmnist's MLP against.
 
     .venv/bin/python scripts/reference/make_mlp_fixtures.py
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `nnmnist convnet`: nn_convnet.py (REFERENCE.md section 2), run by us.
+"""PyTorch reference for `nnmnist convnet`: nn_convnet.py (docs/reference.md section 2), run by us.
 
 Its stdout is line for line the format of `nnmnist convnet`, so the two can be diffed.
 
@@ -18,7 +18,7 @@ Two ways to feed the data (--loader):
               ToTensor-equivalent transform (uint8 HxW -> PIL image -> float /255, 1xHxW), and
               DataLoader(batch_size, shuffle=True, drop_last=True). Same model, loss and
               optimizer, but its batch order comes from DataLoader's sampler, not the contract.
-              This is the speed anchor "nn_convnet.py as written" of REFERENCE.md section 3.
+              This is the speed anchor "nn_convnet.py as written" of docs/reference.md section 3.
 
 --cuda-graph (CUDA only, tensors loader): the whole training step (forward, backward, SGD step)
 captured as one CUDA graph, as PyTorch's CUDA-graphs documentation shows ("whole network
@@ -206,8 +206,10 @@ def trace(a, dev, tr_img, tr_lab):
     out["loss"] = train_step(model, nn.CrossEntropyLoss(), make_optimizer(model, a), X, y).reshape(1)
     for h in hooks:
         h.remove()
-    for k, p in model.named_parameters():
+    params = list(model.named_parameters())
+    for k, p in reversed(params):  # the order backward computes them: last layer first, bias before weight
         out["grad." + k] = p.grad
+    for k, p in params:
         out["after." + k] = p.detach()
     common.write_trace({k: v.cpu().numpy() for k, v in out.items()}, a.trace, a.batch_start, a.batch_size,
                        model="convnet", lr=a.lr, weight_decay=a.weight_decay, device=device_label(dev),
@@ -239,12 +241,15 @@ class GraphedStep:
             self.static_loss = loss_fn(model(self.static_x), self.static_y)
             self.static_loss.backward()
             optimizer.step()
+        # The loss the caller sums and prints, without autograd history: summing the static
+        # loss itself would chain one autograd node per batch through the whole epoch.
+        self.loss_out = self.static_loss.detach()
 
     def __call__(self, X, y):
         self.static_x.copy_(X)
         self.static_y.copy_(y)
         self.graph.replay()
-        return self.static_loss
+        return self.loss_out
 
 
 def train_epoch_with(step, train_x, train_y, bs, seed, epoch, shuffle, dev):

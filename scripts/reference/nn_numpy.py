@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """nn.py in numpy: Michael Nielsen's network.py with the whole mini-batch as one matrix.
 
-The reference implementation of nn.py (REFERENCE.md section 1) for nnmnist's MLP: float64,
+The reference implementation of nn.py (docs/reference.md section 1) for nnmnist's MLP: float64,
 sizes 784,30,10, N(0,1) init, sigmoid with z clipped to [-100, 100], quadratic cost,
 mini-batches of 10 as one (784, 10) matrix, w -= (eta/m) nabla_w, b -= (eta/m) nabla_b,
 eta 3.0, 30 epochs, the first 50,000 training images, all 10,000 test images every epoch.

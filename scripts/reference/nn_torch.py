@@ -124,8 +124,10 @@ def trace(model, args, images, labels, device):
     for h in hooks:
         h.remove()
     out["loss"] = (c / m).reshape(1)
-    for k, prm in model.named_parameters():
+    params = list(model.named_parameters())
+    for k, prm in reversed(params):  # the order backward computes them: last layer first, bias before weight
         out["grad." + k] = prm.grad / m
+    for k, prm in params:
         out["after." + k] = prm.detach()
     common.write_trace({k: v.cpu().numpy() for k, v in out.items()}, args.trace, start, m,
                        model="mlp", cost=args.cost, eta=args.eta, n=args.train_size_n, **{"lambda": args.lmbda},

@@ -1,4 +1,4 @@
-// C ABI around at::cuda::CUDAGraph and a side-stream guard, for src/cuda_graph.rs.
+// C ABI around at::cuda::CUDAGraph and a side-stream guard, for src/convnet/cuda_graph.rs.
 // Compiled by build.rs only when libtorch carries CUDA. No C++ exception crosses the
 // boundary: each call returns 0 on success, else -1 with the message in nnm_last_error().
 #include <ATen/Context.h>
@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <exception>
+#include <stdexcept>
 #include <optional>
 #include <string>
 
@@ -46,8 +47,12 @@ void* nnm_graph_new() {
   return g;
 }
 
-void nnm_graph_free(void* g) { delete static_cast<at::cuda::CUDAGraph*>(g); }
+int nnm_graph_free(void* g) {
+  return guarded([&] { delete static_cast<at::cuda::CUDAGraph*>(g); });
+}
 
+// Global capture mode (PyTorch's default): during capture, no thread of the process may
+// synchronise with the device or allocate CUDA memory (see cuda_graph.rs).
 int nnm_graph_capture_begin(void* g) {
   return guarded([&] { static_cast<at::cuda::CUDAGraph*>(g)->capture_begin(); });
 }
@@ -86,21 +91,24 @@ int nnm_side_stream_exit(void* p) {
   return rc;
 }
 
-// --deterministic: cuDNN benchmark off, cuDNN deterministic algorithms, and ATen's
-// deterministic algorithms (an error, not a warning, for an op that has none). Writes the
-// three settings as they are afterwards into `state` (benchmark, cudnn, algorithms).
-int nnm_set_deterministic(int on, int* state) {
+// --deterministic's three settings of at::globalContext(), in `values`: cuDNN benchmark,
+// cuDNN deterministic, ATen deterministic algorithms (an error, not a warning, for an op that
+// has none). With set != 0 applies `values` first; then writes the settings as they are.
+int nnm_determinism(int set, int* values) {
   return guarded([&] {
     auto& ctx = at::globalContext();
-    ctx.setBenchmarkCuDNN(!on);
-    ctx.setDeterministicCuDNN(on != 0);
-    ctx.setDeterministicAlgorithms(on != 0, false);
-    state[0] = ctx.benchmarkCuDNN();
-    state[1] = ctx.deterministicCuDNN();
-    state[2] = ctx.deterministicAlgorithms();
+    if (set) {
+      ctx.setBenchmarkCuDNN(values[0] != 0);
+      ctx.setDeterministicCuDNN(values[1] != 0);
+      ctx.setDeterministicAlgorithms(values[2] != 0, false);
+    }
+    values[0] = ctx.benchmarkCuDNN();
+    values[1] = ctx.deterministicCuDNN();
+    values[2] = ctx.deterministicAlgorithms();
   });
 }
 
+// Waits for all work on the device (between warm-up and capture, as torch.cuda.graph does).
 int nnm_device_synchronize() {
   return guarded([&] {
     cudaError_t err = cudaDeviceSynchronize();

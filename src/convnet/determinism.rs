@@ -18,6 +18,17 @@ use tch::Device;
 /// The value of `CUBLAS_WORKSPACE_CONFIG` that makes cuBLAS deterministic.
 pub const CUBLAS_WORKSPACE: &str = ":4096:8";
 
+/// libtorch's three switches for deterministic kernels (process-wide).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub cudnn_benchmark: bool,
+    pub cudnn_deterministic: bool,
+    pub deterministic_algorithms: bool,
+}
+
+/// What `--deterministic` sets.
+pub const DETERMINISTIC: Settings = Settings { cudnn_benchmark: false, cudnn_deterministic: true, deterministic_algorithms: true };
+
 /// Turns deterministic kernels on for `device` (a no-op on the CPU).
 pub fn enable(device: Device) -> Result<()> {
     if !device.is_cuda() {
@@ -26,31 +37,41 @@ pub fn enable(device: Device) -> Result<()> {
     if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
         std::env::set_var("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE);
     }
-    set(true)
-}
-
-#[cfg(nnmnist_cuda_graph)]
-fn set(on: bool) -> Result<()> {
-    use std::ffi::{c_char, c_int, CStr};
-    extern "C" {
-        fn nnm_last_error() -> *const c_char;
-        fn nnm_set_deterministic(on: c_int, state: *mut c_int) -> c_int;
-    }
-    let mut state = [0 as c_int; 3];
-    // SAFETY: `state` has room for the three values the shim writes.
-    if unsafe { nnm_set_deterministic(on as c_int, state.as_mut_ptr()) } != 0 {
-        // SAFETY: a NUL-terminated thread-local string, valid until the next shim call.
-        let msg = unsafe { CStr::from_ptr(nnm_last_error()) }.to_string_lossy().into_owned();
-        anyhow::bail!("--deterministic: libtorch refused the settings: {msg}");
-    }
-    let want = [!on as c_int, on as c_int, on as c_int];
-    anyhow::ensure!(state == want, "--deterministic: libtorch reports benchmark/cudnn-deterministic/algorithms = {state:?}, expected {want:?}");
+    let now = apply(DETERMINISTIC).map_err(|e| e.context("--deterministic: libtorch refused the settings"))?;
+    anyhow::ensure!(now == DETERMINISTIC, "--deterministic: libtorch reports {now:?}, expected {DETERMINISTIC:?}");
     tracing::info!("deterministic kernels: cudnn benchmark off, cudnn deterministic on, deterministic algorithms on");
     Ok(())
 }
 
+/// The settings as they are now.
+pub fn current() -> Result<Settings> {
+    shim(None)
+}
+
+/// Sets `want`; returns the settings as libtorch reports them afterwards.
+pub fn apply(want: Settings) -> Result<Settings> {
+    shim(Some(want))
+}
+
+#[cfg(nnmnist_cuda_graph)]
+fn shim(want: Option<Settings>) -> Result<Settings> {
+    use std::ffi::{c_char, c_int, CStr};
+    extern "C" {
+        fn nnm_last_error() -> *const c_char;
+        fn nnm_determinism(set: c_int, values: *mut c_int) -> c_int;
+    }
+    let mut v = want.map_or([0; 3], |w| [w.cudnn_benchmark as c_int, w.cudnn_deterministic as c_int, w.deterministic_algorithms as c_int]);
+    // SAFETY: `v` has room for the three values the shim reads and writes.
+    if unsafe { nnm_determinism(want.is_some() as c_int, v.as_mut_ptr()) } != 0 {
+        // SAFETY: a NUL-terminated thread-local string, valid until the next shim call.
+        let msg = unsafe { CStr::from_ptr(nnm_last_error()) }.to_string_lossy().into_owned();
+        anyhow::bail!("{msg}");
+    }
+    Ok(Settings { cudnn_benchmark: v[0] != 0, cudnn_deterministic: v[1] != 0, deterministic_algorithms: v[2] != 0 })
+}
+
 #[cfg(not(nnmnist_cuda_graph))]
-fn set(_on: bool) -> Result<()> {
+fn shim(_want: Option<Settings>) -> Result<Settings> {
     anyhow::bail!(
         "--deterministic on CUDA needs the C++ shim, which this build lacks (libtorch's CUDA headers were missing at build time: run scripts/setup, then rebuild)"
     )

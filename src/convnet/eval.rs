@@ -23,7 +23,7 @@ pub fn evaluate(net: &Net, x: &Tensor, y: &Tensor) -> Result<Evaluation> {
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let logits = net.forward_t(&x.narrow(0, start, len), false);
+            let logits = net.forward(&x.narrow(0, start, len));
             let labels = y.narrow(0, start, len);
             // argmax of the logits, as nn_convnet.py counts correct images (a softmax could
             // round two close logits to a tie).

@@ -31,9 +31,15 @@ pub struct Convnet {
     test_y: Tensor,
     /// This epoch's order of the training images, on the device.
     order: Tensor,
-    /// The sum of this epoch's batch losses, on the device (read once per epoch).
+    /// The sum of this epoch's batch losses, on the device (read once per epoch). The step
+    /// adds into it (on CUDA inside the captured graph); it is zeroed in place.
     loss_sum: Tensor,
     trained: usize,
+    /// On CUDA, every 20th batch loss of this epoch, copied on the device (slot k: the k-th
+    /// printed batch) and read after the epoch, so that nothing waits for the GPU mid-epoch.
+    printed: Tensor,
+    /// The batches whose loss `printed` holds, in order.
+    printed_batches: Vec<usize>,
 }
 
 impl Model for Convnet {
@@ -58,23 +64,19 @@ impl Model for Convnet {
 
     fn build(spec: &RunSpec<Hyper, Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Convnet> {
         let o = &spec.options;
-        if let Some(t) = o.threads {
-            tch::set_num_threads(t as i32);
-        }
         let device = o.device;
-        if o.deterministic {
-            super::determinism::enable(device)?;
-        }
         let net = Net::new(device, spec.schedule.seed);
         if let Some(w) = weights {
             net.copy_from(w)?;
         }
         let opt = sgd(&net, spec.hyper.lr, spec.hyper.weight_decay)?;
+        let loss_sum = Tensor::zeros([], (Kind::Float, device));
         let step: Box<dyn Step> = if device.is_cuda() && o.cuda_graph {
-            graph_step_or_eager(opt, &net, spec.schedule.batch_size)
+            graph_step_or_eager(opt, &net, spec.schedule.batch_size, &loss_sum)?
         } else {
-            Box::new(EagerStep { opt })
+            Box::new(EagerStep::summing(opt, &loss_sum))
         };
+        let slots = batch_count(train.len(), spec.schedule.batch_size).div_ceil(PRINT_EVERY);
         Ok(Convnet {
             net,
             step,
@@ -87,8 +89,10 @@ impl Model for Convnet {
             test_x: images_tensor(&test.images, device),
             test_y: labels_tensor(&test.labels, device),
             order: Tensor::zeros([0], (Kind::Int64, device)),
-            loss_sum: Tensor::zeros([], (Kind::Float, device)),
+            loss_sum,
             trained: 0,
+            printed: Tensor::zeros([slots as i64], (Kind::Float, device)),
+            printed_batches: Vec::new(),
         })
     }
 
@@ -101,19 +105,36 @@ impl Model for Convnet {
     fn start_epoch(&mut self, epoch: usize) -> Option<String> {
         let n = self.train_y.size()[0] as usize;
         self.order = epoch_order(n, self.seed, epoch, self.shuffle).to_device(self.device);
-        self.loss_sum = Tensor::zeros([], (Kind::Float, self.device));
+        let _ = self.loss_sum.zero_();
         self.trained = 0;
+        self.printed_batches.clear();
         Some(format!("Epoch {}\n-------------------------------", epoch + 1))
     }
 
-    /// On the CPU the loss is read every batch; on CUDA only every 20th (a read is a sync).
+    /// On the CPU the loss is read every batch. On CUDA a read waits for the GPU, so none
+    /// happens mid-epoch: every 20th loss is copied into `printed`, read by `deferred_losses`.
     fn train_batch(&mut self, batch: usize) -> Result<Option<f64>> {
         let (x, y) = batch_tensors(&self.order, &self.train_x, &self.train_y, batch, self.batch_size);
         let loss = self.step.step(&self.net, &x, &y)?;
-        self.loss_sum += &loss;
         self.trained += 1;
-        let read = batch.is_multiple_of(PRINT_EVERY) || !self.device.is_cuda();
-        Ok(read.then(|| loss.double_value(&[])))
+        if !self.device.is_cuda() {
+            return Ok(Some(loss.double_value(&[])));
+        }
+        if batch.is_multiple_of(PRINT_EVERY) {
+            let _ = self.printed.get((batch / PRINT_EVERY) as i64).copy_(&loss);
+            self.printed_batches.push(batch);
+        }
+        Ok(None)
+    }
+
+    /// The every-20th losses of this epoch's batches on CUDA (one read), in batch order.
+    fn deferred_losses(&mut self) -> Result<Vec<(usize, f64)>> {
+        let batches = std::mem::take(&mut self.printed_batches);
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = Vec::<f64>::try_from(self.printed.to_kind(Kind::Double).to_device(Device::Cpu))?;
+        Ok(batches.into_iter().map(|b| (b, values[b / PRINT_EVERY])).collect())
     }
 
     /// `loss: {loss:>7f}  [{current:>5d}/{size:>5d}]` every 20 batches.

@@ -24,26 +24,80 @@ use crate::weights::{Entry, Weights};
 use crate::data::{COLS, PIXELS, ROWS};
 use anyhow::Result;
 use std::path::Path;
-use tch::nn::{self, Init, Module};
+use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
-/// (state_dict key prefix, weight shape) of each layer with parameters, in PyTorch's order.
-pub const LAYERS: [(&str, &[i64]); 4] = [
-    ("model.0", &[8, 1, 3, 3]),
-    ("model.4", &[16, 8, 3, 3]),
-    ("model.7", &[100, 576]),
-    ("model.9", &[10, 100]),
+/// One layer of an `nn.Sequential`, as nn_convnet.py writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// `nn.Conv2d(input, output, kernel, padding=padding)`, stride 1: weight
+    /// (output, input, kernel, kernel) and bias (output);
+    /// (N, input, H, W) -> (N, output, H + 2 padding - kernel + 1, W + ...).
+    Conv2d { input: i64, output: i64, kernel: i64, padding: i64 },
+    /// `nn.ReLU()`: max(x, 0), any shape.
+    ReLU,
+    /// `nn.MaxPool2d(k)`: (N, C, H, W) -> (N, C, H / k, W / k).
+    MaxPool2d(i64),
+    /// `nn.Flatten()`: (N, ...) -> (N, product of the rest).
+    Flatten,
+    /// `nn.Linear(input, output)`: weight (output, input) and bias (output);
+    /// (N, input) -> (N, output).
+    Linear { input: i64, output: i64 },
+}
+
+/// nn_convnet.py's `self.model`, the one statement of the network: `model.{i}` is
+/// `MODEL[i]`, and its parameters are `model.{i}.weight` and `model.{i}.bias`.
+pub const MODEL: [Layer; 10] = [
+    Layer::Conv2d { input: 1, output: 8, kernel: 3, padding: 1 }, // model.0: (N, 8, 28, 28)
+    Layer::ReLU,                                                  // model.1
+    Layer::MaxPool2d(2),                                          // model.2: (N, 8, 14, 14)
+    Layer::ReLU, // model.3: a second ReLU, kept as in the original
+    Layer::Conv2d { input: 8, output: 16, kernel: 3, padding: 0 }, // model.4: (N, 16, 12, 12)
+    Layer::MaxPool2d(2), // model.5: (N, 16, 6, 6); no ReLU between 4 and 5
+    Layer::Flatten,      // model.6: (N, 576)
+    Layer::Linear { input: 576, output: 100 }, // model.7
+    Layer::ReLU,                               // model.8
+    Layer::Linear { input: 100, output: 10 },  // model.9: the logits
 ];
+
+impl Layer {
+    /// The weight's shape, for a layer with parameters (its bias has the first dimension).
+    pub fn weight_shape(&self) -> Option<Vec<i64>> {
+        match *self {
+            Layer::Conv2d { input, output, kernel, .. } => Some(vec![output, input, kernel, kernel]),
+            Layer::Linear { input, output } => Some(vec![output, input]),
+            Layer::ReLU | Layer::MaxPool2d(_) | Layer::Flatten => None,
+        }
+    }
+
+    /// This layer applied to `xs`; `params` are its (weight, bias) when it has some.
+    fn forward(&self, params: Option<&(Tensor, Tensor)>, xs: &Tensor) -> Tensor {
+        match (*self, params) {
+            (Layer::Conv2d { padding, .. }, Some((w, b))) => xs.conv2d(w, Some(b), [1, 1], [padding, padding], [1, 1], 1),
+            (Layer::Linear { .. }, Some((w, b))) => xs.linear(w, Some(b)),
+            (Layer::ReLU, _) => xs.relu(),
+            (Layer::MaxPool2d(k), _) => xs.max_pool2d_default(k),
+            (Layer::Flatten, _) => xs.flatten(1, -1),
+            (layer, None) => unreachable!("{layer:?} built without its parameters"),
+        }
+    }
+}
+
+/// The layers with parameters: (state_dict key prefix `model.{i}`, weight shape), in
+/// PyTorch's order.
+pub fn parameter_layers() -> Vec<(String, Vec<i64>)> {
+    MODEL.iter().enumerate().filter_map(|(i, layer)| Some((format!("model.{i}"), layer.weight_shape()?))).collect()
+}
 
 /// The state_dict keys, in order.
 pub fn keys() -> Vec<String> {
-    LAYERS.iter().flat_map(|(prefix, _)| [format!("{prefix}.weight"), format!("{prefix}.bias")]).collect()
+    parameter_layers().into_iter().flat_map(|(prefix, _)| [format!("{prefix}.weight"), format!("{prefix}.bias")]).collect()
 }
 
 /// Checks that `weights` holds every parameter of the network with its shape, so that a bad
 /// file is refused before any data is loaded; other entries are noted and ignored.
 pub fn check_weights(weights: &Weights) -> Result<()> {
-    for (prefix, shape) in LAYERS {
+    for (prefix, shape) in parameter_layers() {
         let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
         for (name, shape) in [(format!("{prefix}.weight"), &shape[..]), (format!("{prefix}.bias"), &shape[..1])] {
             let entry = weights.get(&name, shape)?;
@@ -57,29 +111,13 @@ pub fn check_weights(weights: &Weights) -> Result<()> {
     Ok(())
 }
 
-/// A Conv2d with stride 1: weight (out, in, k, k), bias (out).
-#[derive(Debug)]
-pub struct Conv2d {
-    pub weight: Tensor,
-    pub bias: Tensor,
-    pub padding: i64,
-}
-
-impl Module for Conv2d {
-    /// (N, in, H, W) -> (N, out, H + 2p - k + 1, W + 2p - k + 1)
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.conv2d(&self.weight, Some(&self.bias), [1, 1], [self.padding, self.padding], [1, 1], 1)
-    }
-}
-
-/// nn_convnet.py's network. The variables live in `vs` under PyTorch's state_dict names.
+/// nn_convnet.py's network: [`MODEL`] with its parameters, which live in `vs` under
+/// PyTorch's state_dict names.
 #[derive(Debug)]
 pub struct Net {
     pub vs: nn::VarStore,
-    pub conv0: Conv2d,
-    pub conv4: Conv2d,
-    pub fc7: nn::Linear,
-    pub fc9: nn::Linear,
+    /// `model.{i}`'s (weight, bias), for the layers that have parameters.
+    params: Vec<Option<(Tensor, Tensor)>>,
 }
 
 /// libtorch's CPU generator is global: whoever seeds it and draws from it holds this lock,
@@ -105,36 +143,26 @@ impl Net {
         let _rng = lock_rng();
         tch::manual_seed(seed as i64);
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let root = vs.root();
-        let mut params = Vec::new();
-        for (prefix, shape) in LAYERS {
-            let fan_in: i64 = shape[1..].iter().product();
-            let w_bound = kaiming_uniform_bound(fan_in);
-            let b_bound = 1.0 / (fan_in as f64).sqrt();
-            let mut path = root.clone();
-            for part in prefix.split('.') {
-                path = path / part;
-            }
-            let w = path.var("weight", shape, Init::Uniform { lo: -w_bound, up: w_bound });
-            let b = path.var("bias", &shape[..1], Init::Uniform { lo: -b_bound, up: b_bound });
-            params.push((w, b));
-        }
+        let model = vs.root() / "model";
+        let params = MODEL
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let shape = layer.weight_shape()?;
+                let fan_in: i64 = shape[1..].iter().product();
+                let w_bound = kaiming_uniform_bound(fan_in);
+                let b_bound = 1.0 / (fan_in as f64).sqrt();
+                let path = &model / i;
+                let w = path.var("weight", &shape, Init::Uniform { lo: -w_bound, up: w_bound });
+                let b = path.var("bias", &shape[..1], Init::Uniform { lo: -b_bound, up: b_bound });
+                Some((w, b))
+            })
+            .collect();
+        // set_device swaps the data under the same variables, so the handles stay valid.
         if device != Device::Cpu {
             vs.set_device(device);
         }
-        // set_device swaps the data under the same variables, so the handles stay valid.
-        let mut it = params.into_iter();
-        let (w0, b0) = it.next().unwrap();
-        let (w4, b4) = it.next().unwrap();
-        let (w7, b7) = it.next().unwrap();
-        let (w9, b9) = it.next().unwrap();
-        Net {
-            vs,
-            conv0: Conv2d { weight: w0, bias: b0, padding: 1 },
-            conv4: Conv2d { weight: w4, bias: b4, padding: 0 },
-            fc7: nn::Linear { ws: w7, bs: Some(b7) },
-            fc9: nn::Linear { ws: w9, bs: Some(b9) },
-        }
+        Net { vs, params }
     }
 
     /// A network with the weights of a state_dict file (ours or PyTorch's, F32 or F64),
@@ -164,18 +192,11 @@ impl Net {
 
     /// The parameters in state_dict order, with PyTorch's key names (live variables).
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        let layers = [
-            (&self.conv0.weight, &self.conv0.bias),
-            (&self.conv4.weight, &self.conv4.bias),
-            (&self.fc7.ws, self.fc7.bs.as_ref().unwrap()),
-            (&self.fc9.ws, self.fc9.bs.as_ref().unwrap()),
-        ];
-        LAYERS
+        self.params
             .iter()
-            .zip(layers)
-            .flat_map(|((prefix, _), (w, b))| {
-                [(format!("{prefix}.weight"), w.shallow_clone()), (format!("{prefix}.bias"), b.shallow_clone())]
-            })
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+            .flat_map(|(i, (w, b))| [(format!("model.{i}.weight"), w.shallow_clone()), (format!("model.{i}.bias"), b.shallow_clone())])
             .collect()
     }
 
@@ -195,41 +216,20 @@ impl Net {
         self.vs.device()
     }
 
-    /// The output of each of nn_convnet.py's ten layers (`model.0` ... `model.9`) for a
-    /// batch: the steps of [`Net::forward_t`], kept (tests check the last equals it).
+    /// Logits for a batch of images: (N, 1, 28, 28) f32 -> (N, 10), through [`MODEL`].
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        MODEL.iter().zip(&self.params).fold(xs.shallow_clone(), |x, (layer, p)| layer.forward(p.as_ref(), &x))
+    }
+
+    /// The output of each layer (`model.0` ... `model.9`) for a batch: the same chain as
+    /// [`Net::forward`], with every step kept (for `nnmnist trace`).
     pub fn forward_layers(&self, xs: &Tensor) -> Vec<Tensor> {
-        let mut outs: Vec<Tensor> = Vec::with_capacity(10);
-        let steps: [&dyn Fn(&Tensor) -> Tensor; 10] = [
-            &|x| x.apply(&self.conv0),
-            &|x| x.relu(),
-            &|x| x.max_pool2d_default(2),
-            &|x| x.relu(),
-            &|x| x.apply(&self.conv4),
-            &|x| x.max_pool2d_default(2),
-            &|x| x.flatten(1, -1),
-            &|x| x.apply(&self.fc7),
-            &|x| x.relu(),
-            &|x| x.apply(&self.fc9),
-        ];
-        for step in steps {
-            let next = step(outs.last().unwrap_or(xs));
+        let mut outs: Vec<Tensor> = Vec::with_capacity(MODEL.len());
+        for (layer, p) in MODEL.iter().zip(&self.params) {
+            let next = layer.forward(p.as_ref(), outs.last().unwrap_or(xs));
             outs.push(next);
         }
         outs
-    }
-
-    /// Logits for a batch of images: (N, 1, 28, 28) f32 -> (N, 10).
-    pub fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        xs.apply(&self.conv0) // (N, 8, 28, 28)
-            .relu()
-            .max_pool2d_default(2) // (N, 8, 14, 14)
-            .relu()
-            .apply(&self.conv4) // (N, 16, 12, 12)
-            .max_pool2d_default(2) // (N, 16, 6, 6)
-            .flatten(1, -1) // (N, 576)
-            .apply(&self.fc7) // (N, 100)
-            .relu()
-            .apply(&self.fc9) // (N, 10)
     }
 }
 

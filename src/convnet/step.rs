@@ -51,7 +51,8 @@ pub fn sgd(net: &Net, lr: f64, weight_decay: f64) -> Result<nn::Optimizer> {
     Ok(config.build(&net.vs, lr)?)
 }
 
-/// One training step as nn_convnet.py's loop: forward, loss, backward, SGD step, zero_grad.
+/// One training step as nn_convnet.py's loop: forward, loss, backward, SGD step, zero_grad,
+/// and the batch loss added into the epoch's loss sum where the step keeps one.
 /// x (N, 1, 28, 28), y (N) -> the batch loss (scalar tensor, detached).
 pub trait Step {
     fn step(&mut self, net: &Net, x: &Tensor, y: &Tensor) -> Result<Tensor>;
@@ -60,14 +61,32 @@ pub trait Step {
 /// The eager step: each op launched as it comes.
 pub struct EagerStep {
     pub opt: nn::Optimizer,
+    /// () float on the network's device: every step adds its loss here, if set.
+    pub loss_sum: Option<Tensor>,
+}
+
+impl EagerStep {
+    /// A step that keeps no loss sum.
+    pub fn new(opt: nn::Optimizer) -> EagerStep {
+        EagerStep { opt, loss_sum: None }
+    }
+
+    /// A step that adds each batch loss into `loss_sum` (in place: the caller zeroes it).
+    pub fn summing(opt: nn::Optimizer, loss_sum: &Tensor) -> EagerStep {
+        EagerStep { opt, loss_sum: Some(loss_sum.shallow_clone()) }
+    }
 }
 
 impl Step for EagerStep {
     fn step(&mut self, net: &Net, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let loss = loss(&net.forward_t(x, true), y);
+        let loss = loss(&net.forward(x), y);
         loss.backward();
         self.opt.step();
         self.opt.zero_grad();
-        Ok(loss.detach())
+        let loss = loss.detach();
+        if let Some(sum) = &mut self.loss_sum {
+            *sum += &loss;
+        }
+        Ok(loss)
     }
 }

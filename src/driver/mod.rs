@@ -66,9 +66,15 @@ pub trait Model: Sized {
     fn intro(&self, mnist: &Mnist) -> String;
     /// Prepares epoch `epoch` (0-based: its batch order); returns its header line, if any.
     fn start_epoch(&mut self, epoch: usize) -> Option<String>;
-    /// One SGD step on batch `batch` of the current epoch; its loss when it was read (the
-    /// convnet on CUDA reads it only every 20 batches, to avoid a sync per step).
+    /// One SGD step on batch `batch` of the current epoch; its loss when it was read now
+    /// (the convnet on CUDA defers its reads to `deferred_losses`).
     fn train_batch(&mut self, batch: usize) -> Result<Option<f64>>;
+    /// The losses `train_batch` read only at the end of the epoch (the convnet on CUDA, so
+    /// that nothing waits for the GPU mid-epoch), as (batch, loss) in batch order; asked
+    /// after the epoch's last batch, and on a stop.
+    fn deferred_losses(&mut self) -> Result<Vec<(usize, f64)>> {
+        Ok(Vec::new())
+    }
     /// The console line after batch `batch` whose loss was read, if any.
     fn batch_line(&self, batch: usize, loss: f64) -> Option<String>;
     /// The mean loss of the batches trained since `start_epoch`.
@@ -268,6 +274,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     // The checkpoint stores the sizes the run uses, not "all": a resume on other data then
     // takes the same images, or is refused.
     (s.train_size, s.test_size) = (Some(train.len()), Some(test.len()));
+    tracing::info!("building the {} model and its data tensors", M::NAME);
     let mut model = M::build(&spec, begin.weights.as_ref(), train, test)?;
     drop(begin.weights);
     if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
@@ -353,6 +360,9 @@ impl Run<'_> {
             let started = Instant::now();
             for batch in first..self.batches {
                 if stop.should_stop() {
+                    // The loss lines of the batches trained so far; the stop's save follows
+                    // whatever they hold (the stop, not a bad loss, is what this reports).
+                    let _ = self.deferred_lines(model, console, epoch);
                     console.finish();
                     return Err(self.stopped(model, epoch, batch));
                 }
@@ -364,6 +374,7 @@ impl Run<'_> {
                 }
                 console.set_position(batch + 1);
             }
+            self.deferred_lines(model, console, epoch)?;
             console.finish();
             let train_loss = model.epoch_train_loss();
             let train_seconds = started.elapsed().as_secs_f64();
@@ -376,6 +387,17 @@ impl Run<'_> {
             console.line(&model.eval_lines(epoch, &ev));
             let record = EpochMetrics::new(M::NAME, model.device_name(), self.s.seed, epoch + 1, &ev);
             metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, run: Some(self.run.clone()), ..record })?;
+        }
+        Ok(())
+    }
+
+    /// Checks and prints the losses the model read only at the end of the epoch.
+    fn deferred_lines<M: Model>(&self, model: &mut M, console: &mut Console, epoch: usize) -> Result<()> {
+        for (batch, loss) in model.deferred_losses()? {
+            self.check_finite::<M>(loss, epoch, Some(batch))?;
+            if let Some(line) = model.batch_line(batch, loss) {
+                console.line(&line);
+            }
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! A hand-written e^x, so that the MLP's sigmoid vectorises and gives the same bits on every
 //! machine and SIMD width (a libm call does neither).
 
-/// e^x for |x| <= 700, within 1 ulp or so of the correctly rounded value (tests/mlp.rs
+/// e^x for |x| <= 700, within 1 ulp or so of the correctly rounded value (tests/it/mlp.rs
 /// checks it against the C library), from additions, multiplications and bit operations
 /// only: the compiler vectorises it, and it gives the same bits on every machine and SIMD
 /// width (a libm call does neither). x = n ln 2 + r with n = round(x / ln 2) (the 1.5 * 2^52

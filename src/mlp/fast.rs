@@ -1,5 +1,5 @@
 //! The fast training path: the same arithmetic as [`Network`]'s reference methods, laid out
-//! for speed, and bit for bit equal to them (tests/mlp.rs checks it).
+//! for speed, and bit for bit equal to them (tests/it/mlp.rs checks it).
 //!
 //! - Weights are stored transposed, `wt`: (n_in, s_out) with the output width padded to a
 //!   multiple of 8 (`s_out`), so one input value times one contiguous row updates all the

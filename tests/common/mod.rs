@@ -23,6 +23,37 @@ pub fn bin() -> PathBuf {
     std::env::var_os("NNMNIST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nnmnist")))
 }
 
+/// `program` as a child process that starts with the default action for SIGINT, SIGQUIT,
+/// SIGTERM and SIGHUP, whatever this test process inherited. A shell starts background jobs
+/// with SIGINT and SIGQUIT ignored (and `nohup` ignores SIGHUP); children inherit that, and
+/// nnmnist rightly keeps a signal that was ignored when it started ignored. A test that
+/// signals a child must not depend on how the suite was started, so every child starts
+/// clean; a test of the inherited ignore sets it itself (`trap '' HUP` in a shell).
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The nnmnist binary as a child process ([`command`]: default signal dispositions), with
+/// `RUST_LOG` removed so that its stderr is what a user sees.
+pub fn nnmnist() -> std::process::Command {
+    let mut cmd = command(bin());
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
 /// The Python with torch: `NNMNIST_PYTHON` where set, else the repository's .venv.
 pub fn python() -> PathBuf {
     std::env::var_os("NNMNIST_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/python"))
@@ -108,4 +139,202 @@ pub fn data_dir_of(train: &nnmnist::data::Split, test: &nnmnist::data::Split) ->
 /// A data directory with the first `n` training and test images of data/, raw IDX.
 pub fn small_data(n: usize) -> tempfile::TempDir {
     data_dir_of(&real().train.take(n), &real().test.take(n))
+}
+
+/// How long a test waits for an event of a child (a line, a file) before it fails: minutes,
+/// so that a slow or busy machine is never mistaken for a broken program.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The lines of a child's stdout or stderr, read on a thread of their own, so that a test
+/// can wait for a line with a deadline instead of blocking forever or sleeping.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Every line received so far, for messages.
+    pub seen: String,
+}
+
+impl Lines {
+    pub fn new(stream: impl std::io::Read + Send + 'static) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx, seen: String::new() }
+    }
+
+    /// Waits for a line that starts with `prefix` and returns it; panics, naming what it
+    /// saw, when the stream ends first or [`PATIENCE`] runs out.
+    pub fn wait_for(&mut self, prefix: &str) -> String {
+        self.wait_until(prefix, |line| line.starts_with(prefix))
+    }
+
+    fn wait_until(&mut self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if found(&line) {
+                        return line;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("no line with {what:?} within {PATIENCE:?}; saw:\n{}", self.seen),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the stream ended before a line with {what:?}; saw:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for a line that contains `text` (see [`Lines::wait_for`]).
+    pub fn wait_for_containing(&mut self, text: &str) -> String {
+        self.wait_until(text, |line| line.contains(text))
+    }
+
+    /// Every remaining line, until the stream ends (the child exited or closed it).
+    pub fn rest(&mut self) -> String {
+        while let Ok(line) = self.rx.recv() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        self.seen.clone()
+    }
+}
+
+/// Waits for `child` to exit, killing it and failing after [`PATIENCE`]: a hang is a
+/// failure with a message, not a stuck suite.
+pub fn wait_with_patience(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit within {PATIENCE:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A small xorshift generator, seeded: moments and choices in tests that are random but
+/// reproducible.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A fraction in [0, 1).
+    pub fn fraction(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Runs `cmd` to its end and returns its output, as `Command::output` does, but kills it
+/// and fails after [`PATIENCE`].
+pub fn output_with_patience(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped (wait is pending).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{cmd:?} did not exit within {PATIENCE:?}");
+        }
+    }
+}
+
+/// One broken data file: `replaces` (an IDX name) is removed from a data directory of 10
+/// training and 10 test images and `bytes` written as `file_name` instead; loading must then
+/// fail naming that file (and `also`, another file the message must name) and saying every
+/// one of `phrases`.
+pub struct BrokenData {
+    pub case: &'static str,
+    pub replaces: &'static str,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    pub phrases: Vec<&'static str>,
+    pub also: Option<&'static str>,
+}
+
+/// Every kind of broken IDX file, raw and gzipped: one table for the loader's own tests and
+/// the command line's.
+pub fn broken_data_cases() -> Vec<BrokenData> {
+    let (train, test) = (real().train.take(10), real().test.take(10));
+    let images = images_idx(&train.images);
+    let labels = labels_idx(&test.labels);
+    let packed = gz(&images);
+    let case = |case, replaces, file_name: String, bytes, phrases: &[&'static str]| BrokenData { case, replaces, file_name, bytes, phrases: phrases.to_vec(), also: None };
+    let raw = |name: &'static str| name.to_string();
+    let dotgz = |name: &'static str| format!("{name}.gz");
+    let mut out_of_range = train.labels.clone();
+    out_of_range[7] = 10;
+    let mut gz_out_of_range = test.labels.clone();
+    gz_out_of_range[0] = 255;
+    let mut gzip_magic = labels.clone();
+    gzip_magic[..4].copy_from_slice(b"\x1f\x8b\x08\x00");
+    let mut flipped = packed.clone();
+    let mid = flipped.len() / 2;
+    for b in &mut flipped[mid..mid + 16] {
+        *b ^= 0x5a;
+    }
+    let mut trailing = images.clone();
+    trailing.extend_from_slice(&[0; 5]);
+    vec![
+        case("empty raw", TRAIN_LABELS, raw(TRAIN_LABELS), vec![], &["empty file"]),
+        case("empty gz", TEST_IMAGES, dotgz(TEST_IMAGES), vec![], &["empty file"]),
+        case("cut in the data", TRAIN_IMAGES, raw(TRAIN_IMAGES), images[..images.len() - 100].to_vec(), &["truncated", "promises 7840 data bytes, the file has 7740"]),
+        case("cut in the header", TRAIN_IMAGES, raw(TRAIN_IMAGES), images[..10].to_vec(), &["truncated", "header"]),
+        case("labels cut in the data", TEST_LABELS, raw(TEST_LABELS), labels[..labels.len() - 3].to_vec(), &["truncated"]),
+        case("gz cut in half", TRAIN_IMAGES, dotgz(TRAIN_IMAGES), packed[..packed.len() / 2].to_vec(), &["corrupt or truncated gzip"]),
+        case("gz without its trailer", TRAIN_IMAGES, dotgz(TRAIN_IMAGES), packed[..packed.len() - 4].to_vec(), &["corrupt or truncated gzip"]),
+        case("gz cut in its header", TRAIN_IMAGES, dotgz(TRAIN_IMAGES), packed[..5].to_vec(), &["corrupt or truncated gzip"]),
+        case("gz of a cut IDX", TRAIN_IMAGES, dotgz(TRAIN_IMAGES), gz(&images[..images.len() - 1]), &["truncated"]),
+        case("not gzip under .gz", TEST_LABELS, dotgz(TEST_LABELS), labels.clone(), &["corrupt or truncated gzip"]),
+        case("gz with flipped deflate data", TRAIN_IMAGES, dotgz(TRAIN_IMAGES), flipped, &["corrupt or truncated gzip"]),
+        case("labels where images belong", TRAIN_IMAGES, raw(TRAIN_IMAGES), labels_idx(&[1; 10]), &["wrong magic number 0x00000801, expected 0x00000803"]),
+        case("gzip magic in a raw file", TEST_LABELS, raw(TEST_LABELS), gzip_magic, &["wrong magic", "0x1f8b0800"]),
+        case("images not 28x28", TRAIN_IMAGES, raw(TRAIN_IMAGES), idx(IMAGE_MAGIC, &[10, 32, 24], &train.images[..10 * 32 * 24]), &["images are 32x24, expected 28x28"]),
+        BrokenData { also: Some(TEST_IMAGES), ..case("fewer labels than images", TEST_LABELS, raw(TEST_LABELS), labels_idx(&test.labels[..9]), &["10 images", "9 labels", "counts must match"]) },
+        case("label out of range", TRAIN_LABELS, raw(TRAIN_LABELS), labels_idx(&out_of_range), &["label 10 at index 7 is out of range"]),
+        case("gz label out of range", TEST_LABELS, dotgz(TEST_LABELS), gz(&labels_idx(&gz_out_of_range)), &["label 255 at index 0 is out of range"]),
+        case("trailing bytes", TRAIN_IMAGES, raw(TRAIN_IMAGES), trailing, &["5 unexpected bytes"]),
+    ]
+}
+
+impl BrokenData {
+    /// A data directory of 10 images with this case's broken file; returns it and the
+    /// file's path.
+    pub fn dir(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = small_data(10);
+        std::fs::remove_file(dir.path().join(self.replaces)).unwrap();
+        let path = dir.path().join(&self.file_name);
+        std::fs::write(&path, &self.bytes).unwrap();
+        (dir, path)
+    }
+
+    /// Checks `message`, the error for `dir`, against the case; panics naming the case.
+    pub fn check(&self, dir: &Path, path: &Path, message: &str) {
+        let also = self.also.map(|name| dir.join(name));
+        for phrase in std::iter::once(s(path)).chain(also.as_deref().map(s)).chain(self.phrases.iter().copied()) {
+            assert!(message.contains(phrase), "{}: the error lacks {phrase:?}: {message}", self.case);
+        }
+    }
 }

@@ -59,14 +59,11 @@ fn assert_close(what: &str, got: &[f64], want: &[f64]) {
     eprintln!("{what}: largest difference {diff:.3e} (scale {scale:.3e})");
 }
 
+/// The fixture's network, read as nnmnist reads any weights file of the MLP.
 fn net_from_fixture() -> Network {
-    let t = load("net.safetensors");
-    let n = SIZES.len() - 1;
-    Network {
-        sizes: SIZES.to_vec(),
-        weights: (0..n).map(|i| t[&format!("{}.weight", 2 * i)].1.clone()).collect(),
-        biases: (0..n).map(|i| t[&format!("{}.bias", 2 * i)].1.clone()).collect(),
-    }
+    let path = fixture_path("net.safetensors");
+    let weights = nnmnist::weights::Weights::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    Network::from_weights(&weights, &SIZES).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn batch(t: &HashMap<String, (Vec<usize>, Vec<f64>)>) -> (Vec<u8>, Vec<u8>) {

@@ -2,17 +2,18 @@
 //! safetensors file, for `scripts/compare --layers` (which has the PyTorch reference scripts
 //! write the same file and reports where the two part).
 //!
-//! The batch: training images [start, start + N) in file order. The tensors (CPU; f32 for
+//! The file records its tensors' causal order (the order below) in its header, for
+//! `nnmnist diff`. The batch: training images [start, start + N) in file order. The tensors (CPU; f32 for
 //! the convnet, f64 for the MLP):
 //! - each layer's output: `model.0` ... `model.9` for the convnet (train mode); `0`, `1`,
 //!   `2`, ... for the MLP, as nn.Sequential(Linear, Sigmoid, ...) numbers its modules (z,
 //!   then the sigmoid's a, per layer);
 //! - `loss` (1): the convnet's mean cross-entropy; the MLP's mean cost over the batch;
-//! - `grad.KEY` per parameter: the gradient of that loss (the MLP's nabla / m);
+//! - `grad.KEY` per parameter: the gradient of that loss (the MLP's nabla / m), the last
+//!   layer's first, bias before weight (the order backward computes them);
 //! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
 use crate::classifier::ModelKind;
-use crate::cli::TraceArgs;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
 use crate::files::SaveTarget;
@@ -40,60 +41,6 @@ pub struct TraceSpec {
     pub train_size_n: usize,
 }
 
-impl TraceSpec {
-    pub fn from_args(a: TraceArgs) -> Result<TraceSpec> {
-        // A flag of the other model would be ignored: refused instead.
-        let (device, threads) = match a.model {
-            ModelKind::Convnet => {
-                let other = [("--eta", a.eta.is_some()), ("--lambda", a.lambda.is_some()), ("--cost", a.cost.is_some()), ("--train-size-n", a.train_size_n.is_some())];
-                if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-                    bail!("{flag} is the MLP's; the convnet's step takes --lr and --weight-decay");
-                }
-                a.device.resolve()?
-            }
-            ModelKind::Mlp => {
-                let other = [("--lr", a.lr.is_some()), ("--weight-decay", a.weight_decay.is_some()), ("--deterministic", a.deterministic)];
-                if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-                    bail!("{flag} is the convnet's; the MLP's step takes --eta, --lambda, --cost and --train-size-n");
-                }
-                a.device.refuse_for_mlp()?;
-                (Device::Cpu, None)
-            }
-        };
-        let (c, m) = (convnet::Hyper::default(), mlp::Hyper::default());
-        let convnet = convnet::Hyper { lr: a.lr.unwrap_or(c.lr), weight_decay: a.weight_decay.unwrap_or(c.weight_decay) };
-        let mlp = mlp::Hyper { eta: a.eta.unwrap_or(m.eta), lambda: a.lambda.unwrap_or(m.lambda), cost: a.cost.unwrap_or(m.cost), ..m };
-        let batch_size = a.batch_size.unwrap_or(match a.model {
-            ModelKind::Convnet => convnet::hyper::DEFAULT_BATCH_SIZE,
-            ModelKind::Mlp => mlp::hyper::DEFAULT_BATCH_SIZE,
-        });
-        crate::driver::schedule::at_least_one("--batch-size", batch_size)?;
-        let train_size_n = a.train_size_n.unwrap_or(mlp::hyper::DEFAULT_TRAIN_SIZE);
-        crate::driver::schedule::at_least_one("--train-size-n", train_size_n)?;
-        match a.model {
-            ModelKind::Convnet => convnet.check()?,
-            ModelKind::Mlp => {
-                crate::driver::schedule::check_positive("--eta", mlp.eta)?;
-                crate::driver::schedule::check_non_negative("--lambda", mlp.lambda)?;
-            }
-        }
-        Ok(TraceSpec {
-            model: a.model,
-            weights: a.weights,
-            out: a.out,
-            batch_size,
-            batch_start: a.batch_start,
-            data_dir: a.data_dir,
-            device,
-            threads,
-            deterministic: a.deterministic,
-            convnet,
-            mlp,
-            train_size_n,
-        })
-    }
-}
-
 /// Runs the step and writes the file.
 pub fn run(spec: &TraceSpec) -> Result<()> {
     let weights = Weights::load(&spec.weights)?;
@@ -108,7 +55,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
         ModelKind::Convnet => convnet_step(spec, &weights, &batch)?,
         ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
     };
-    crate::checkpoint::save(&out, &entries, None)?;
+    crate::checkpoint::save_in_order(&out, &entries)?;
     crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.display(), entries.len()));
     Ok(())
 }
@@ -137,12 +84,6 @@ fn f32_entry(name: String, t: &Tensor) -> Result<Entry> {
 }
 
 fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<Entry>> {
-    if let Some(t) = spec.threads {
-        tch::set_num_threads(t as i32);
-    }
-    if spec.deterministic {
-        convnet::determinism::enable(spec.device)?;
-    }
     let net = Net::from_weights(weights, spec.device)?;
     let (x, y) = (images_tensor(&batch.images, spec.device), labels_tensor(&batch.labels, spec.device));
     let mut out = Vec::new();
@@ -155,7 +96,8 @@ fn convnet_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Ve
     let mut opt = convnet::step::sgd(&net, spec.convnet.lr, spec.convnet.weight_decay)?;
     opt.zero_grad();
     loss.backward();
-    for (name, p) in net.parameters() {
+    // In the order backward computes them: the last layer first, its bias before its weight.
+    for (name, p) in net.parameters().iter().rev() {
         out.push(f32_entry(format!("grad.{name}"), &p.grad())?);
     }
     opt.step();
@@ -179,10 +121,11 @@ fn mlp_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<En
     }
     out.push(Entry::f64("loss", vec![1], vec![net.total_cost(&x, &y, m, cost) / m as f64]));
     let (nabla_b, nabla_w) = net.backprop(&x, &y, m, cost);
-    for (i, (nw, nb)) in nabla_w.iter().zip(&nabla_b).enumerate() {
+    // In the order backprop computes them: the last layer first, its bias before its weight.
+    for (i, (nw, nb)) in nabla_w.iter().zip(&nabla_b).enumerate().rev() {
         let shape = vec![net.sizes[i + 1], net.sizes[i]];
-        out.push(Entry::f64(format!("grad.{}.weight", 2 * i), shape, nw.iter().map(|g| g / m as f64).collect()));
         out.push(Entry::f64(format!("grad.{}.bias", 2 * i), vec![net.sizes[i + 1]], nb.iter().map(|g| g / m as f64).collect()));
+        out.push(Entry::f64(format!("grad.{}.weight", 2 * i), shape, nw.iter().map(|g| g / m as f64).collect()));
     }
     net.update_mini_batch(&x, &y, m, h.eta, cost, h.lambda, spec.train_size_n);
     out.extend(net.entries().into_iter().map(|e| Entry { name: format!("after.{}", e.name), ..e }));

@@ -30,9 +30,6 @@ pub struct EvalSpec {
 /// convnet, one summary line for the MLP; then the confusion matrix and the misses if asked.
 pub fn run(spec: &EvalSpec) -> Result<()> {
     // The weights and the metrics file first: a bad one is reported without waiting for data.
-    if let Some(t) = spec.threads {
-        tch::set_num_threads(t as i32);
-    }
     let weights = Weights::load(&spec.weights)?;
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
     if let Some(m) = &spec.metrics {

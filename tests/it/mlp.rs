@@ -1,28 +1,16 @@
 //! The from-scratch MLP: gradients against finite differences, the fast path against the
 //! reference, learning, bad input, checkpoints and resume. (Parity with PyTorch and the
-//! numpy nn.py: tests/mlp_parity.rs.)
+//! numpy nn.py: tests/it/mlp_parity.rs.)
 #![allow(clippy::needless_range_loop)]
-mod common;
-use common::{never, run_cli, stop_after};
+use crate::common::{never, real as mnist, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
-use nnmnist::data::Mnist;
 use nnmnist::driver::Interrupted;
 use nnmnist::mlp::fast::{FastNet, Simd};
 use nnmnist::mlp::sparse::SparseImages;
 use nnmnist::mlp::{self, epoch_order, network_of, one_hot, pixels_f64, sigmoid, Cost, Init, Network};
 use nnmnist::weights::{Entry, Weights};
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
-}
-
-fn mnist() -> &'static Mnist {
-    static M: OnceLock<Mnist> = OnceLock::new();
-    M.get_or_init(|| Mnist::load(&data_dir()).expect("MNIST in data/"))
-}
+use std::path::Path;
 
 /// `nnmnist mlp --data-dir <repo>/data <extra...>`, in process, stopped by `stop`.
 fn mlp_until(extra: &[&str], stop: &dyn nnmnist::signal::StopCondition) -> anyhow::Result<()> {

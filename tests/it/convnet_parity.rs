@@ -17,24 +17,19 @@
 //!   conv0 weights by ~5e-5 over 3 steps, a wrong init or layer by ~1e-1.
 //!
 //! On failure each check prints the tensor name and its largest absolute difference; with
-//! `cargo test --test convnet_parity -- --nocapture` every measured difference is printed.
+//! `cargo test --release --test it convnet_parity -- --nocapture` every measured difference is printed.
+use crate::common::{real as mnist, root};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
-use nnmnist::data::{Mnist, Split};
+use nnmnist::data::Split;
 use nnmnist::convnet::step::{loss, sgd, EagerStep, Step};
 use nnmnist::convnet::eval::evaluate;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 const REBUILD: &str = ".venv/bin/python scripts/reference/make_convnet_fixtures.py";
 const SEED: u64 = 1234;
 const LR: f64 = 0.05;
 const WD: f64 = 0.001;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn fixture() -> HashMap<String, Tensor> {
     let path = root().join("tests/fixtures/convnet/parity.safetensors");
@@ -45,11 +40,6 @@ fn fixture() -> HashMap<String, Tensor> {
 
 fn get<'a>(fx: &'a HashMap<String, Tensor>, name: &str) -> &'a Tensor {
     fx.get(name).unwrap_or_else(|| panic!("fixture lacks {name}; rebuild it with: {REBUILD}"))
-}
-
-fn mnist() -> &'static Mnist {
-    static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| Mnist::load(&root().join("data")).expect("MNIST in data/ (scripts/make_data.py rebuilds it)"))
 }
 
 /// The images and labels at `idx` (any shape of i64 indices), as the convnet takes them.
@@ -135,7 +125,7 @@ fn logits_loss_and_gradients_match_pytorch() {
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
     let (x, y) = batch(&mnist().test, get(&fx, "x_idx"));
-    let logits = net.forward_t(&x, true);
+    let logits = net.forward(&x);
     let loss = loss(&logits, &y);
     loss.backward();
     let mut checks = Checks::new("forward/backward");
@@ -153,7 +143,7 @@ fn three_sgd_steps_match_pytorch() {
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
     // The training step itself, as `nnmnist convnet` runs it on the CPU.
-    let mut step = EagerStep { opt: sgd(&net, LR, WD).expect("SGD optimizer") };
+    let mut step = EagerStep::new(sgd(&net, LR, WD).expect("SGD optimizer"));
     let steps_idx = get(&fx, "steps_idx");
     let k = steps_idx.size()[0];
     let mut losses = Vec::new();
@@ -169,12 +159,29 @@ fn three_sgd_steps_match_pytorch() {
     checks.finish();
 }
 
+/// The fixture is what its maker writes for the constants these tests use: the seed, rate
+/// and decay in its metadata, every tensor the tests read with the model's shapes (16
+/// images, 3 steps of 64), and small enough to commit.
 #[test]
-fn fixture_is_small_and_names_its_maker() {
+fn fixture_holds_what_the_tests_read_with_the_settings_they_assume() {
     let path = root().join("tests/fixtures/convnet/parity.safetensors");
-    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    assert!(len > 0 && len < 1 << 20, "{}: {len} bytes; expected a file under 1 MiB (rebuild: {REBUILD})", path.display());
-    assert!(Path::new(&root().join("scripts/reference/make_convnet_fixtures.py")).exists());
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; rebuild with {REBUILD}", path.display()));
+    assert!(bytes.len() < 1 << 20, "{}: {} bytes; expected a file under 1 MiB (rebuild: {REBUILD})", path.display(), bytes.len());
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("a safetensors header");
+    let meta = header.metadata().clone().expect("the fixture's metadata");
+    assert_eq!(meta.get("made_by").map(String::as_str), Some("scripts/reference/make_convnet_fixtures.py"));
+    assert!(root().join(&meta["made_by"]).is_file(), "its maker {} is in the repository", meta["made_by"]);
+    let number = |k: &str| meta.get(k).unwrap_or_else(|| panic!("metadata lacks {k}")).parse::<f64>().unwrap();
+    assert_eq!((number("seed"), number("lr"), number("weight_decay")), (SEED as f64, LR, WD), "the fixture was made with other settings than these tests use");
+    let fx = fixture();
+    let shape = |name: &str| get(&fx, name).size();
+    for (name, p) in Net::new(Device::Cpu, 0).parameters() {
+        for key in [name.clone(), format!("grad.{name}"), format!("after.{name}")] {
+            assert_eq!(shape(&key), p.size(), "{key}");
+        }
+    }
+    assert_eq!((shape("x_idx"), shape("x_labels"), shape("logits"), shape("loss")), (vec![16], vec![16], vec![16, 10], vec![1]));
+    assert_eq!((shape("steps_idx"), shape("steps_labels"), shape("steps_loss")), (vec![3, 64], vec![3, 64], vec![3]));
 }
 
 /// `nnmnist eval` on a state_dict that PyTorch trained and saved: the same number of

@@ -1,5 +1,5 @@
 //! `nnmnist show N [--weights F]`: draws test image N in the terminal, prints its label and,
-//! given weights (convnet or MLP, told apart by their keys), the prediction and the ten class
+//! given weights (convnet or MLP, recognised by their keys), the prediction and the ten class
 //! probabilities as a bar chart: the original's `show_image`, in a terminal.
 //!
 //! The image takes 14 lines of 28 characters, two pixel rows per line (Unicode half blocks).

@@ -3,14 +3,13 @@
 //! message (where the convnet used to divide by zero on `batch_size 0`, or "resume" past the
 //! end of an epoch and record a loss of 0.0). Plus a property test: the checkpoint reader
 //! never panics, whatever the bytes or the run-state JSON.
-mod common;
-use common::{never, run_cli};
+use crate::common;
+use crate::common::{never, run_cli};
 use nnmnist::checkpoint;
 use nnmnist::weights::{RunState, Weights};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A one-epoch checkpoint of `model` on 640 training images (10 batches of 64; the MLP in
 /// batches of 64 too, so both have 10 batches an epoch).
@@ -100,7 +99,7 @@ fn mlp_checkpoint_with_sizes_that_do_not_fit_mnist_is_refused() {
 fn binary_refuses_a_zero_batch_checkpoint_without_panicking() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = edited(&checkpoint_of("convnet", tmp.path()), "bs0", |s| s["hyper"]["batch_size"] = json!(0));
-    let out = Command::new(env!("CARGO_BIN_EXE_nnmnist")).args(["convnet", "--resume", common::s(&ck)]).output().unwrap();
+    let out = common::nnmnist().args(["convnet", "--resume", common::s(&ck)]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--batch-size must be at least 1") && !stderr.contains("panicked"), "{stderr}");

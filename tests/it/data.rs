@@ -1,11 +1,10 @@
 //! The IDX loader (src/data.rs) on valid and broken inputs. Every broken case checks that the
 //! error names the file and says what is wrong with it; a property test shows the parsers
 //! never panic, whatever the bytes.
-mod common;
-use common::*;
+use crate::common::*;
 use nnmnist::data::{self, Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tempfile::TempDir;
 
 
@@ -31,15 +30,6 @@ fn small_dir(n: usize, gzip: bool) -> TempDir {
     dir
 }
 
-/// Replaces `name` (raw) in `dir` by `bytes` written under `file_name`, returning its path.
-fn replace(dir: &TempDir, name: &str, file_name: &str, bytes: &[u8]) -> PathBuf {
-    let _ = std::fs::remove_file(dir.path().join(name));
-    let _ = std::fs::remove_file(dir.path().join(format!("{name}.gz")));
-    let path = dir.path().join(file_name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 /// Loading `dir` fails with an error (all causes joined) containing every one of `phrases`.
 fn assert_load_fails(dir: &Path, phrases: &[&str]) -> String {
     let err = match Mnist::load(dir) {
@@ -50,10 +40,6 @@ fn assert_load_fails(dir: &Path, phrases: &[&str]) -> String {
         assert!(err.contains(p), "error {err:?} does not mention {p:?}");
     }
     err
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 #[test]
@@ -128,128 +114,17 @@ fn missing_file() {
     }
 }
 
+/// Every broken file of the shared table: the loader's error names the file and says what
+/// is wrong with it.
 #[test]
-fn empty_file_raw_and_gz() {
-    for name in [TRAIN_IMAGES, TEST_LABELS] {
-        for file_name in [name.to_string(), format!("{name}.gz")] {
-            let dir = small_dir(10, false);
-            let path = replace(&dir, name, &file_name, &[]);
-            assert_load_fails(dir.path(), &[&s(&path), "empty file"]);
+fn every_broken_file_is_named_with_what_is_wrong() {
+    for case in broken_data_cases() {
+        let (dir, path) = case.dir();
+        match Mnist::load(dir.path()) {
+            Ok(_) => panic!("{}: {} loaded", case.case, path.display()),
+            Err(e) => case.check(dir.path(), &path, &format!("{e:#}")),
         }
     }
-}
-
-#[test]
-fn truncated_raw() {
-    let dir = small_dir(10, false);
-    let full = images_idx(&real().train.take(10).images);
-    // Cut inside the data.
-    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &full[..full.len() - 100]);
-    assert_load_fails(dir.path(), &[&s(&path), "truncated", "7740"]);
-    // Cut inside the header.
-    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &full[..10]);
-    assert_load_fails(dir.path(), &[&s(&path), "truncated", "header"]);
-    // Labels cut inside the data.
-    let labels = labels_idx(&real().test.take(10).labels);
-    let dir = small_dir(10, false);
-    let path = replace(&dir, TEST_LABELS, TEST_LABELS, &labels[..labels.len() - 3]);
-    assert_load_fails(dir.path(), &[&s(&path), "truncated"]);
-}
-
-#[test]
-fn truncated_gz() {
-    let full = gz(&images_idx(&real().train.take(10).images));
-    for cut in [full.len() / 2, full.len() - 4, 5] {
-        let dir = small_dir(10, false);
-        let name = format!("{TRAIN_IMAGES}.gz");
-        let path = replace(&dir, TRAIN_IMAGES, &name, &full[..cut]);
-        let err = assert_load_fails(dir.path(), &[&s(&path)]);
-        assert!(err.contains("truncated") || err.contains("corrupt"), "cut at {cut}: {err}");
-    }
-}
-
-#[test]
-fn gz_of_truncated_idx() {
-    // A well-formed gzip stream whose content is a truncated IDX file.
-    let full = images_idx(&real().train.take(10).images);
-    let dir = small_dir(10, false);
-    let name = format!("{TRAIN_IMAGES}.gz");
-    let path = replace(&dir, TRAIN_IMAGES, &name, &gz(&full[..full.len() - 1]));
-    assert_load_fails(dir.path(), &[&s(&path), "truncated"]);
-}
-
-#[test]
-fn corrupt_gzip() {
-    // Not gzip at all (raw IDX bytes under a .gz name).
-    let dir = small_dir(10, false);
-    let name = format!("{TEST_LABELS}.gz");
-    let path = replace(&dir, TEST_LABELS, &name, &labels_idx(&real().test.take(10).labels));
-    assert_load_fails(dir.path(), &[&s(&path), "corrupt"]);
-    // A gzip stream with its deflate data flipped in the middle.
-    let mut bytes = gz(&images_idx(&real().train.take(10).images));
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 16] {
-        *b ^= 0x5a;
-    }
-    let dir = small_dir(10, false);
-    let name = format!("{TRAIN_IMAGES}.gz");
-    let path = replace(&dir, TRAIN_IMAGES, &name, &bytes);
-    let err = assert_load_fails(dir.path(), &[&s(&path)]);
-    assert!(err.contains("corrupt") || err.contains("truncated"), "{err}");
-}
-
-#[test]
-fn wrong_magic() {
-    // Labels where images belong, and a random magic.
-    let dir = small_dir(10, false);
-    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &labels_idx(&[1; 10]));
-    assert_load_fails(dir.path(), &[&s(&path), "wrong magic", "0x00000801", "0x00000803"]);
-    let dir = small_dir(10, false);
-    let mut bytes = labels_idx(&real().test.take(10).labels);
-    bytes[..4].copy_from_slice(b"\x1f\x8b\x08\x00");
-    let path = replace(&dir, TEST_LABELS, TEST_LABELS, &bytes);
-    assert_load_fails(dir.path(), &[&s(&path), "wrong magic", "0x1f8b0800"]);
-}
-
-#[test]
-fn images_not_28x28() {
-    let dir = small_dir(10, false);
-    let pixels = &real().train.take(10).images;
-    let bytes = idx(IMAGE_MAGIC, &[10, 32, 24], &pixels[..10 * 32 * 24]);
-    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &bytes);
-    assert_load_fails(dir.path(), &[&s(&path), "32x24", "expected 28x28"]);
-}
-
-#[test]
-fn count_mismatch() {
-    let dir = small_dir(10, false);
-    let path = replace(&dir, TEST_LABELS, TEST_LABELS, &labels_idx(&real().test.take(9).labels));
-    let images = dir.path().join(TEST_IMAGES);
-    assert_load_fails(dir.path(), &[&s(&path), &s(&images), "10 images", "9 labels", "must match"]);
-}
-
-#[test]
-fn label_out_of_range() {
-    let dir = small_dir(10, false);
-    let mut labels = real().train.take(10).labels;
-    labels[7] = 10;
-    let path = replace(&dir, TRAIN_LABELS, TRAIN_LABELS, &labels_idx(&labels));
-    assert_load_fails(dir.path(), &[&s(&path), "label 10 at index 7", "out of range"]);
-    let mut labels = real().test.take(10).labels;
-    labels[0] = 255;
-    let dir = small_dir(10, false);
-    let name = format!("{TEST_LABELS}.gz");
-    let path = replace(&dir, TEST_LABELS, &name, &gz(&labels_idx(&labels)));
-    assert_load_fails(dir.path(), &[&s(&path), "label 255 at index 0"]);
-}
-
-#[test]
-fn trailing_bytes() {
-    let dir = small_dir(10, false);
-    let mut bytes = images_idx(&real().train.take(10).images);
-    bytes.extend_from_slice(&[0; 5]);
-    let path = replace(&dir, TRAIN_IMAGES, TRAIN_IMAGES, &bytes);
-    assert_load_fails(dir.path(), &[&s(&path), "5 unexpected bytes"]);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What build.rs reads from the installed torch wheel: its `version.py`, and where the CUDA
 //! runtime of its build lies in site-packages. build.rs includes this file as a module
-//! (`#[path = "tests/torch_layout.rs"]`: src/ holds only the crate); as an integration test,
+//! (`#[path = "tests/it/torch_layout.rs"]`: src/ holds only the crate); as an integration test,
 //! `cargo test` runs its unit tests against fake site-packages layouts. Std only, since build
 //! scripts have no dev-dependencies (the tests may use them).
 

@@ -4,18 +4,15 @@
 //!
 //! All cases go through one function, [`expect_failure`]; the data cases are small IDX files
 //! (100 images) cut from the committed data/ and broken one way each.
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use nnmnist::checkpoint;
 use nnmnist::weights::RunState;
 use nnmnist::weights::Entry;
-use nnmnist::data::IMAGE_MAGIC;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
 
 /// Where a failure may happen.
 #[derive(Clone, Copy, PartialEq)]
@@ -34,13 +31,7 @@ const USAGE: i32 = 2;
 /// every one of `phrases`, no panic, no backtrace hint, no training started unless `when`
 /// allows it. Returns stderr.
 fn expect_failure(args: &[&str], code: i32, phrases: &[&str], when: When) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let out = output_with_patience(common::nnmnist().args(args).env_remove("RUST_BACKTRACE").env("NO_COLOR", "1"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let context = format!("nnmnist {}\n--- exit: {:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}", args.join(" "), out.status);
@@ -79,21 +70,13 @@ fn broken_data(name: &str, file_name: &str, bytes: &[u8]) -> (TempDir, PathBuf) 
     (dir, path)
 }
 
-/// Checks one broken data directory: `nnmnist convnet` fails naming `file` and saying all of
-/// `phrases`. (Every command reads data through the same loader; `every_command_reports_bad_data`
-/// checks the others once, since each run of the binary costs a libtorch start.)
-fn data_fails(dir: &Path, file: &Path, phrases: &[&str]) {
-    let all: Vec<&str> = std::iter::once(s(file)).chain(phrases.iter().copied()).collect();
-    fails(&["convnet", "--device", "cpu", "--epochs", "1", "--data-dir", s(dir)], &all);
-}
-
 // ---------------------------------------------------------------- data files
 
 #[test]
 fn small_data_dir_trains() {
     // The baseline the broken directories differ from: it works.
     let dir = small_data(100);
-    let out = Command::new(BIN)
+    let out = common::nnmnist()
         .args(["convnet", "--device", "cpu", "--epochs", "1", "--batch-size", "10", "--data-dir", s(dir.path())])
         .output()
         .unwrap();
@@ -122,74 +105,15 @@ fn missing_data_file() {
     }
 }
 
+/// Every broken file of the shared table (tests/common): `nnmnist convnet` fails before
+/// training, naming the file and what is wrong with it.
 #[test]
-fn empty_data_file() {
-    let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &[]);
-    data_fails(dir.path(), &file, &["empty file"]);
-    let gz_name = format!("{TEST_IMAGES}.gz");
-    let (dir, file) = broken_data(TEST_IMAGES, &gz_name, &[]);
-    data_fails(dir.path(), &file, &["empty file"]);
-}
-
-#[test]
-fn truncated_data_file() {
-    let full = images_idx(&real().test.take(100).images);
-    let (dir, file) = broken_data(TEST_IMAGES, TEST_IMAGES, &full[..full.len() - 784]);
-    data_fails(dir.path(), &file, &["truncated", "promises 78400 data bytes, the file has 77616"]);
-    let (dir, file) = broken_data(TEST_IMAGES, TEST_IMAGES, &full[..7]);
-    data_fails(dir.path(), &file, &["truncated", "header"]);
-}
-
-#[test]
-fn truncated_gz_data_file() {
-    let packed = gz(&images_idx(&real().train.take(100).images));
-    let gz_name = format!("{TRAIN_IMAGES}.gz");
-    let (dir, file) = broken_data(TRAIN_IMAGES, &gz_name, &packed[..packed.len() / 2]);
-    data_fails(dir.path(), &file, &["corrupt or truncated gzip"]);
-}
-
-#[test]
-fn corrupt_gz_data_file() {
-    let gz_name = format!("{TRAIN_LABELS}.gz");
-    let (dir, file) = broken_data(TRAIN_LABELS, &gz_name, b"this is not gzip data at all");
-    data_fails(dir.path(), &file, &["corrupt or truncated gzip"]);
-}
-
-#[test]
-fn wrong_magic() {
-    // A label file where the images belong.
-    let (dir, file) = broken_data(TEST_IMAGES, TEST_IMAGES, &labels_idx(&real().test.take(100).labels));
-    data_fails(dir.path(), &file, &["wrong magic number 0x00000801, expected 0x00000803"]);
-}
-
-#[test]
-fn images_not_28x28() {
-    let bytes = idx(IMAGE_MAGIC, &[100, 28, 27], &real().train.take(100).images[..100 * 28 * 27]);
-    let (dir, file) = broken_data(TRAIN_IMAGES, TRAIN_IMAGES, &bytes);
-    data_fails(dir.path(), &file, &["images are 28x27, expected 28x28"]);
-}
-
-#[test]
-fn image_label_count_mismatch() {
-    let (dir, labels) = broken_data(TEST_LABELS, TEST_LABELS, &labels_idx(&real().test.take(99).labels));
-    let images = dir.path().join(TEST_IMAGES);
-    data_fails(dir.path(), &labels, &[s(&images), "100 images", "99 labels", "counts must match"]);
-}
-
-#[test]
-fn label_out_of_range() {
-    let mut labels = real().train.take(100).labels;
-    labels[42] = 10;
-    let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &labels_idx(&labels));
-    data_fails(dir.path(), &file, &["label 10 at index 42 is out of range"]);
-}
-
-#[test]
-fn trailing_bytes() {
-    let mut bytes = labels_idx(&real().test.take(100).labels);
-    bytes.push(0);
-    let (dir, file) = broken_data(TEST_LABELS, TEST_LABELS, &bytes);
-    data_fails(dir.path(), &file, &["1 unexpected bytes"]);
+fn every_broken_data_file_is_named() {
+    for case in broken_data_cases() {
+        let (dir, path) = case.dir();
+        let stderr = fails(&["convnet", "--device", "cpu", "--epochs", "1", "--data-dir", s(dir.path())], &[]);
+        case.check(dir.path(), &path, &stderr);
+    }
 }
 
 #[test]
@@ -419,7 +343,7 @@ fn an_unusable_nvidia_driver_is_named() {
     std::fs::write(&version, "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n").unwrap();
     let data = small_data(100);
     let run = |device: &str| {
-        Command::new(BIN)
+        common::nnmnist()
             .args(["convnet", "--device", device, "--epochs", "1", "--batch-size", "10", "--data-dir", s(data.path())])
             .env("NNMNIST_NVIDIA_VERSION_FILE", &version)
             .env("CUDA_VISIBLE_DEVICES", "")
@@ -447,7 +371,7 @@ fn unknown_device() {
 }
 
 /// (extra arguments of `nnmnist convnet`, the phrase its error must hold); the first six are
-/// the values issue 6 names, checked end to end, the others through the library.
+/// the values a user is most likely to mistype, checked end to end, the others through the library.
 const CONVNET_BAD_VALUES: &[(&[&str], &str)] = &[
     (&["--batch-size", "0"], "--batch-size must be at least 1"),
     (&["--epochs", "0"], "--epochs must be at least 1"),

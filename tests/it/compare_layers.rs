@@ -3,15 +3,12 @@
 //! batch, and the report names the first tensor where they part. On the CPU, with one thread
 //! on both sides, every convnet row is exactly 0; weights perturbed in one layer for the Rust
 //! side make that layer's output the first divergence, and the exit status 1.
+use crate::common::root;
 use nnmnist::checkpoint;
 use nnmnist::convnet::Net;
 use nnmnist::weights::{Data, Entry};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Runs compare.py --layers for the convnet with `extra`; returns (exit code, stdout).
 fn compare(out: &Path, extra: &[&str]) -> (Option<i32>, String) {
@@ -34,7 +31,8 @@ fn compare_model(model: &str, out: &Path, extra: &[&str]) -> (Option<i32>, Strin
     (result.status.code(), stdout)
 }
 
-/// The table's rows: (tensor, max abs diff, elements outside tolerance).
+/// The table's rows (`nnmnist diff`'s: tensor, shape, dtype, max abs, max rel, mean abs,
+/// median abs, "N of M" outside, note): (tensor, max abs diff, elements outside tolerance).
 fn rows(stdout: &str) -> Vec<(String, f64, usize)> {
     stdout
         .lines()
@@ -44,7 +42,7 @@ fn rows(stdout: &str) -> Vec<(String, f64, usize)> {
         })
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[3].parse().unwrap(), f[f.len() - 3].parse().unwrap())
+            (f[0].to_string(), f[3].parse().unwrap(), f[7].parse().unwrap())
         })
         .collect()
 }

@@ -6,16 +6,14 @@
 //!     .venv/bin/python scripts/reference/make_pt_fixtures.py
 //!
 //! Tolerance: the correct count exactly; the average loss within 1e-5 absolute, as for the
-//! safetensors state_dict in tests/convnet_parity.rs (measured: the convnet's losses agree to
+//! safetensors state_dict in tests/it/convnet_parity.rs (measured: the convnet's losses agree to
 //! the last bit; the MLP's within one ulp, the sums run in another order).
-mod common;
-use common::{never, run_cli};
+use crate::common;
+use crate::common::{never, run_cli};
 use nnmnist::weights::{Data, Weights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
 const REBUILD: &str = ".venv/bin/python scripts/reference/make_pt_fixtures.py";
 
 fn fixtures() -> PathBuf {
@@ -100,7 +98,7 @@ fn init_from_and_show_take_pytorch_files() {
         argv.extend_from_slice(extra);
         run_cli(&argv, &never()).unwrap_or_else(|e| panic!("{model} --init-from {file}: {e:#}"));
         assert!(Weights::load(&save).is_ok());
-        let out = Command::new(BIN).args(["show", "0", "--weights", common::s(&path), "--data-dir", d]).output().unwrap();
+        let out = common::nnmnist().args(["show", "0", "--weights", common::s(&path), "--data-dir", d]).output().unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "show --weights {file}: {stderr}");
         assert!(stdout.contains("Test image 0: label 7") && stdout.contains("Prediction: "), "{stdout}");
@@ -141,7 +139,7 @@ fn a_whole_pickled_module_reads_as_its_state_dict() {
 #[test]
 fn entries_that_are_not_parameters_are_not_loaded() {
     let path = fixtures().join("more/convnet_expanded_buffer.pt");
-    let out = Command::new(BIN).args(["eval", "--model", "convnet", "--device", "cpu", "--weights", common::s(&path), "--data-dir", common::s(&common::repo_data())]).output().unwrap();
+    let out = common::nnmnist().args(["eval", "--model", "convnet", "--device", "cpu", "--weights", common::s(&path), "--data-dir", common::s(&common::repo_data())]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("ignoring 1 entry that is not a parameter of the convnet: extra.buffer"), "{stderr}");
@@ -168,7 +166,7 @@ fn assert_same_values(a: &Weights, b: &Weights) {
 fn made_by_torch(flag: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let script = common::root().join("scripts/reference/make_pt_fixtures.py");
-    let out = Command::new(common::python()).arg(&script).args([flag, common::s(dir.path())]).output().unwrap();
+    let out = common::command(common::python()).arg(&script).args([flag, common::s(dir.path())]).output().unwrap();
     assert!(out.status.success(), "{} {flag}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
     dir
 }
@@ -203,7 +201,7 @@ fn every_stem_length_reads_for_every_form_and_model() {
 /// in KiB (from wait4, this child only).
 fn run_measured(args: &[&str]) -> (bool, String, i64) {
     use std::io::Read;
-    let mut child = Command::new(BIN).args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = common::nnmnist().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     let (mut status, pid) = (0, child.id() as libc::pid_t);

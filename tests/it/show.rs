@@ -1,21 +1,16 @@
 //! `nnmnist show N [--weights F]`: the drawing, the label line, the prediction and the bar
 //! chart for convnet and MLP weights, and the rendering itself (plain and colour).
+use crate::common;
+use crate::common::repo_data as data_dir;
 use nnmnist::checkpoint;
 use nnmnist::data::{Mnist, PIXELS};
-use nnmnist::show::{bar_chart, render};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use nnmnist::cmd::show::{bar_chart, render};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nnmnist");
-
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
-}
 
 /// Runs `nnmnist show args...` with stdout piped (so no colour); returns stdout.
 fn show(args: &[&str]) -> String {
     let data = data_dir();
-    let out = Command::new(BIN)
+    let out = common::nnmnist()
         .arg("show")
         .args(args)
         .args(["--data-dir", data.to_str().unwrap()])
@@ -66,7 +61,7 @@ fn with_convnet_weights_prints_prediction_and_probabilities() {
     let path = tmp.path().join("convnet.safetensors");
     // A convnet trained for one short epoch (5000 images, batches of 16): it knows image 0 is a 7.
     let data = data_dir();
-    let status = Command::new(BIN)
+    let status = common::nnmnist()
         .args(["convnet", "--device", "cpu", "--threads", "1", "--epochs", "1", "--train-size", "5000"])
         .args(["--batch-size", "16", "--test-size", "100", "--data-dir", data.to_str().unwrap(), "--save"])
         .arg(&path)

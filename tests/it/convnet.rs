@@ -6,17 +6,15 @@
 //! No lock between the tests: the libtorch CPU generator is only drawn from under
 //! `convnet::net::lock_rng` (by `Net::new` and each epoch's shuffle), every run here uses
 //! one libtorch thread (`--threads 1`), and stops are injected per run.
-mod common;
-use common::{never, run_cli, stop_after};
+use crate::common::{never, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
 use nnmnist::weights::RunState;
 use nnmnist::convnet::{images_tensor, Net};
 use nnmnist::driver::Interrupted;
 use nnmnist::metrics;
 use nnmnist::weights::{Data, Entry, Weights};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
-use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 
 const KEYS: [(&str, &[usize]); 8] = [
@@ -29,10 +27,6 @@ const KEYS: [(&str, &[usize]); 8] = [
     ("model.9.weight", &[10, 100]),
     ("model.9.bias", &[10]),
 ];
-
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
-}
 
 /// `nnmnist convnet --device cpu --threads 1 --data-dir <repo>/data <extra...>`, in process,
 /// stopped by `stop`.
@@ -76,28 +70,18 @@ fn layer_shapes_and_state_dict_keys() {
     let total: usize = KEYS.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!(total, 8 * 9 + 8 + 16 * 8 * 9 + 16 + 100 * 576 + 100 + 10 * 100 + 10);
 
-    // Shapes through the layers, as nn_convnet.py's Sequential computes them.
-    let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
-    let h = net.conv0.forward(&x);
-    assert_eq!(h.size(), [3, 8, 28, 28]);
-    let h = h.relu().max_pool2d_default(2).relu();
-    assert_eq!(h.size(), [3, 8, 14, 14]);
-    let h = net.conv4.forward(&h);
-    assert_eq!(h.size(), [3, 16, 12, 12]);
-    let h = h.max_pool2d_default(2).flatten(1, -1);
-    assert_eq!(h.size(), [3, 576]);
-    let h = net.fc7.forward(&h);
-    assert_eq!(h.size(), [3, 100]);
-    let logits = net.fc9.forward(&h.relu());
-    assert_eq!(logits.size(), [3, 10]);
-    let direct = net.forward_t(&x, false);
-    assert_eq!(direct.size(), [3, 10]);
-    assert!(direct.allclose(&logits, 0.0, 0.0, false));
-    // nnmnist trace's layer by layer forward is the same chain.
+    // Shapes through the layers, as nn_convnet.py's Sequential computes them (conv0, relu,
+    // pool, relu, conv4, pool, flatten, fc7, relu, fc9), from the chain trace also uses.
+    let x = {
+        let _rng = nnmnist::convnet::net::lock_rng();
+        Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu))
+    };
     let layers = net.forward_layers(&x);
-    assert_eq!(layers.len(), 10);
-    assert!(layers[9].equal(&direct), "forward_layers' last output differs from forward_t");
-    assert_eq!(layers[6].size(), [3, 576]);
+    let shapes: Vec<Vec<i64>> = layers.iter().map(|t| t.size()).collect();
+    let expected: [&[i64]; 10] = [&[3, 8, 28, 28], &[3, 8, 28, 28], &[3, 8, 14, 14], &[3, 8, 14, 14], &[3, 16, 12, 12], &[3, 16, 6, 6], &[3, 576], &[3, 100], &[3, 100], &[3, 10]];
+    assert_eq!(shapes, expected.map(<[i64]>::to_vec));
+    let direct = net.forward(&x);
+    assert!(layers[9].equal(&direct), "forward_layers' last output differs from forward");
 }
 
 #[test]
@@ -172,8 +156,11 @@ fn safetensors_round_trip() {
         e.sort_by(|a, b| a.name.cmp(&b.name));
         e
     });
-    let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
-    assert!(net.forward_t(&x, false).equal(&loaded.forward_t(&x, false)));
+    let x = {
+        let _rng = nnmnist::convnet::net::lock_rng();
+        Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu))
+    };
+    assert!(net.forward(&x).equal(&loaded.forward(&x)));
 
     // A plain weights file is not a checkpoint; a checkpoint keeps its run state.
     assert!(Weights::load(&path).unwrap().state.is_none());

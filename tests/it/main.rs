@@ -1,0 +1,25 @@
+//! The integration tests in one binary, a module per area, so that libtorch is linked once
+//! rather than once per file. (The CUDA tests, tests/cuda.rs, are a binary of their own: it
+//! is the one copied to a GPU machine.)
+//!
+//! In-process tests share libtorch's process-wide state: they draw from its CPU generator only
+//! under `convnet::net::lock_rng`, and every in-process convnet run uses one libtorch thread.
+//! Children get default signal dispositions (`common::command`).
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod checkpoints;
+mod compare_layers;
+mod convnet;
+mod convnet_parity;
+mod cuda_graph;
+mod data;
+mod diff;
+mod faults;
+mod mlp;
+mod mlp_parity;
+mod pytorch_files;
+mod show;
+mod signals;
+mod torch_layout;
