@@ -277,7 +277,7 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
 pub use crate::pytorch::NESTED_KEYS;
 
 /// Opens a `torch.save` zip (no tensor data read), its errors in words naming the file.
-fn open_zip(path: &Path) -> Result<PtZip> {
+pub(crate) fn open_zip(path: &Path) -> Result<PtZip> {
     PtZip::open(path).map_err(|e| match e {
         OpenError::Damaged(e) => anyhow!("{}: a truncated or damaged zip file, unreadable as torch.save's format ({e})", path.display()),
         OpenError::NotStateDict(e) => anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.display()),
