@@ -35,6 +35,7 @@ fn serialize_with(entries: &[Entry], meta: &Option<HashMap<String, String>>) -> 
             Data::F32(v) => Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Data::F64(v) => Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Data::Other(d) => Err(anyhow!("tensor {}: cannot write dtype {d}", e.name)),
+            Data::Unread(_) | Data::Unreadable(_) => Err(anyhow!("tensor {}: cannot write values that were not read", e.name)),
         })
         .collect::<Result<_>>()?;
     let views = entries

@@ -9,7 +9,8 @@
 //! The path of a training run: [`cli`] (raw flags) -> [`config`] (typed configuration,
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
-//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts),
+//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts; PyTorch's own zips
+//! through [`pytorch`] and [`pickle`]),
 //! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`cmd::diff`] compares any two
 //! files of named tensors. Both models draw their random numbers from libtorch's generator
 //! ([`torch_rng`]), as their PyTorch references do, so a seed means the same run on both
@@ -30,6 +31,8 @@ pub mod files;
 pub mod metrics;
 pub mod mlp;
 pub mod nvidia;
+pub mod pickle;
+pub mod pytorch;
 pub mod report;
 pub mod signal;
 pub mod torch_rng;

@@ -4,12 +4,26 @@
 //!
 //! The format is told by the content, not the extension:
 //! - safetensors (what nnmnist writes, and `safetensors.torch.save_file`);
-//! - PyTorch's own files, `torch.save` (the zip format, and the legacy and tar ones), read by
-//!   the `pytorch-reader` crate: a state_dict (an OrderedDict or a plain dict), or a training
-//!   checkpoint that nests it under `model_state_dict`, `state_dict` or `model` beside other
-//!   entries (an optimizer state, an epoch number), which are ignored with a note.
+//! - PyTorch's own files, `torch.save`'s zip format (read by [`crate::pytorch`]; the legacy
+//!   and tar formats by the `pytorch-reader` crate): a state_dict (an OrderedDict or a plain
+//!   dict), a whole module, or a training checkpoint that nests either under
+//!   `model_state_dict`, `state_dict` or `model` beside other entries (an optimizer state, an
+//!   epoch number), which are ignored with a note. Keys saved from a wrapped model
+//!   (`module.` from DistributedDataParallel/DataParallel, `_orig_mod.` from torch.compile,
+//!   in any stack) are read without the wrapper's prefix, with a note.
+//!
+//! Memory stays bounded by construction for a zip: [`Weights::load`] reads the name, dtype,
+//! shape, storage and offset of every entry, and no values; [`Weights::get`] reads one
+//! tensor's values only once its dtype and shape have been checked against the model's.
+//! An entry that is not one of the model's parameters is never read (its name is noted), nor
+//! need it be readable (a sparse, complex, quantized or meta-device tensor).
+//!
+//! Model-independent access, one tensor at a time: [`TensorFile`] (or [`tensor_index`] and
+//! [`read_tensor`]).
 use crate::report::Shown;
 use crate::files;
+use crate::pytorch::{OpenError, PtZip};
+use std::borrow::Cow;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
@@ -28,6 +42,12 @@ pub enum Data {
     /// Any other dtype (named): never a parameter nnmnist reads, but allowed beside them (an
     /// integer `num_batches_tracked`, say).
     Other(String),
+    /// F32 or F64 values (the dtype named) not read yet: a PyTorch zip's entry, read by
+    /// [`Weights::get`] once its shape has been checked.
+    Unread(String),
+    /// An entry whose values cannot be read, and why (a meta-device or sparse tensor): allowed
+    /// beside the parameters, refused as one.
+    Unreadable(String),
 }
 
 /// One named tensor: row-major values and their shape.
@@ -52,7 +72,7 @@ impl Entry {
         match &self.data {
             Data::F32(v) => v.iter().map(|&x| x as f64).collect(),
             Data::F64(v) => v.clone(),
-            Data::Other(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -61,7 +81,7 @@ impl Entry {
         match &self.data {
             Data::F32(v) => v.clone(),
             Data::F64(v) => v.iter().map(|&x| x as f32).collect(),
-            Data::Other(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -70,7 +90,7 @@ impl Entry {
         match &self.data {
             Data::F32(v) => v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i] as f64)),
             Data::F64(v) => v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i])),
-            Data::Other(_) => None,
+            _ => None,
         }
     }
 }
@@ -123,27 +143,58 @@ impl RunState {
 }
 
 /// A weights file as read: its tensors by name, and the run state if it is a checkpoint.
-#[derive(Debug)]
+/// The entries of a PyTorch zip hold [`Data::Unread`] until [`Weights::get`] reads them.
 pub struct Weights {
     pub path: PathBuf,
     pub entries: BTreeMap<String, Entry>,
     pub state: Option<RunState>,
+    /// The open zip the unread entries are read from.
+    zip: Option<PtZip>,
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights").field("path", &self.path).field("entries", &self.entries).field("state", &self.state).finish_non_exhaustive()
+    }
 }
 
 impl Weights {
     /// Reads a weights file (see the module comment for the formats). Only a safetensors
     /// file is read whole; a PyTorch file is read tensor by tensor.
     pub fn load(path: &Path) -> Result<Weights> {
+        let w = Weights::load_quiet(path)?;
+        if let Some(zip) = &w.zip {
+            if let Some(key) = zip.nested {
+                crate::report::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{}\" (its other entries are ignored)", path.shown(), key.shown()));
+            }
+            if !zip.prefix.is_empty() {
+                crate::report::note(format_args!(
+                    "note: {}: every key starts with \"{}\" (saved from a model wrapped by DistributedDataParallel, DataParallel or torch.compile); reading the keys without it",
+                    path.shown(),
+                    zip.prefix
+                ));
+            }
+        }
+        Ok(w)
+    }
+
+    /// [`Weights::load`] without its notes on stderr.
+    fn load_quiet(path: &Path) -> Result<Weights> {
         let size = files::check_readable(path, "weights file")?;
         let cannot = || format!("cannot read weights file {}", path.shown());
         let mut head = Vec::new();
-        std::fs::File::open(path).and_then(|f| f.take(9).read_to_end(&mut head)).with_context(cannot)?;
+        std::fs::File::open(path).and_then(|f| f.take(16).read_to_end(&mut head)).with_context(cannot)?;
         if looks_like_safetensors(&head) {
             let bytes = std::fs::read(path).with_context(cannot)?;
             return Weights::from_bytes(path, &bytes);
         }
         if size == 0 {
             bail!("{}: empty file, not a weights file", path.shown());
+        }
+        if head.starts_with(b"PK\x03\x04") {
+            let zip = open_zip(path)?;
+            let entries = zip.tensors.iter().map(|t| (t.name.clone(), zip_entry(t))).collect();
+            return Ok(Weights { path: path.to_path_buf(), entries, state: None, zip: Some(zip) });
         }
         let (entries, state) = read_pytorch(path, Source::File, &head)?;
         Weights::checked(path, entries, state)
@@ -166,7 +217,7 @@ impl Weights {
                 bail!("{}: tensor {} holds {v} (at flat index {i}): weights must be finite numbers", path.shown(), e.name.shown());
             }
         }
-        Ok(Weights { path: path.to_path_buf(), entries, state })
+        Ok(Weights { path: path.to_path_buf(), entries, state, zip: None })
     }
 
     /// The names of the file's tensors, for messages: "a, b, c" or "no tensors".
@@ -178,16 +229,39 @@ impl Weights {
         }
     }
 
-    /// The float tensor `name`, checked to have `shape`.
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Entry> {
-        let entry = self.entries.get(name).ok_or_else(|| anyhow!("{}: missing tensor {} (the file has: {})", self.path.shown(), name.shown(), self.key_list()))?;
-        if let Data::Other(dtype) = &entry.data {
-            bail!("{}: tensor {} has dtype {dtype}; nnmnist reads F32 or F64", self.path.shown(), name.shown());
+    /// The float tensor `name`, checked to have `shape` (before any of its values are read)
+    /// and finite values.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Cow<'_, Entry>> {
+        let path = self.path.shown();
+        let entry = self.entries.get(name).ok_or_else(|| anyhow!("{path}: missing tensor {} (the file has: {}){}", name.shown(), self.key_list(), self.prefix_hint(name)))?;
+        match &entry.data {
+            Data::Other(dtype) => bail!("{path}: tensor {} has dtype {dtype}; nnmnist reads F32 or F64", name.shown()),
+            Data::Unreadable(why) => bail!("{path}: tensor {} cannot be read: {why}", name.shown()),
+            _ => {}
         }
         if entry.shape != shape {
-            bail!("{}: tensor {} has shape {:?}, expected {shape:?}", self.path.shown(), name.shown(), entry.shape);
+            bail!("{path}: tensor {} has shape {:?}, expected {shape:?}", name.shown(), entry.shape);
         }
-        Ok(entry)
+        let Data::Unread(_) = entry.data else { return Ok(Cow::Borrowed(entry)) };
+        let zip = self.zip.as_ref().expect("unread entries come from a zip");
+        let t = zip.tensors.iter().rev().find(|t| t.name == name).expect("every entry is described");
+        let read = zip_values(zip, t).map_err(|e| anyhow!("{path}: cannot read tensor {}: {e}", name.shown()))?;
+        if let Some((i, v)) = read.first_non_finite() {
+            bail!("{path}: tensor {} holds {v} (at flat index {i}): weights must be finite numbers", name.shown());
+        }
+        Ok(Cow::Owned(read))
+    }
+
+    /// For a missing `name`: a hint when every key carries one prefix before it
+    /// (`foo.model.0.weight`), saved from a model wrapped in something nnmnist does not know.
+    fn prefix_hint(&self, name: &str) -> String {
+        let Some(key) = self.entries.keys().find(|k| k.ends_with(&format!(".{name}"))) else { return String::new() };
+        let prefix = &key[..key.len() - name.len()];
+        if self.entries.keys().all(|k| k.starts_with(prefix)) {
+            format!("; every key starts with \"{}\": saved from a wrapped model? nnmnist removes only the prefixes module. and _orig_mod.", prefix.shown())
+        } else {
+            String::new()
+        }
     }
 
     /// Notes on stderr the entries that are not among `expected` (the model's own keys),
@@ -220,8 +294,127 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
     bytes.len() > 8 && bytes[8] == b'{'
 }
 
-/// The keys under which training checkpoints commonly nest a state_dict, tried in order.
-pub const NESTED_KEYS: [&str; 3] = ["model_state_dict", "state_dict", "model"];
+pub use crate::pytorch::NESTED_KEYS;
+
+/// Opens a `torch.save` zip (no tensor data read), its errors in words naming the file.
+pub(crate) fn open_zip(path: &Path) -> Result<PtZip> {
+    PtZip::open(path).map_err(|e| match e {
+        OpenError::Damaged(e) => anyhow!("{}: a truncated or damaged zip file, unreadable as torch.save's format ({e})", path.shown()),
+        OpenError::NotStateDict(e) => anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.shown()),
+        OpenError::Refused(e) => anyhow!("{}: {e}", path.shown()),
+    })
+}
+
+/// The entry standing for a zip's tensor before its values are read.
+fn zip_entry(t: &crate::pytorch::PtTensor) -> Entry {
+    let data = match &t.storage {
+        Err(why) => Data::Unreadable(why.clone()),
+        Ok(_) if t.dtype == "F32" || t.dtype == "F64" => Data::Unread(t.dtype.clone()),
+        Ok(_) => Data::Other(t.dtype.clone()),
+    };
+    Entry { name: t.name.clone(), shape: t.shape.clone(), data }
+}
+
+/// The values of a zip's tensor: F32 and F64 read, other dtypes named only.
+fn zip_values(zip: &PtZip, t: &crate::pytorch::PtTensor) -> std::result::Result<Entry, String> {
+    let data = match zip_entry(t).data {
+        Data::Unread(_) => {
+            let bytes = zip.read(t)?;
+            if t.dtype == "F32" {
+                Data::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            } else {
+                Data::F64(bytes.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+            }
+        }
+        Data::Unreadable(why) => return Err(why),
+        other => other,
+    };
+    Ok(Entry { name: t.name.clone(), shape: t.shape.clone(), data })
+}
+
+/// One tensor of a weights file, as described before its values are read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// F32, F64, F16, BF16, I64, I32, I16, I8, U8, Bool, C64, C128 (what the file says).
+    pub dtype: String,
+    /// Why its values cannot be read, if they cannot (a meta-device or sparse tensor).
+    pub unreadable: Option<String>,
+}
+
+/// A weights file opened for reading one tensor at a time, whatever model it holds. A
+/// PyTorch zip is described without reading any values; a safetensors file (nnmnist's own,
+/// validated whole by the `safetensors` crate) and PyTorch's legacy and tar formats are read
+/// whole when opened.
+pub struct TensorFile {
+    pub path: PathBuf,
+    /// The tensors: in file order for a PyTorch zip, by name otherwise.
+    pub tensors: Vec<TensorInfo>,
+    /// The key a checkpoint nested its state_dict under, and the wrapper prefix removed from
+    /// every key ("" if none): PyTorch zips only.
+    pub nested: Option<&'static str>,
+    pub prefix: String,
+    weights: Weights,
+}
+
+impl TensorFile {
+    pub fn open(path: &Path) -> Result<TensorFile> {
+        let weights = Weights::load_quiet(path)?;
+        let (tensors, nested, prefix) = match &weights.zip {
+            Some(zip) => (
+                zip.tensors.iter().map(|t| TensorInfo { name: t.name.clone(), shape: t.shape.clone(), dtype: t.dtype.clone(), unreadable: t.storage.as_ref().err().cloned() }).collect(),
+                zip.nested,
+                zip.prefix.clone(),
+            ),
+            None => (
+                weights
+                    .entries
+                    .values()
+                    .map(|e| {
+                        let dtype = match &e.data {
+                            Data::F32(_) => "F32".to_string(),
+                            Data::F64(_) => "F64".to_string(),
+                            Data::Other(d) | Data::Unread(d) | Data::Unreadable(d) => d.clone(),
+                        };
+                        TensorInfo { name: e.name.clone(), shape: e.shape.clone(), dtype, unreadable: None }
+                    })
+                    .collect(),
+                None,
+                String::new(),
+            ),
+        };
+        Ok(TensorFile { path: path.to_path_buf(), tensors, nested, prefix, weights })
+    }
+
+    /// The values of `info` (one of [`TensorFile::tensors`]): F32 and F64 as such, any other
+    /// dtype as [`Data::Other`]; an unreadable tensor is an error naming the file and why.
+    pub fn read(&self, info: &TensorInfo) -> Result<Entry> {
+        let path = self.path.shown();
+        match &self.weights.zip {
+            Some(zip) => {
+                let t = zip.tensors.iter().rev().find(|t| t.name == info.name).ok_or_else(|| anyhow!("{path}: no tensor {}", info.name))?;
+                zip_values(zip, t).map_err(|e| anyhow!("{path}: cannot read tensor {}: {e}", info.name))
+            }
+            None => self.weights.entries.get(&info.name).cloned().ok_or_else(|| anyhow!("{path}: no tensor {}", info.name)),
+        }
+    }
+
+    /// The run state of an nnmnist checkpoint.
+    pub fn state(&self) -> Option<&RunState> {
+        self.weights.state.as_ref()
+    }
+}
+
+/// The tensors of a weights file, described without reading a PyTorch zip's values.
+pub fn tensor_index(path: &Path) -> Result<Vec<TensorInfo>> {
+    Ok(TensorFile::open(path)?.tensors)
+}
+
+/// The values of one tensor of `path` (opening it again: for many, use [`TensorFile`]).
+pub fn read_tensor(path: &Path, info: &TensorInfo) -> Result<Entry> {
+    TensorFile::open(path)?.read(info)
+}
 
 /// Where a PyTorch file's bytes are.
 enum Source<'a> {
@@ -243,6 +436,10 @@ pub(crate) fn nested_key(path: &Path) -> Option<&'static str> {
     })
 }
 
+/// How PyTorch's legacy format starts: a pickle (protocol 2) of its magic number
+/// 0x1950a86a20f9469cfc6c.
+const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+
 /// Reads a file `torch.save` wrote (see the module comment); `head` is its start.
 fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
     use pytorch_reader::{DType, PytorchReader};
@@ -258,6 +455,8 @@ fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
     let reader = opened.map_err(|e| {
         if head.starts_with(b"PK\x03\x04") {
             anyhow!("{}: a zip file (torch.save's format) that holds no state_dict nnmnist can read ({e})", path.shown())
+        } else if head.starts_with(LEGACY_MAGIC) {
+            anyhow!("{}: a PyTorch file in the legacy format (PyTorch before 1.6, or _use_new_zipfile_serialization=False) that nnmnist cannot read ({e})", path.shown())
         } else {
             anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.shown())
         }

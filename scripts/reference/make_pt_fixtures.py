@@ -43,6 +43,50 @@ more/convnet_expanded_buffer.pt, convnet_state_dict.pt's tensors plus "extra.buf
 must not load an entry that is no weight or bias.
 Only these: `make_pt_fixtures.py --broken-only`.
 
+Cases made at test time, not committed (tests/pytorch_files.rs runs them):
+  make_pt_fixtures.py --stems OUT     for every stem length 1..64, a state_dict and a training
+      checkpoint (model_state_dict + optimizer_state_dict) of the convnet (trained weights) and
+      of two MLPs (sizes 784,30,10 and 784,16,16,10, seeded N(0,1)), saved as OUT/<model>/<form>/
+      <stem>.pt; beside them OUT/<model>.safetensors, the same weights as safetensors.
+      torch.save names the zip's inner folder after the stem, so the zip's byte layout shifts
+      with the file name's length.
+  make_pt_fixtures.py --cases OUT     the convnet's trained weights in the forms below, and
+      OUT/reference.safetensors, the same weights:
+      huge_extras.pt       sd + three entries extra.{a,b,c}.weight = zeros(1).expand(2**19, 2**10)
+                           (2 GiB each if materialised)
+      huge_param.pt        sd with model.7.weight = zeros(1).expand(2**19, 2**10): a parameter
+                           of a huge, wrong shape
+      duplicate_entry.pt   convnet_state_dict's zip with a second copy of its first storage entry
+                           (zeros) appended under the same name: zipfile writes it, torch.load
+                           reads the first copy
+      unreadable_extras.pt sd + a complex64, a sparse and a meta-device entry
+      unreadable_optimizer.pt  {"model_state_dict": sd, "optimizer_state_dict": {"state": {0:
+                           {"sparse": a sparse tensor}}, ...}}
+      ddp_compile.pt       every key under "module._orig_mod." (DDP around torch.compile)
+      compile_ddp.pt       every key under "_orig_mod.module."
+      unknown_prefix.pt    every key under "wrapper."
+      module_checkpoint.pt {"model": the whole nn_convnet.NeuralNetwork, "epoch": 3}
+      mlp_module_checkpoint.pt {"model": nn_torch's whole nn.Sequential (784,30,10), "epoch": 3},
+                           beside mlp_reference.safetensors
+      mlp_too_wide.pt      MLP weights 784,2**26,10 (float64) as stride-0 expansions of one value:
+                           a few hundred bytes on disk, about 1.7 TB to train or evaluate
+      meta_param.pt        sd with model.0.weight on the meta device (a shape, no values)
+      views.pt             sd with every parameter a view PyTorch reads as the same values:
+                           model.0.weight channels_last, model.4.weight a slice (a storage
+                           offset) of a larger channels_last tensor, model.7.weight the
+                           transpose of a (576, 100) tensor, model.7.bias/model.9.bias two halves of one
+                           storage, model.9.weight float64, model.4.bias expanded from (1,) to
+                           (16,) when all its values are equal (stride 0) -- here a copy of
+                           model.4.bias[0] repeated, with reference_views.safetensors the
+                           same values, contiguous
+      deflated.pt          plain.pt's entries rewritten with ZIP_DEFLATED
+      big_endian.pt        plain.pt with its byteorder entry saying "big" (what torch.save writes
+                           on a big-endian machine)
+      legacy.pt            sd in the legacy format (_use_new_zipfile_serialization=False)
+      truncated.pt         the first half of convnet_state_dict.pt's bytes
+      legacy_truncated.pt  the first half of sd saved in the legacy format
+                           (_use_new_zipfile_serialization=False)
+
 expected.json: per file its model, form, the key its state_dict nests under (null at the
 top level), the keys a reader must load and those it must skip, and PyTorch's evaluation of the
 weights read back from that file with torch.load, on all 10,000 test images, one thread:
@@ -154,7 +198,120 @@ def write_broken():
     print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes): a 46000x46000 expanded extra entry")
 
 
+def trained_convnet():
+    from safetensors.torch import load_file
+    model = nn_convnet.NeuralNetwork()
+    model.load_state_dict(load_file(TRAINED))
+    return model
+
+
+def seeded_mlp(sizes, seed):
+    torch.manual_seed(seed)
+    model = nn_torch.build(sizes)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, dtype=torch.float64))
+    return model
+
+
+def write_stems(out):
+    from safetensors.torch import save_file
+    models = {"convnet": trained_convnet(), "mlp_784_30_10": seeded_mlp([784, 30, 10], 1),
+              "mlp_784_16_16_10": seeded_mlp([784, 16, 16, 10], 2)}
+    for name, model in models.items():
+        sd = model.state_dict()
+        save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, f"{name}.safetensors"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        forms = {"state_dict": sd, "checkpoint": {"epoch": 1, "model_state_dict": sd, "optimizer_state_dict": opt.state_dict()}}
+        for form, obj in forms.items():
+            d = os.path.join(out, name, form)
+            os.makedirs(d, exist_ok=True)
+            for n in range(1, 65):
+                torch.save(obj, os.path.join(d, "s" * n + ".pt"))
+
+
+def write_cases(out):
+    import zipfile
+    from safetensors.torch import save_file
+    model = trained_convnet()
+    sd = model.state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, "reference.safetensors"))
+    big = lambda: torch.zeros(1).expand(2**19, 2**10)  # noqa: E731
+    cases = {
+        "huge_extras.pt": {**sd, "extra.a.weight": big(), "extra.b.weight": big(), "extra.c.weight": big()},
+        "huge_param.pt": {**sd, "model.7.weight": big()},
+        "unreadable_extras.pt": {**sd, "extra.complex": torch.zeros(3, dtype=torch.complex64),
+                                 "extra.sparse.weight": torch.eye(3).to_sparse(),
+                                 "extra.meta.weight": torch.empty(4, 5, device="meta")},
+        "unreadable_optimizer.pt": {"model_state_dict": sd, "optimizer_state_dict": {
+            "state": {0: {"sparse": torch.eye(3).to_sparse()}}, "param_groups": [{"lr": 0.1, "params": [0]}]}},
+        "ddp_compile.pt": {"module._orig_mod." + k: v for k, v in sd.items()},
+        "compile_ddp.pt": {"_orig_mod.module." + k: v for k, v in sd.items()},
+        "unknown_prefix.pt": {"wrapper." + k: v for k, v in sd.items()},
+        "module_checkpoint.pt": {"model": model, "epoch": 3},
+        "meta_param.pt": {**sd, "model.0.weight": torch.empty(8, 1, 3, 3, device="meta")},
+    }
+    for name, obj in cases.items():
+        torch.save(obj, os.path.join(out, name))
+    views = dict(sd)
+    views["model.0.weight"] = sd["model.0.weight"].contiguous(memory_format=torch.channels_last)
+    bigger = torch.zeros(20, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    bigger[3:19] = sd["model.4.weight"]
+    views["model.4.weight"] = bigger[3:19]
+    views["model.7.weight"] = sd["model.7.weight"].t().contiguous().t()
+    halves = torch.cat([sd["model.7.bias"], sd["model.9.bias"]])
+    views["model.7.bias"], views["model.9.bias"] = halves[:100], halves[100:]
+    views["model.9.weight"] = sd["model.9.weight"].double()
+    views["model.4.bias"] = sd["model.4.bias"][:1].expand(16)
+    torch.save(views, os.path.join(out, "views.pt"))
+    assert views["model.7.weight"].stride() == (1, 100) and views["model.4.weight"].storage_offset() == 3 * 72
+    assert views["model.4.weight"].stride() == (72, 1, 24, 8)
+    save_file({k: v.contiguous() for k, v in views.items()}, os.path.join(out, "reference_views.safetensors"))
+    wide, f64 = 2**26, torch.float64
+    torch.save({"0.weight": torch.zeros(1, dtype=f64).expand(wide, 784), "0.bias": torch.zeros(1, dtype=f64).expand(wide),
+                "2.weight": torch.zeros(1, dtype=f64).expand(10, wide), "2.bias": torch.zeros(10, dtype=f64)},
+               os.path.join(out, "mlp_too_wide.pt"))
+    mlp = seeded_mlp([784, 30, 10], 3)
+    save_file({k: v.contiguous() for k, v in mlp.state_dict().items()}, os.path.join(out, "mlp_reference.safetensors"))
+    torch.save({"model": mlp, "epoch": 3}, os.path.join(out, "mlp_module_checkpoint.pt"))
+    plain = os.path.join(out, "plain.pt")
+    torch.save(sd, plain)
+    with zipfile.ZipFile(plain) as z:
+        infos = z.infolist()
+        first = next(i for i in infos if "/data/" in i.filename)
+        with zipfile.ZipFile(os.path.join(out, "duplicate_entry.pt"), "w", zipfile.ZIP_STORED) as dup:
+            for i in infos:
+                dup.writestr(i, z.read(i))
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dup.writestr(first.filename, bytes(first.file_size))
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(os.path.join(out, "deflated.pt"), "w", zipfile.ZIP_DEFLATED) as d:
+        for i in z.infolist():
+            d.writestr(i.filename, z.read(i))
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(os.path.join(out, "big_endian.pt"), "w") as d:
+        for i in z.infolist():
+            d.writestr(i, b"big" if i.filename.endswith("/byteorder") else z.read(i))
+    with open(plain, "rb") as f:
+        whole = f.read()
+    with open(os.path.join(out, "truncated.pt"), "wb") as f:
+        f.write(whole[: len(whole) // 2])
+    legacy = os.path.join(out, "legacy.pt")
+    torch.save(sd, legacy, _use_new_zipfile_serialization=False)
+    with open(legacy, "rb") as f:
+        whole = f.read()
+    with open(os.path.join(out, "legacy_truncated.pt"), "wb") as f:
+        f.write(whole[: len(whole) // 2])
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] in ("--stems", "--cases"):
+        os.makedirs(sys.argv[2], exist_ok=True)
+        (write_stems if sys.argv[1] == "--stems" else write_cases)(sys.argv[2])
+        return
     write_broken()
     if sys.argv[1:] == ["--broken-only"]:
         return

@@ -189,6 +189,23 @@ impl DType {
         })
     }
 
+    /// From the dtype names of [`crate::pytorch::PtTensor`] (F32, BF16, I64, Bool...).
+    fn of_name(name: &str) -> Option<DType> {
+        Some(match name {
+            "F64" => DType::F64,
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            "I64" => DType::I64,
+            "I32" => DType::I32,
+            "I16" => DType::I16,
+            "I8" => DType::I8,
+            "U8" => DType::U8,
+            "Bool" => DType::Bool,
+            _ => return None,
+        })
+    }
+
     fn of_pytorch(d: pytorch_reader::DType) -> DType {
         use pytorch_reader::DType as P;
         match d {
@@ -365,35 +382,63 @@ impl TensorFile for Safetensors {
     }
 }
 
-/// A `torch.save` file, through `pytorch-reader` (which parses the pickle, then reads each
-/// tensor's storage when asked).
+/// A `torch.save` file: the zip format through [`crate::pytorch`] (every entry described
+/// from the pickle before any value is read), the legacy and tar formats through
+/// `pytorch-reader` (which parses the pickle, then reads each tensor's storage when asked).
 struct Pytorch {
     path: PathBuf,
-    reader: pytorch_reader::PytorchReader,
+    source: PytorchSource,
     index: Vec<TensorInfo>,
+}
+
+enum PytorchSource {
+    Zip(crate::pytorch::PtZip),
+    Reader(pytorch_reader::PytorchReader),
 }
 
 impl Pytorch {
     fn open(path: &Path, head: &[u8]) -> Result<Pytorch> {
+        if head.starts_with(b"PK\x03\x04") {
+            return Pytorch::open_zip(path);
+        }
         use pytorch_reader::PytorchReader;
         let nested = crate::weights::nested_key(path);
         let opened = match nested {
             Some(key) => PytorchReader::with_top_level_key(path, key),
             None => PytorchReader::new(path),
         };
-        let reader = opened.map_err(|e| {
-            if head.starts_with(b"PK\x03\x04") {
-                anyhow!("{}: a zip file (torch.save's format) that holds no tensors nnmnist can read ({e})", path.shown())
-            } else {
-                anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.shown())
-            }
-        })?;
+        let reader = opened.map_err(|e| anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.shown()))?;
         if let Some(key) = nested {
             crate::report::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.shown()));
         }
         let mut index: Vec<TensorInfo> = reader.tensors().iter().map(|(name, t)| TensorInfo { name: name.clone(), shape: t.shape().to_vec(), dtype: DType::of_pytorch(t.dtype()) }).collect();
         index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
-        Ok(Pytorch { path: path.to_path_buf(), reader, index })
+        Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Reader(reader), index })
+    }
+
+    /// torch.save's zip: tensors nnmnist cannot read (a meta-device, sparse or complex one)
+    /// are left out with a note.
+    fn open_zip(path: &Path) -> Result<Pytorch> {
+        let zip = crate::weights::open_zip(path)?;
+        if let Some(key) = zip.nested {
+            crate::report::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.display()));
+        }
+        if !zip.prefix.is_empty() {
+            crate::report::note(format_args!("note: {}: every key starts with \"{}\" (a wrapped model's); comparing the keys without it", path.display(), zip.prefix));
+        }
+        let (mut index, mut left_out) = (Vec::new(), Vec::new());
+        for t in &zip.tensors {
+            match (DType::of_name(&t.dtype), &t.storage) {
+                (Some(dtype), Ok(_)) => index.push(TensorInfo { name: t.name.clone(), shape: t.shape.clone(), dtype }),
+                (_, Err(why)) => left_out.push(format!("{} ({why})", t.name.shown())),
+                (None, Ok(_)) => left_out.push(format!("{} (dtype {})", t.name.shown(), t.dtype)),
+            }
+        }
+        if !left_out.is_empty() {
+            crate::report::note(format_args!("note: {}: leaving out {} tensors nnmnist cannot read: {}", path.display(), left_out.len(), left_out.join(", ")));
+        }
+        index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
+        Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Zip(zip), index })
     }
 }
 
@@ -409,9 +454,17 @@ impl TensorFile for Pytorch {
     }
     fn read(&mut self, info: &TensorInfo) -> Result<Vec<u8>> {
         let cannot = || format!("{}: cannot read tensor {}", self.path.shown(), info.name.shown());
-        let t = self.reader.get(&info.name).ok_or_else(|| anyhow!("{}", cannot()))?;
-        // pytorch-reader refuses big-endian files, so these are little-endian bytes.
-        let bytes = t.read().with_context(cannot)?;
+        let bytes = match &self.source {
+            PytorchSource::Zip(zip) => {
+                let t = zip.tensors.iter().rev().find(|t| t.name == info.name).ok_or_else(|| anyhow!("{}", cannot()))?;
+                zip.read(t).map_err(|e| anyhow!("{}: {e}", cannot()))?
+            }
+            PytorchSource::Reader(reader) => {
+                let t = reader.get(&info.name).ok_or_else(|| anyhow!("{}", cannot()))?;
+                // pytorch-reader refuses big-endian files, so these are little-endian bytes.
+                t.read().with_context(cannot)?
+            }
+        };
         if bytes.len() != info.numel() * info.dtype.size() {
             bail!("{}: {} bytes for shape {:?} of {}", cannot(), bytes.len(), info.shape, info.dtype.name());
         }

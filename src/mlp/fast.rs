@@ -77,7 +77,7 @@ impl std::ops::DerefMut for Lanes {
 }
 
 /// Pads a width to a multiple of 8 lanes.
-fn round_up(n: usize) -> usize {
+pub(crate) fn round_up(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 

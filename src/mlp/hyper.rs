@@ -86,10 +86,13 @@ pub fn check_sizes(sizes: &[usize]) -> Result<()> {
 
 /// About how many bytes training a network of `sizes` takes: the weights in f64 four times
 /// over (the reference layout, the fast layout, its transposed copy and the gradient), plus
-/// per-neuron buffers for batches of up to 256 images.
+/// per-neuron buffers for batches of up to 256 images. The fast layout pads every layer's
+/// width to a multiple of 8 lanes, so a deep network of narrow layers costs 8 times its
+/// neuron count in buffers (60,000 one-neuron layers: about 3 GB).
 pub fn network_bytes(sizes: &[usize]) -> u128 {
-    let weights: u128 = sizes.windows(2).map(|w| w[0] as u128 * w[1] as u128).sum();
-    let neurons: u128 = sizes.iter().map(|&n| n as u128).sum();
+    let pad = |n: usize| super::fast::round_up(n) as u128;
+    let weights: u128 = sizes.windows(2).map(|w| pad(w[0]) * pad(w[1])).sum();
+    let neurons: u128 = sizes.iter().map(|&n| pad(n)).sum();
     8 * (4 * weights + 3 * 256 * neurons)
 }
 

@@ -181,10 +181,10 @@ fn weights_empty_file() {
 #[test]
 fn weights_not_safetensors() {
     let tmp = tempfile::tempdir().unwrap();
-    // A PyTorch pickle (zip) and plain text: neither is safetensors.
+    // The start of a zip cut short (no directory), and plain text: neither is safetensors.
     let path = tmp.path().join("model.pt");
     std::fs::write(&path, b"PK\x03\x04\x14\x00\x00\x00\x08\x00 not a safetensors header at all").unwrap();
-    weights_fail(&path, &["a zip file (torch.save's format) that holds no state_dict"]);
+    weights_fail(&path, &["a truncated or damaged zip file, unreadable as torch.save's format"]);
     let path = tmp.path().join("notes.safetensors");
     std::fs::write(&path, "weights: see the README\n".repeat(10)).unwrap();
     weights_fail_in(&path, &["neither a safetensors nor a PyTorch file"], true);

@@ -35,7 +35,8 @@ fn every_form_reads_the_state_dict_and_skips_the_rest() {
         let w = Weights::load(&fixtures().join(name)).unwrap_or_else(|err| panic!("{name}: {err:#}"));
         let keys: Vec<&str> = e["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
         for key in &keys {
-            let entry = w.entries.get(*key).unwrap_or_else(|| panic!("{name}: no {key}; it has {:?}", w.entries.keys().collect::<Vec<_>>()));
+            let shape = w.entries.get(*key).unwrap_or_else(|| panic!("{name}: no {key}; it has {:?}", w.entries.keys().collect::<Vec<_>>())).shape.clone();
+            let entry = w.get(key, &shape).unwrap_or_else(|err| panic!("{name}: {err:#}"));
             let dtype_ok = match e["dtype"].as_str().unwrap() {
                 "float32" => matches!(entry.data, Data::F32(_)),
                 _ => matches!(entry.data, Data::F64(_)),
@@ -130,7 +131,7 @@ fn broken_pytorch_files_are_refused_by_name() {
 fn a_whole_pickled_module_reads_as_its_state_dict() {
     let module = Weights::load(&fixtures().join("more/convnet_module.pt")).unwrap();
     let sd = Weights::load(&fixtures().join("convnet_state_dict.pt")).unwrap();
-    assert_eq!(module.entries, sd.entries);
+    assert_same_values(&module, &sd);
 }
 
 /// An entry that is no weight or bias is never loaded: a 46000x46000 float32 view of one
@@ -149,4 +150,241 @@ fn entries_that_are_not_parameters_are_not_loaded() {
         u.ru_maxrss
     };
     assert!(peak_kib < 2 << 20, "a child of this test peaked at {} MiB", peak_kib / 1024);
+}
+
+/// Every float tensor of `b` is in `a` with the same shape and values.
+fn assert_same_values(a: &Weights, b: &Weights) {
+    assert!(!b.entries.is_empty());
+    for (name, e) in &b.entries {
+        let want = b.get(name, &e.shape).unwrap_or_else(|err| panic!("{err:#}"));
+        let got = a.get(name, &e.shape).unwrap_or_else(|err| panic!("{err:#}"));
+        assert_eq!(got.to_f64(), want.to_f64(), "{}: {name} differs from {}", a.path.display(), b.path.display());
+    }
+}
+
+/// Runs `make_pt_fixtures.py FLAG DIR` (torch.save writes every file) into a fresh directory.
+fn made_by_torch(flag: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let script = common::root().join("scripts/reference/make_pt_fixtures.py");
+    let out = common::command(common::python()).arg(&script).args([flag, common::s(dir.path())]).output().unwrap();
+    assert!(out.status.success(), "{} {flag}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+/// The files of `make_pt_fixtures.py --cases`, made once per test binary.
+fn cases() -> &'static Path {
+    static CASES: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    CASES.get_or_init(|| made_by_torch("--cases")).path()
+}
+
+/// torch.save names the zip's inner folder after the file's stem, so the zip's layout shifts
+/// with the name's length; a stem of 21 characters once made the zip unreadable ("Invalid
+/// Central Directory header"). Every length 1..64, a state_dict and a training checkpoint,
+/// three models: each reads, with the values of the same weights saved as safetensors.
+#[test]
+fn every_stem_length_reads_for_every_form_and_model() {
+    let dir = made_by_torch("--stems");
+    for model in ["convnet", "mlp_784_30_10", "mlp_784_16_16_10"] {
+        let reference = Weights::load(&dir.path().join(format!("{model}.safetensors"))).unwrap();
+        for form in ["state_dict", "checkpoint"] {
+            for n in 1..=64 {
+                let path = dir.path().join(model).join(form).join(format!("{}.pt", "s".repeat(n)));
+                let w = Weights::load(&path).unwrap_or_else(|e| panic!("stem of {n} characters: {e:#}"));
+                assert_same_values(&w, &reference);
+                assert_eq!(w.entries.len(), reference.entries.len(), "{}", path.display());
+                if n == 21 {
+                    // nnmnist diff reads the same zips.
+                    let safetensors = dir.path().join(format!("{model}.safetensors"));
+                    let out = common::nnmnist().args(["diff", common::s(&path), common::s(&safetensors)]).output().unwrap();
+                    assert!(out.status.success(), "diff of {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `nnmnist ARGS` and returns whether it succeeded, its stderr, and its own peak RSS
+/// in KiB (from wait4, this child only).
+fn run_measured(args: &[&str]) -> (bool, String, i64) {
+    use std::io::Read;
+    let mut child = common::nnmnist().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let (mut status, pid) = (0, child.id() as libc::pid_t);
+    // SAFETY: wait4 on our own child, with a status and a rusage to fill.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut u), pid);
+        u
+    };
+    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, stderr, usage.ru_maxrss)
+}
+
+fn eval_args(path: &Path) -> Vec<String> {
+    ["eval", "--model", "convnet", "--device", "cpu", "--weights", common::s(path), "--data-dir", common::s(&common::repo_data())].iter().map(|s| s.to_string()).collect()
+}
+
+/// Entries that are not parameters are never materialised, whatever their size: three
+/// expanded 2**19 x 2**10 entries named like weights (2 GiB each as values) cost no more
+/// memory than the plain state_dict (within 100 MiB); a parameter of a huge, wrong shape is
+/// refused by its shape before any of it is read.
+#[test]
+fn huge_entries_are_checked_before_any_value_is_read() {
+    let dir = cases();
+    let args = |f: &str| eval_args(&dir.join(f));
+    let plain = args("plain.pt");
+    let (ok, stderr, plain_kib) = run_measured(&plain.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    let extras = args("huge_extras.pt");
+    let (ok, stderr, extras_kib) = run_measured(&extras.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("ignoring 3 entries that are not parameters of the convnet: extra.a.weight, extra.b.weight, extra.c.weight"), "{stderr}");
+    eprintln!("peak RSS: plain {} MiB, with huge extras {} MiB", plain_kib / 1024, extras_kib / 1024);
+    assert!(extras_kib < plain_kib + 100 * 1024, "with huge extras {extras_kib} KiB against plain {plain_kib} KiB");
+    let param = args("huge_param.pt");
+    let (ok, stderr, param_kib) = run_measured(&param.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && stderr.contains("tensor model.7.weight has shape [524288, 1024], expected [100, 576]"), "{stderr}");
+    assert!(param_kib < plain_kib + 100 * 1024, "a huge wrong parameter peaked at {param_kib} KiB");
+}
+
+/// A zip naming one storage twice is refused, naming the entry: torch.load reads the first
+/// copy, a zip reader may take the last, and the two must never disagree silently.
+#[test]
+fn a_duplicate_zip_entry_is_refused_by_name() {
+    let path = cases().join("duplicate_entry.pt");
+    let err = format!("{:#}", Weights::load(&path).unwrap_err());
+    assert!(err.contains(common::s(&path)) && err.contains("a zip that holds two entries named plain/data/0"), "{err}");
+}
+
+/// Entries that cannot be read (complex, sparse, meta-device), beside the state_dict or in
+/// the optimizer state of a checkpoint, are skipped with a note; the parameters read.
+#[test]
+fn unreadable_entries_that_are_not_parameters_are_skipped() {
+    let reference = Weights::load(&cases().join("reference.safetensors")).unwrap();
+    for f in ["unreadable_extras.pt", "unreadable_optimizer.pt"] {
+        let w = Weights::load(&cases().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        assert_same_values(&w, &reference);
+    }
+    let args = eval_args(&cases().join("unreadable_extras.pt"));
+    let (ok, stderr, _) = run_measured(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("ignoring 3 entries that are not parameters of the convnet: extra.complex, extra.meta.weight, extra.sparse.weight"), "{stderr}");
+}
+
+/// Keys under `module.` and `_orig_mod.` in either order (DDP around torch.compile, and the
+/// reverse) read with a note naming the prefix removed; an unknown prefix gets a hint.
+#[test]
+fn wrapper_prefixes_are_removed_with_a_note_and_unknown_ones_named() {
+    let reference = Weights::load(&cases().join("reference.safetensors")).unwrap();
+    for (f, prefix) in [("ddp_compile.pt", "module._orig_mod."), ("compile_ddp.pt", "_orig_mod.module.")] {
+        let path = cases().join(f);
+        assert_same_values(&Weights::load(&path).unwrap_or_else(|e| panic!("{f}: {e:#}")), &reference);
+        let (ok, stderr, _) = run_measured(&eval_args(&path).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(ok && stderr.contains(&format!("every key starts with \"{prefix}\"")), "{f}: {stderr}");
+    }
+    let path = cases().join("unknown_prefix.pt");
+    let (ok, stderr, _) = run_measured(&eval_args(&path).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && stderr.contains("missing tensor model.0.weight") && stderr.contains("every key starts with \"wrapper.\""), "{stderr}");
+}
+
+/// `{"model": module, "epoch": 3}`: the whole module's parameters, under its own state_dict
+/// names, for both models.
+#[test]
+fn a_checkpoint_holding_a_whole_module_reads_its_parameters() {
+    for (f, reference) in [("module_checkpoint.pt", "reference.safetensors"), ("mlp_module_checkpoint.pt", "mlp_reference.safetensors")] {
+        let w = Weights::load(&cases().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        let reference = Weights::load(&cases().join(reference)).unwrap();
+        assert_same_values(&w, &reference);
+        assert_eq!(w.entries.len(), reference.entries.len(), "{f}");
+    }
+}
+
+/// Broken files are named for what they are.
+#[test]
+fn broken_files_are_named_for_what_they_are() {
+    for (f, phrase) in [
+        ("meta_param.pt", "tensor model.0.weight cannot be read: a meta-device tensor"),
+        ("truncated.pt", "a truncated or damaged zip file"),
+        ("legacy_truncated.pt", "a PyTorch file in the legacy format"),
+        ("big_endian.pt", "a PyTorch file saved on a big-endian machine (its byteorder entry says so): nnmnist reads little-endian files only"),
+    ] {
+        let path = cases().join(f);
+        let (ok, stderr, _) = run_measured(&eval_args(&path).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!ok && stderr.contains(common::s(&path)) && stderr.contains(phrase), "{f}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// The model-independent API: every entry described in file order without reading values,
+/// then one tensor read on demand.
+#[test]
+fn tensor_index_describes_entries_in_file_order_and_reads_one() {
+    use nnmnist::weights::{read_tensor, tensor_index};
+    let path = cases().join("unreadable_extras.pt");
+    let index = tensor_index(&path).unwrap();
+    let names: Vec<&str> = index.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names[..8], ["model.0.weight", "model.0.bias", "model.4.weight", "model.4.bias", "model.7.weight", "model.7.bias", "model.9.weight", "model.9.bias"]);
+    assert_eq!(names[8..], ["extra.complex", "extra.sparse.weight", "extra.meta.weight"]);
+    assert_eq!((index[0].shape.as_slice(), index[0].dtype.as_str()), (&[8, 1, 3, 3][..], "F32"));
+    assert_eq!(index[8].dtype, "C64");
+    assert!(index[10].unreadable.as_deref().unwrap().contains("meta-device"), "{:?}", index[10]);
+    let reference = Weights::load(&cases().join("reference.safetensors")).unwrap();
+    let e = read_tensor(&path, &index[4]).unwrap();
+    assert_eq!(e.to_f32(), reference.get("model.7.weight", &[100, 576]).unwrap().to_f32());
+    assert!(read_tensor(&path, &index[10]).is_err());
+}
+
+/// Views read as PyTorch shows them (channels_last, a slice at a storage offset of a
+/// channels_last tensor, a transpose, two tensors sharing one storage, float64, a stride-0
+/// expansion), and so do a deflated zip and the legacy format.
+#[test]
+fn views_deflated_zips_and_the_legacy_format_read_as_pytorch_shows_them() {
+    let views = Weights::load(&cases().join("views.pt")).unwrap();
+    assert_same_values(&views, &Weights::load(&cases().join("reference_views.safetensors")).unwrap());
+    let reference = Weights::load(&cases().join("reference.safetensors")).unwrap();
+    for f in ["deflated.pt", "legacy.pt"] {
+        assert_same_values(&Weights::load(&cases().join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}")), &reference);
+    }
+}
+
+/// MLP weights whose layers are too wide for this machine get the memory estimate and
+/// refusal of `--sizes`, from their shapes alone, before any value is read or buffer
+/// allocated (784,2**26,10: about 1.7 TB, a few hundred bytes on disk).
+#[test]
+fn mlp_weights_too_large_to_evaluate_are_refused_before_allocation() {
+    let path = cases().join("mlp_too_wide.pt");
+    let data = common::repo_data();
+    let args = ["eval", "--model", "mlp", "--weights", common::s(&path), "--data-dir", common::s(&data)];
+    let (ok, stderr, kib) = run_measured(&args);
+    assert!(!ok && stderr.contains("layer sizes 784,67108864,10") && stderr.contains("need about") && stderr.contains("GiB available"), "{stderr}");
+    assert!(kib < 2 << 20, "peaked at {} MiB", kib / 1024);
+}
+
+/// Damaged torch.save files (bytes changed anywhere, or cut short) are refused or read,
+/// never a panic: 400 seeded mutations of a real state_dict, each loaded and its parameters
+/// read.
+#[test]
+fn damaged_pytorch_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let original = std::fs::read(fixtures().join("convnet_state_dict.pt")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    for i in 0..400 {
+        let mut bytes = original.clone();
+        if i % 4 == 0 {
+            bytes.truncate(rng.gen_range(0..bytes.len()));
+        } else {
+            // The pickle and the zip's directory are near the start and the end.
+            for _ in 0..rng.gen_range(1..8) {
+                let at = if rng.gen_bool(0.5) { rng.gen_range(0..2048.min(bytes.len())) } else { rng.gen_range(bytes.len() - 2048..bytes.len()) };
+                bytes[at] = rng.gen();
+            }
+        }
+        let path = tmp.path().join(format!("m{i}.pt"));
+        std::fs::write(&path, &bytes).unwrap();
+        let Ok(w) = Weights::load(&path) else { continue };
+        for (name, shape) in [("model.0.weight", &[8, 1, 3, 3][..]), ("model.7.weight", &[100, 576][..]), ("model.9.bias", &[10][..])] {
+            let _ = w.get(name, shape);
+        }
+    }
 }
