@@ -2,7 +2,8 @@
 
 - MNIST IDX reading (raw or .gz), with the same file names and checks as the Rust loader
   (src/data.rs), so both sides read the same bytes from the same --data-dir.
-- The JSON-lines metrics schema of `nnmnist --metrics` (src/metrics.rs).
+- The JSON-lines metrics schema of `nnmnist --metrics` (src/metrics.rs): writing it, and
+  reading it back (scripts/compare).
 - The per-epoch shuffle seed of the determinism contract, shared with the Rust side.
 - The --trace file writer (scripts/compare --layers).
 
@@ -120,9 +121,18 @@ class Metrics:
 
 
 def read_metrics(path):
-    """The records of a metrics file (a list of dicts)."""
+    """(records, unreadable): the records of a metrics file (a list of dicts, in file order)
+    and the 1-based numbers of the lines that are not JSON. A run cut short can leave a
+    partial last line; the records it did write are still returned."""
+    records, unreadable = [], []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    unreadable.append(number)
+    return records, unreadable
 
 
 def check_writable(path, what):
