@@ -1,5 +1,5 @@
 //! Saved weights of either network, ready to classify: what `eval` and `show` use.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{Split, CLASSES};
 use crate::evaluation::Evaluation;

@@ -137,15 +137,12 @@ fn trace_spec(a: TraceArgs) -> Result<TraceSpec> {
         ModelKind::Convnet => convnet::hyper::DEFAULT_BATCH_SIZE,
         ModelKind::Mlp => mlp::hyper::DEFAULT_BATCH_SIZE,
     });
-    crate::driver::schedule::at_least_one("--batch-size", batch_size)?;
+    crate::checks::at_least_one("--batch-size", batch_size)?;
     let train_size_n = a.train_size_n.unwrap_or(mlp::hyper::DEFAULT_TRAIN_SIZE);
-    crate::driver::schedule::at_least_one("--train-size-n", train_size_n)?;
+    crate::checks::at_least_one("--train-size-n", train_size_n)?;
     match a.model {
         ModelKind::Convnet => convnet.check()?,
-        ModelKind::Mlp => {
-            crate::driver::schedule::check_positive("--eta", mlp.eta)?;
-            crate::driver::schedule::check_non_negative("--lambda", mlp.lambda)?;
-        }
+        ModelKind::Mlp => mlp.check()?,
     }
     Ok(TraceSpec {
         model: a.model,

@@ -11,7 +11,7 @@
 //!
 //! [`take_train`] and [`take_test`] are the one size check of every command: the first N
 //! images of a split, with one wording, naming the flag that changes N.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::files;
 use anyhow::{bail, Context, Result};
 use flate2::read::MultiGzDecoder;

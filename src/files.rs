@@ -26,7 +26,7 @@
 //!   is reused.
 //! - Temporary files that older versions' interrupted saves left behind (`.NAME.tmpPID`)
 //!   are removed by the next run that saves there, under the lock.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Context, Result};
 use atomic_write_file::AtomicWriteFile;
 use std::fs::{self, File, OpenOptions, TryLockError};

@@ -19,6 +19,7 @@
 //! command starts ([`config::Job::run`]).
 pub mod checkpoint;
 pub mod classifier;
+pub mod checks;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -33,7 +34,7 @@ pub mod mlp;
 pub mod nvidia;
 pub mod pickle;
 pub mod pytorch;
-pub mod report;
 pub mod signal;
+pub mod terminal;
 pub mod torch_rng;
 pub mod weights;

@@ -21,20 +21,20 @@ fn main() -> ExitCode {
         Ok(()) => match stop.signal() {
             // A signal during the last epoch's evaluation: everything is saved, but say so.
             Some(sig) => {
-                nnmnist::report::note(format_args!("{} arrived after the last checkpoint was saved: the run is complete", signal::name(sig)));
+                nnmnist::terminal::note(format_args!("{} arrived after the last checkpoint was saved: the run is complete", signal::name(sig)));
                 code(Some(sig))
             }
             None => ExitCode::SUCCESS,
         },
         Err(e) => {
             if let Some(i) = e.downcast_ref::<Interrupted>() {
-                nnmnist::report::note(i);
+                nnmnist::terminal::note(i);
                 return code(stop.signal());
             }
             if e.downcast_ref::<nnmnist::cmd::diff::Differ>().is_some() {
                 return ExitCode::from(1); // `diff`: the table said where
             }
-            nnmnist::report::error(format_args!("{e:#}"));
+            nnmnist::terminal::error(format_args!("{e:#}"));
             ExitCode::from(error_status)
         }
     }

@@ -6,7 +6,7 @@
 //! device (`/dev/stdout` on a terminal, `/dev/null`) or a FIFO with a reader; a FIFO without
 //! one is refused instead of waiting forever, and anything else that is not a regular file
 //! (a directory, a socket, a block device) is refused before any work starts.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::evaluation::Evaluation;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,7 @@ impl MetricsLog {
             line.push('\n');
             match f.write_all(line.as_bytes()).and_then(|_| f.flush()) {
                 Err(e) if self.on_std_stream && e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    crate::report::note(format_args!("{} is closed: no more metrics records there (its checkpoints keep the run's results)", path.shown()));
+                    crate::terminal::note(format_args!("{} is closed: no more metrics records there (its checkpoints keep the run's results)", path.shown()));
                     self.file = None;
                 }
                 written => written.with_context(|| format!("cannot write metrics to {}", path.shown()))?,

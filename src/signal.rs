@@ -80,7 +80,7 @@ impl Stop {
                     }
                 });
             }
-            Err(e) => crate::report::note(format_args!("warning: cannot install the signal handlers ({e}); Ctrl-C will not save")),
+            Err(e) => crate::terminal::note(format_args!("warning: cannot install the signal handlers ({e}); Ctrl-C will not save")),
         }
         stop
     }
@@ -104,18 +104,18 @@ impl Stop {
         let name = name(sig);
         match classify(*first, sig, Instant::now()) {
             Received::Copy => return, // already being acted on
-            Received::Second => crate::report::note(format_args!("second signal ({name}): exiting at once, without saving")),
+            Received::Second => crate::terminal::note(format_args!("second signal ({name}): exiting at once, without saving")),
             Received::First => {
                 *first = Some((sig, Instant::now()));
                 let _ = self.signal.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
                 if self.in_loop.load(Ordering::SeqCst) {
-                    crate::report::note(format_args!(
+                    crate::terminal::note(format_args!(
                         "{name}: stopping at the next batch boundary to save (another signal, or this one again after {} s, quits at once)",
                         COPY_WINDOW.as_secs()
                     ));
                     return;
                 }
-                crate::report::note(format_args!("{name}: stopping (nothing is being trained, so there is nothing to save)"));
+                crate::terminal::note(format_args!("{name}: stopping (nothing is being trained, so there is nothing to save)"));
             }
         }
         // _exit, not exit: the main thread may be inside libtorch, and running its static

@@ -20,7 +20,7 @@
 //!
 //! Model-independent access, one tensor at a time: [`TensorFile`] (or [`tensor_index`] and
 //! [`read_tensor`]).
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::files;
 use crate::pytorch::{OpenError, PtZip};
 use std::borrow::Cow;
@@ -165,10 +165,10 @@ impl Weights {
         let w = Weights::load_quiet(path)?;
         if let Some(zip) = &w.zip {
             if let Some(key) = zip.nested {
-                crate::report::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{}\" (its other entries are ignored)", path.shown(), key.shown()));
+                crate::terminal::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{}\" (its other entries are ignored)", path.shown(), key.shown()));
             }
             if !zip.prefix.is_empty() {
-                crate::report::note(format_args!(
+                crate::terminal::note(format_args!(
                     "note: {}: every key starts with \"{}\" (saved from a model wrapped by DistributedDataParallel, DataParallel or torch.compile); reading the keys without it",
                     path.shown(),
                     zip.prefix
@@ -270,7 +270,7 @@ impl Weights {
         let extra: Vec<String> = self.entries.keys().filter(|k| !expected.contains(k)).map(|k| k.shown().to_string()).collect();
         if !extra.is_empty() {
             let what = if extra.len() == 1 { "1 entry that is not a parameter".to_string() } else { format!("{} entries that are not parameters", extra.len()) };
-            crate::report::note(format_args!("note: {}: ignoring {what} of the {model}: {}", self.path.shown(), extra.join(", ")));
+            crate::terminal::note(format_args!("note: {}: ignoring {what} of the {model}: {}", self.path.shown(), extra.join(", ")));
         }
     }
 
@@ -462,7 +462,7 @@ fn read_pytorch(path: &Path, source: Source, head: &[u8]) -> Result<Parsed> {
         }
     })?;
     if let Some(key) = nested {
-        crate::report::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.shown()));
+        crate::terminal::note(format_args!("note: {}: a checkpoint; reading the state_dict under \"{key}\" (its other entries are ignored)", path.shown()));
     }
     let mut entries = BTreeMap::new();
     for (name, t) in reader.tensors() {

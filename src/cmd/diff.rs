@@ -23,7 +23,7 @@
 //!   (the error [`Differ`]), 2 on trouble (an unreadable file, a bad flag), with the file
 //!   and the reason.
 use crate::files;
-use crate::report::Shown;
+use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use std::cmp::Ordering;
@@ -353,7 +353,7 @@ impl Safetensors {
                 true
             }
             Some(Err(e)) => {
-                crate::report::note(format_args!("note: {p}: its metadata \"{ORDER_KEY}\" is not a JSON list of names ({e}); using the data's order"));
+                crate::terminal::note(format_args!("note: {p}: its metadata \"{ORDER_KEY}\" is not a JSON list of names ({e}); using the data's order"));
                 false
             }
             None => false,
@@ -409,7 +409,7 @@ impl Pytorch {
         };
         let reader = opened.map_err(|e| anyhow!("{}: neither a safetensors nor a PyTorch file ({e})", path.shown()))?;
         if let Some(key) = nested {
-            crate::report::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.shown()));
+            crate::terminal::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.shown()));
         }
         let mut index: Vec<TensorInfo> = reader.tensors().iter().map(|(name, t)| TensorInfo { name: name.clone(), shape: t.shape().to_vec(), dtype: DType::of_pytorch(t.dtype()) }).collect();
         index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
@@ -421,10 +421,10 @@ impl Pytorch {
     fn open_zip(path: &Path) -> Result<Pytorch> {
         let zip = crate::weights::open_zip(path)?;
         if let Some(key) = zip.nested {
-            crate::report::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.display()));
+            crate::terminal::note(format_args!("note: {}: a checkpoint; comparing the state_dict under \"{key}\" (its other entries are left out)", path.display()));
         }
         if !zip.prefix.is_empty() {
-            crate::report::note(format_args!("note: {}: every key starts with \"{}\" (a wrapped model's); comparing the keys without it", path.display(), zip.prefix));
+            crate::terminal::note(format_args!("note: {}: every key starts with \"{}\" (a wrapped model's); comparing the keys without it", path.display(), zip.prefix));
         }
         let (mut index, mut left_out) = (Vec::new(), Vec::new());
         for t in &zip.tensors {
@@ -435,7 +435,7 @@ impl Pytorch {
             }
         }
         if !left_out.is_empty() {
-            crate::report::note(format_args!("note: {}: leaving out {} tensors nnmnist cannot read: {}", path.display(), left_out.len(), left_out.join(", ")));
+            crate::terminal::note(format_args!("note: {}: leaving out {} tensors nnmnist cannot read: {}", path.display(), left_out.len(), left_out.join(", ")));
         }
         index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
         Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Zip(zip), index })
@@ -690,7 +690,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
     );
     let _ = writeln!(out, "{head}");
     let _ = writeln!(out, "{}", "-".repeat(head.len()));
-    crate::report::print(std::mem::take(&mut out))?;
+    crate::terminal::print(std::mem::take(&mut out))?;
 
     let mut counts: HashMap<Verdict, usize> = HashMap::new();
     let mut first: Option<&str> = None;
@@ -747,7 +747,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         if verdict != Verdict::Within && first.is_none() {
             first = Some(name);
         }
-        crate::report::print(format!("{}\n", line.trim_end()))?;
+        crate::terminal::print(format!("{}\n", line.trim_end()))?;
     }
     let c = |v| counts.get(&v).copied().unwrap_or(0);
     let differ = order.len() - c(Verdict::Within);
@@ -764,7 +764,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         c(Verdict::Dtype)
     );
     let _ = writeln!(out, "first divergence: {}", first.map(|n| n.shown().to_string()).unwrap_or_else(|| "none".into()));
-    crate::report::print(out)?;
+    crate::terminal::print(out)?;
     if differ > 0 {
         return Err(Differ(differ).into());
     }

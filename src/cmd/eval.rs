@@ -1,12 +1,12 @@
 //! `nnmnist eval`: saved weights (ours or PyTorch's) on the test set, with what people look
 //! at after an evaluation: the confusion matrix with each digit's accuracy, and the
 //! misclassified images, each ready for `nnmnist show INDEX --weights F`.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::classifier::{Classifier, ModelKind};
 use crate::data::{self, Mnist, CLASSES};
 use crate::evaluation::Evaluation;
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::report::{print, shell_word};
+use crate::terminal::{print, shell_word};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use std::path::PathBuf;

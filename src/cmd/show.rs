@@ -7,12 +7,12 @@
 //! pixel as foreground, the bottom one as background). Where NO_COLOR is set or stdout is
 //! not a terminal (a log, a pipe), the pair is drawn with plain characters ` ░▒▓█▀▄`, which
 //! read well in any file.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::classifier::Classifier;
 use crate::cli::ShowArgs;
 use crate::data::{Mnist, COLS, PIXELS, ROWS};
 use crate::evaluation::argmax;
-use crate::report::print;
+use crate::terminal::print;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use std::io::IsTerminal;

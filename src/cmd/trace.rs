@@ -13,7 +13,7 @@
 //!   layer's first, bias before weight (the order backward computes them);
 //! - `after.KEY`: the parameters after one step (torch.optim.SGD(lr, weight_decay) for the
 //!   convnet, nn.py's rule with eta, lambda and n for the MLP).
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::classifier::ModelKind;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
@@ -58,7 +58,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
         ModelKind::Mlp => mlp_step(spec, &weights, &batch)?,
     };
     crate::checkpoint::save_in_order(&out, &entries)?;
-    crate::report::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.shown(), entries.len()));
+    crate::terminal::note(format_args!("trace of one step on training images {}..{} written to {} ({} tensors)", spec.batch_start, spec.batch_start + spec.batch_size, spec.out.shown(), entries.len()));
     Ok(())
 }
 
@@ -106,7 +106,7 @@ fn check_size(spec: &TraceSpec, weights: &Weights) -> Result<()> {
         _ => PathBuf::from("."),
     };
     if bytes > 1 << 30 {
-        crate::report::note(format_args!("note: --batch-size {}: the trace file will take about {:.1} GiB, and about {:.1} GiB of memory while it is made", spec.batch_size, gib(bytes), gib(3 * bytes)));
+        crate::terminal::note(format_args!("note: --batch-size {}: the trace file will take about {:.1} GiB, and about {:.1} GiB of memory while it is made", spec.batch_size, gib(bytes), gib(3 * bytes)));
     }
     if let Some(free) = free_space(&dir) {
         if bytes > free as u128 {

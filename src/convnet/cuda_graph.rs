@@ -49,7 +49,7 @@ pub fn graph_step_or_eager(opt: nn::Optimizer, net: &Net, batch_size: usize, los
         }
         Err((why, Some(opt))) => {
             tracing::warn!("CUDA-graph capture failed ({why:#}); training eagerly (same results, slower)");
-            crate::report::note(format_args!("warning: CUDA-graph capture failed ({why:#}); training eagerly"));
+            crate::terminal::note(format_args!("warning: CUDA-graph capture failed ({why:#}); training eagerly"));
             Ok(Box::new(EagerStep::summing(opt, loss_sum)))
         }
         Err((why, None)) => Err(why.context("CUDA-graph capture failed and left the network's parameters changed; nothing was trained")),

@@ -1,6 +1,6 @@
 //! The convnet's hyperparameters (nn_convnet.py's), their defaults and their checks, and its
 //! options that a checkpoint does not store.
-use crate::driver::schedule::{check_non_negative, check_positive};
+use crate::checks::{check_non_negative, check_positive};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Device;

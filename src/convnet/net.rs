@@ -20,7 +20,7 @@
 //! U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn
 //! weight then bias, layer by layer, from the CPU generator after `manual_seed(seed)`: the
 //! same draws as `torch.manual_seed(seed); Net()` in PyTorch, so both start identical.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::weights::{Entry, Weights};
 use crate::data::{COLS, PIXELS, ROWS};
 use anyhow::Result;

@@ -45,13 +45,13 @@ impl Console {
             return;
         }
         let written = match &self.bar {
-            Some(bar) => bar.suspend(|| crate::report::out(format_args!("{text}\n"))),
-            None => crate::report::out(format_args!("{text}\n")),
+            Some(bar) => bar.suspend(|| crate::terminal::out(format_args!("{text}\n"))),
+            None => crate::terminal::out(format_args!("{text}\n")),
         };
         if let Err(e) = written {
             self.stdout_closed = true;
             let what = if e.kind() == std::io::ErrorKind::BrokenPipe { "stdout is closed".to_string() } else { format!("cannot write to stdout ({e})") };
-            crate::report::note(format_args!("{what}: training goes on without printing there (its checkpoints keep its results)"));
+            crate::terminal::note(format_args!("{what}: training goes on without printing there (its checkpoints keep its results)"));
         }
     }
 

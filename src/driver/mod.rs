@@ -17,20 +17,20 @@
 //! it prints is its [`Transcript`]. Nothing here knows which model runs, and nothing here
 //! touches process-wide state.
 pub mod console;
-pub mod schedule;
+pub mod spec;
 pub mod transcript;
 
 pub use console::Console;
-pub use schedule::{Files, RunSpec, Schedule, Start};
+pub use spec::{Files, RunSpec, Schedule, Start};
 pub use transcript::Transcript;
 
-use crate::report::Shown;
+use crate::terminal::Shown;
 use crate::checkpoint;
 use crate::data::{self, Mnist, Split};
 use crate::evaluation::Evaluation;
 use crate::files::{self, SaveTarget};
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::report::{self, shell_word};
+use crate::terminal::{self, shell_word};
 use crate::signal::StopCondition;
 use crate::weights::{Entry, RunState, Weights, CHECKPOINT_FORMAT};
 use anyhow::{bail, Context, Result};
@@ -171,7 +171,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             if format < CHECKPOINT_FORMAT {
                 match M::older_checkpoint(format, &state) {
                     Ok(None) => {}
-                    Ok(Some(warning)) => report::note(format_args!("warning: {}: {warning}", path.shown())),
+                    Ok(Some(warning)) => terminal::note(format_args!("warning: {}: {warning}", path.shown())),
                     Err(e) => bail!("{}: {e:#}", path.shown()),
                 }
             }
@@ -186,9 +186,9 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
             if state.threads == Some(0) {
                 return Err(anyhow::anyhow!("a thread count of 0")).with_context(bad);
             }
-            let ignored = schedule::ignored_on_resume(&spec.given, &state.hyper);
+            let ignored = spec::ignored_on_resume(&spec.given, &state.hyper);
             if !ignored.is_empty() {
-                report::note(format_args!("warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", ")));
+                terminal::note(format_args!("warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", ")));
             }
             let epochs = if spec.given.contains_key("epochs") { spec.schedule.epochs } else { stored.schedule.epochs };
             if state.next_batch > 0 && state.epochs_done >= stored.schedule.epochs {
@@ -240,7 +240,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     let mut s = spec.schedule.clone();
     if begin.epoch >= s.epochs {
         let inside = if begin.batch > 0 { format!(" and {} batches of the next", begin.batch) } else { String::new() };
-        report::note(format_args!(
+        terminal::note(format_args!(
             "nothing to do: the checkpoint holds {} epochs{inside} of this run, and --epochs is {}; pass --epochs N (N > {}) to train further",
             begin.epoch, s.epochs, begin.epoch
         ));
@@ -269,7 +269,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     if matches!(spec.start, Start::Resume(_)) {
         let kept = metrics.keep_recorded(&begin.run, begin.epoch);
         if let (false, Some(m)) = (kept.is_empty(), &spec.files.metrics) {
-            report::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.shown()));
+            terminal::note(format_args!("note: {} already holds this run's records of epochs {kept:?}; they are kept, and those epochs are not recorded again", m.shown()));
         }
     }
 
@@ -294,7 +294,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     drop(begin.weights);
     if let (Some(was), Some(now)) = (begin.threads, model.threads()) {
         if was != now {
-            report::note(format_args!(
+            terminal::note(format_args!(
                 "warning: the checkpoint was trained with {was} libtorch thread(s) and this run has {now}: libtorch's sums depend on the count, so it will not continue bit for bit (pass --threads {was})"
             ));
         }
@@ -303,7 +303,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     let transcript = model.transcript();
     console.line(&transcript.intro(&mnist));
     drop(mnist);
-    report::note(format_args!("seed {}", s.seed));
+    terminal::note(format_args!("seed {}", s.seed));
 
     let stored = serde_json::to_value(Stored { schedule: s.clone(), hyper: spec.hyper.clone() })?;
     let run = Run { s: &s, stored, save: save.as_ref(), batches, run: begin.run, hint: M::diverged_hint(&spec.hyper), data };

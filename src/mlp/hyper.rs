@@ -2,7 +2,7 @@
 //! one set of checks for values from flags and from checkpoints.
 use super::cost::Cost;
 use crate::data::{CLASSES, PIXELS};
-use crate::driver::schedule::{check_non_negative, check_positive};
+use crate::checks::{check_non_negative, check_positive};
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! MLP weights as files: PyTorch's nn.Sequential(Linear, Sigmoid, Linear, ...) state_dict
 //! keys (`0.weight`, `0.bias`, `2.weight`, ...), F64 as nnmnist writes them, F32 or F64 read.
-use crate::report::Shown;
+use crate::terminal::Shown;
 use super::hyper::check_sizes;
 use super::network::Network;
 use crate::weights::{Entry, Weights};

@@ -1,6 +1,7 @@
 //! The typed configuration of one training run, as the command line resolves it and as a
 //! checkpoint stores it: what every model shares ([`Schedule`]), the model's own
 //! hyperparameters, the files, and where the run starts.
+use crate::checks::at_least_one;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -41,30 +42,6 @@ impl Schedule {
         }
         Ok(())
     }
-}
-
-/// A count: 1 or more.
-pub fn at_least_one(flag: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        bail!("{flag} must be at least 1");
-    }
-    Ok(())
-}
-
-/// A learning rate or similar: finite and above 0.
-pub fn check_positive(flag: &str, value: f64) -> Result<()> {
-    if !value.is_finite() || value <= 0.0 {
-        bail!("{flag} must be a finite number above 0, got {value}");
-    }
-    Ok(())
-}
-
-/// A regularisation strength: finite, 0 or above.
-pub fn check_non_negative(flag: &str, value: f64) -> Result<()> {
-    if !value.is_finite() || value < 0.0 {
-        bail!("{flag} must be a finite number, 0 or above, got {value}");
-    }
-    Ok(())
 }
 
 /// Where a run starts.
