@@ -31,6 +31,17 @@ pub fn manual_seed(seed: u64) {
     tch::manual_seed(seed as i64);
 }
 
+/// The order of the `n` training images in epoch `epoch` (0-based), for both models:
+/// `torch.randperm(n)` after `manual_seed(epoch_seed(seed, epoch))`, as the reference scripts
+/// draw it; file order without `shuffle`. (n) i64 on the CPU.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Tensor {
+    if shuffle {
+        epoch_permutation(seed, epoch, n)
+    } else {
+        Tensor::arange(n as i64, (Kind::Int64, Device::Cpu))
+    }
+}
+
 /// The order of `n` training images in epoch `epoch` (0-based): `randperm(n)` after
 /// `manual_seed(epoch_seed(seed, epoch))`, an (n) i64 tensor on the CPU.
 pub fn epoch_permutation(seed: u64, epoch: usize, n: usize) -> Tensor {

@@ -203,7 +203,7 @@ fn mlp_step(spec: &TraceSpec, weights: &Weights, batch: &Split) -> Result<Vec<En
         out.push(Entry::f64(format!("grad.{}.bias", 2 * i), vec![net.sizes[i + 1]], nb.iter().map(|g| g / m as f64).collect()));
         out.push(Entry::f64(format!("grad.{}.weight", 2 * i), shape, nw.iter().map(|g| g / m as f64).collect()));
     }
-    net.update_mini_batch(&x, &y, m, h.eta, cost, h.lambda, spec.train_size_n);
+    net.update_mini_batch(&x, &y, m, &mlp::Sgd { eta: h.eta, cost, lambda: h.lambda, n: spec.train_size_n });
     out.extend(net.entries().into_iter().map(|e| Entry { name: format!("after.{}", e.name), ..e }));
     Ok(out)
 }

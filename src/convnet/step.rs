@@ -9,16 +9,9 @@
 use super::net::Net;
 use anyhow::Result;
 use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Reduction, Tensor};
 
-/// The order of the `n` training images in epoch `epoch`: (n) i64 on the CPU.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Tensor {
-    if shuffle {
-        crate::torch_rng::epoch_permutation(seed, epoch, n)
-    } else {
-        Tensor::arange(n as i64, (Kind::Int64, Device::Cpu))
-    }
-}
+pub use crate::torch_rng::epoch_order;
 
 /// The number of batches in an epoch of `n` images: the last partial batch is dropped, so
 /// every batch has the same shape (which a captured CUDA graph needs).

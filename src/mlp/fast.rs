@@ -25,7 +25,7 @@
 // Index loops over fixed-width lane arrays are the clearest way to write these kernels.
 #![allow(clippy::needless_range_loop)]
 use super::cost::{sigmoid, Cost};
-use super::network::Network;
+use super::network::{Network, Sgd};
 use super::sparse::{unpack, SparseImages};
 use crate::evaluation::{argmax, Evaluation};
 
@@ -234,7 +234,8 @@ impl FastNet {
     /// One SGD step on the images `batch` (indices into `data`), exactly
     /// [`Network::update_mini_batch`]: w <- (1 - eta*lambda/n) w - (eta/m) nabla_w,
     /// b <- b - (eta/m) nabla_b. Returns the batch's mean cost before the step.
-    pub fn train_batch(&mut self, data: &SparseImages, batch: &[u32], eta: f64, cost: Cost, lambda: f64, n: usize) -> f64 {
+    pub fn train_batch(&mut self, data: &SparseImages, batch: &[u32], rule: &Sgd) -> f64 {
+        let Sgd { eta, cost, lambda, n } = *rule;
         self.check(data, batch);
         #[cfg(target_arch = "x86_64")]
         match self.simd {

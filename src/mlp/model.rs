@@ -1,10 +1,10 @@
 //! The MLP in the run driver ([`crate::driver::Model`]): nn.py's epoch (shuffle, batches of
 //! `batch_size`, the last one possibly smaller, `update_mini_batch` on each, evaluate) with
 //! either the textbook [`Network`] or the fast [`FastNet`]; the same numbers, bit for bit.
-use super::cost::{one_hot, pixels_f64, Cost};
+use super::cost::Cost;
 use super::fast::FastNet;
 use super::hyper::{Hyper, DEFAULT_TRAIN_SIZE};
-use super::network::Network;
+use super::network::{mini_batch, Network, Sgd};
 use super::shuffle::epoch_order;
 use super::sparse::SparseImages;
 use crate::data::{Mnist, Split};
@@ -72,11 +72,6 @@ impl Images {
 }
 
 /// The images `idx` of `split` as nn.py's batch: x (m, 784) f64, y (m, 10) one-hot.
-fn batch_xy(split: &Split, idx: &[u32]) -> (Vec<f64>, Vec<f64>) {
-    let pixels: Vec<u8> = idx.iter().flat_map(|&i| split.image(i as usize).iter().copied()).collect();
-    let labels: Vec<u8> = idx.iter().map(|&i| split.labels[i as usize]).collect();
-    (pixels_f64(&pixels), one_hot(&labels))
-}
 
 /// [`Network`] on every image of `split`, 256 at a time: predictions, their probabilities
 /// (the output divided by the sum of the outputs) and the mean cost, as [`FastNet::evaluate`].
@@ -85,7 +80,7 @@ fn evaluate_reference(net: &Network, split: &Split, cost: Cost) -> Evaluation {
     let all: Vec<u32> = (0..split.len() as u32).collect();
     let k = net.sizes[net.sizes.len() - 1];
     for chunk in all.chunks(256) {
-        let (x, y) = batch_xy(split, chunk);
+        let (x, y) = mini_batch(split, chunk);
         let fwd = net.forward(&x, chunk.len());
         let (z, a) = (&fwd.zs[fwd.zs.len() - 1], &fwd.activations[fwd.activations.len() - 1]);
         for j in 0..chunk.len() {
@@ -200,7 +195,7 @@ impl Model for Mlp {
     }
 
     fn start_epoch(&mut self, epoch: usize) {
-        self.order = epoch_order(self.seed, epoch, self.train.len(), self.shuffle);
+        self.order = epoch_order(self.train.len(), self.seed, epoch, self.shuffle);
         (self.loss_sum, self.trained) = (0.0, 0);
     }
 
@@ -210,16 +205,17 @@ impl Model for Mlp {
         let (bs, n) = (self.batch_size, self.train.len());
         let idx = &self.order[batch * bs..((batch + 1) * bs).min(n)];
         let h = &self.hyper;
+        let rule = Sgd { eta: h.eta, cost: h.cost, lambda: h.lambda, n };
         let cost = match (&mut self.net, &self.train) {
             (Net::Fast(fast), Images::Sparse(train)) => {
                 if let Some(next) = self.order.get((batch + 1) * bs..((batch + 2) * bs).min(n)) {
                     train.prefetch(next);
                 }
-                fast.train_batch(train, idx, h.eta, h.cost, h.lambda, n)
+                fast.train_batch(train, idx, &rule)
             }
             (Net::Reference(net), Images::Dense(train)) => {
-                let (x, y) = batch_xy(train, idx);
-                net.update_mini_batch(&x, &y, idx.len(), h.eta, h.cost, h.lambda, n)
+                let (x, y) = mini_batch(train, idx);
+                net.update_mini_batch(&x, &y, idx.len(), &rule)
             }
             _ => unreachable!("the engine and its images are built together"),
         };

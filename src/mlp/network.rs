@@ -1,5 +1,7 @@
 //! Nielsen's `Network` (network.py), in his vocabulary and his layout: `sizes`, `weights[i]`
-//! (out, in), `biases[i]` (out), `feedforward`, `backprop`, `update_mini_batch`, `evaluate`.
+//! (out, in), `biases[i]` (out), `feedforward`, `sgd`, `update_mini_batch`, `backprop`,
+//! `evaluate`; the matrix products are named helpers ([`super::matrix`]) standing for
+//! network.py's `np.dot` expressions.
 //! It is the readable reference: the gradient checks and the PyTorch parity tests exercise
 //! it, and the fast path ([`super::fast::FastNet`]) equals it bit for bit.
 //!
@@ -8,6 +10,7 @@
 //! the same numbers). Targets `y` are (m, 10) one-hot rows.
 use super::cost::{sigmoid, sigmoid_prime, Cost};
 use super::hyper::Init;
+use super::matrix::{add_row, dot, dot_at, dot_bt, sum_rows};
 use crate::evaluation::argmax;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -19,6 +22,16 @@ pub struct Network {
     pub sizes: Vec<usize>,
     pub weights: Vec<Vec<f64>>,
     pub biases: Vec<Vec<f64>>,
+}
+
+/// The gradient-descent rule of a run (network2.py's `SGD` arguments): the learning rate
+/// `eta`, the cost, and L2 regularisation `lambda` over a training set of `n` images.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub eta: f64,
+    pub cost: Cost,
+    pub lambda: f64,
+    pub n: usize,
 }
 
 /// The activations of one forward pass over a mini-batch of `m` images:
@@ -80,103 +93,64 @@ impl Network {
     }
 
     /// The network's output for one image. x: (sizes[0]) -> (sizes[last]), e.g. 784 -> 10.
+    /// network.py: `for b, w in zip(self.biases, self.weights): a = sigmoid(np.dot(w, a) + b)`.
     pub fn feedforward(&self, x: &[f64]) -> Vec<f64> {
         assert_eq!(x.len(), self.sizes[0], "feedforward: input has {} values, the network takes {}", x.len(), self.sizes[0]);
-        let mut a = x.to_vec();
-        for (w, b) in self.weights.iter().zip(&self.biases) {
-            let n_in = a.len();
-            a = b
-                .iter()
-                .enumerate()
-                .map(|(o, &bo)| {
-                    let row = &w[o * n_in..(o + 1) * n_in];
-                    sigmoid(row.iter().zip(&a).map(|(w, a)| w * a).sum::<f64>() + bo)
-                })
-                .collect();
-        }
-        a
+        self.forward(x, 1).activations.pop().unwrap()
     }
 
     /// Forward pass over a mini-batch, keeping what backprop needs.
     /// x: (m, sizes[0]); returns zs[i]: (m, sizes[i+1]), activations[i]: (m, sizes[i]).
-    /// z = w a + b (nn.py's np.dot(w, activation) + b), a = sigmoid(z).
+    /// z = w a + b (network.py's `np.dot(w, activation) + b`), a = sigmoid(z).
     pub fn forward(&self, x: &[f64], m: usize) -> Forward {
         assert_eq!(x.len(), m * self.sizes[0], "forward: x must be (m, {})", self.sizes[0]);
         let mut zs = Vec::with_capacity(self.weights.len());
         let mut activations = vec![x.to_vec()];
         for (i, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
-            let (n_in, n_out) = (self.sizes[i], self.sizes[i + 1]);
-            let a_prev = activations.last().unwrap();
-            let mut z = vec![0.0; m * n_out];
-            for j in 0..m {
-                let aj = &a_prev[j * n_in..(j + 1) * n_in];
-                for o in 0..n_out {
-                    let row = &w[o * n_in..(o + 1) * n_in];
-                    z[j * n_out + o] = row.iter().zip(aj).map(|(w, a)| w * a).sum::<f64>() + b[o];
-                }
-            }
-            let a = z.iter().map(|&z| sigmoid(z)).collect();
+            let z = add_row(dot_bt(activations.last().unwrap(), w, m, self.sizes[i], self.sizes[i + 1]), b);
+            activations.push(z.iter().map(|&z| sigmoid(z)).collect());
             zs.push(z);
-            activations.push(a);
         }
         Forward { zs, activations }
     }
 
-    /// Gradient of the mini-batch's summed cost (nn.py's backprop over the batch matrix).
-    /// x: (m, sizes[0]), y: (m, sizes[last]) one-hot. Returns (nabla_b, nabla_w) with
-    /// nabla_b[i]: (sizes[i+1]) and nabla_w[i]: (sizes[i+1], sizes[i]), the sums over the m
-    /// images of dC/db and dC/dw. As network.py: the output error
-    /// delta = cost_derivative(a_L, y) * sigmoid_prime(z_L) (network2.py's `Cost::delta`),
-    /// (m, 10); then layer by layer backwards delta = (w^T delta) * sigmoid_prime(z);
-    /// nabla_b = sum over images of delta, nabla_w = delta^T a_prev.
+    /// Gradient of the mini-batch's summed cost (network.py's `backprop`, over the batch
+    /// matrix). x: (m, sizes[0]), y: (m, sizes[last]) one-hot. Returns (nabla_b, nabla_w)
+    /// with nabla_b[i]: (sizes[i+1]) and nabla_w[i]: (sizes[i+1], sizes[i]), the sums over the
+    /// m images of dC/db and dC/dw. As network.py:
+    /// - the output error `delta = cost_derivative(a_L, y) * sigmoid_prime(z_L)`
+    ///   (network2.py's `Cost::delta`), (m, 10);
+    /// - `nabla_b[-1] = delta`, `nabla_w[-1] = np.dot(delta, activations[-2].T)`;
+    /// - layer by layer backwards `delta = np.dot(w.T, delta) * sigmoid_prime(z)`.
     pub fn backprop(&self, x: &[f64], y: &[f64], m: usize, cost: Cost) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
         let nl = self.weights.len();
-        let n_last = self.sizes[nl];
-        assert_eq!(y.len(), m * n_last, "backprop: y must be (m, {n_last})");
+        assert_eq!(y.len(), m * self.sizes[nl], "backprop: y must be (m, {})", self.sizes[nl]);
         let fwd = self.forward(x, m);
-        let mut nabla_b: Vec<Vec<f64>> = self.biases.iter().map(|b| vec![0.0; b.len()]).collect();
-        let mut nabla_w: Vec<Vec<f64>> = self.weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        let (mut nabla_b, mut nabla_w) = (vec![Vec::new(); nl], vec![Vec::new(); nl]);
         let (z_last, a_last) = (&fwd.zs[nl - 1], &fwd.activations[nl]);
-        let mut delta: Vec<f64> = (0..m * n_last).map(|i| cost.delta(z_last[i], a_last[i], y[i])).collect();
+        let mut delta: Vec<f64> = (0..z_last.len()).map(|i| cost.delta(z_last[i], a_last[i], y[i])).collect();
         for l in (0..nl).rev() {
             let (n_in, n_out) = (self.sizes[l], self.sizes[l + 1]);
-            let a_prev = &fwd.activations[l];
-            for j in 0..m {
-                for o in 0..n_out {
-                    let d = delta[j * n_out + o];
-                    nabla_b[l][o] += d;
-                    let row = &mut nabla_w[l][o * n_in..(o + 1) * n_in];
-                    for (nw, a) in row.iter_mut().zip(&a_prev[j * n_in..(j + 1) * n_in]) {
-                        *nw += d * a;
-                    }
-                }
-            }
+            nabla_b[l] = sum_rows(&delta, n_out);
+            nabla_w[l] = dot_at(&delta, &fwd.activations[l], m, n_out, n_in);
             if l > 0 {
-                let w = &self.weights[l];
-                let z = &fwd.zs[l - 1];
-                let mut prev = vec![0.0; m * n_in];
-                for j in 0..m {
-                    for k in 0..n_in {
-                        let s: f64 = (0..n_out).map(|o| w[o * n_in + k] * delta[j * n_out + o]).sum();
-                        prev[j * n_in + k] = s * sigmoid_prime(z[j * n_in + k]);
-                    }
-                }
-                delta = prev;
+                let back = dot(&delta, &self.weights[l], m, n_out, n_in);
+                delta = back.iter().zip(&fwd.zs[l - 1]).map(|(d, &z)| d * sigmoid_prime(z)).collect();
             }
         }
         (nabla_b, nabla_w)
     }
 
-    /// One SGD step on a mini-batch (nn.py's update_mini_batch; network2.py's L2 term):
-    /// w <- (1 - eta*lambda/n) w - (eta/m) nabla_w, b <- b - (eta/m) nabla_b, with `n` the
-    /// training-set size. x: (m, sizes[0]), y: (m, 10). Returns the mean cost of the batch
-    /// before the step (without the L2 term).
-    #[allow(clippy::too_many_arguments)]
-    pub fn update_mini_batch(&mut self, x: &[f64], y: &[f64], m: usize, eta: f64, cost: Cost, lambda: f64, n: usize) -> f64 {
-        let batch_cost = self.total_cost(x, y, m, cost) / m as f64;
-        let (nabla_b, nabla_w) = self.backprop(x, y, m, cost);
-        let c = eta / m as f64;
-        let decay = 1.0 - eta * (lambda / n as f64);
+    /// One gradient-descent step on a mini-batch of `m` images (network.py's
+    /// `update_mini_batch`, with network2.py's L2 term):
+    /// w <- (1 - eta*lambda/n) w - (eta/m) nabla_w, b <- b - (eta/m) nabla_b.
+    /// x: (m, sizes[0]), y: (m, 10). Returns the mean cost of the batch before the step
+    /// (without the L2 term).
+    pub fn update_mini_batch(&mut self, x: &[f64], y: &[f64], m: usize, rule: &Sgd) -> f64 {
+        let batch_cost = self.total_cost(x, y, m, rule.cost) / m as f64;
+        let (nabla_b, nabla_w) = self.backprop(x, y, m, rule.cost);
+        let c = rule.eta / m as f64;
+        let decay = 1.0 - rule.eta * (rule.lambda / rule.n as f64);
         for (w, nw) in self.weights.iter_mut().zip(&nabla_w) {
             for (w, nw) in w.iter_mut().zip(nw) {
                 *w = decay * *w - c * nw;
@@ -188,6 +162,25 @@ impl Network {
             }
         }
         batch_cost
+    }
+
+    /// network.py's `SGD`: `epochs` epochs of mini-batch gradient descent over `training`
+    /// (images (n, sizes[0]) as `u8`, and labels), each epoch in the order `order(epoch)`
+    /// gives, in batches of `mini_batch_size` (the last one possibly smaller); after each
+    /// epoch, `evaluate` on `test`. Returns the correct counts, one per epoch. (`nnmnist mlp`
+    /// runs the same steps through the run driver, which adds checkpoints, signals and
+    /// metrics; a test checks that the two agree.)
+    pub fn sgd(&mut self, training: &crate::data::Split, epochs: usize, mini_batch_size: usize, rule: &Sgd, order: impl Fn(usize) -> Vec<u32>, test: &crate::data::Split) -> Vec<usize> {
+        let test_x = super::pixels_f64(&test.images);
+        (0..epochs)
+            .map(|epoch| {
+                for batch in order(epoch).chunks(mini_batch_size) {
+                    let (x, y) = mini_batch(training, batch);
+                    self.update_mini_batch(&x, &y, batch.len(), rule);
+                }
+                self.evaluate(&test_x, &test.labels)
+            })
+            .collect()
     }
 
     /// Summed cost of a batch (no L2 term). x: (m, sizes[0]), y: (m, 10).
@@ -204,4 +197,13 @@ impl Network {
         let n_in = self.sizes[0];
         labels.iter().enumerate().filter(|&(j, &l)| argmax(&self.feedforward(&x[j * n_in..(j + 1) * n_in])) == l as usize).count()
     }
+}
+
+/// The images and one-hot targets of the training images `idx`: x (m, 784) in [0, 1] and
+/// y (m, 10).
+pub fn mini_batch(training: &crate::data::Split, idx: &[u32]) -> (Vec<f64>, Vec<f64>) {
+    use crate::data::PIXELS;
+    let images: Vec<u8> = idx.iter().flat_map(|&i| training.images[i as usize * PIXELS..(i as usize + 1) * PIXELS].iter().copied()).collect();
+    let labels: Vec<u8> = idx.iter().map(|&i| training.labels[i as usize]).collect();
+    (super::pixels_f64(&images), super::one_hot(&labels))
 }

@@ -17,13 +17,9 @@ pub fn initial_draws(sizes: &[usize], seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<f64>
     (draws, weights)
 }
 
-/// The training order of epoch `epoch` (0-based) over `n` images: `torch.randperm(n)` after
-/// `manual_seed(epoch_seed(seed, epoch))` ([`torch_rng::epoch_seed`]); file order without
-/// `shuffle`.
-pub fn epoch_order(seed: u64, epoch: usize, n: usize, shuffle: bool) -> Vec<u32> {
-    if !shuffle {
-        return (0..n as u32).collect();
-    }
-    let perm = Vec::<i64>::try_from(torch_rng::epoch_permutation(seed, epoch, n)).expect("randperm is an (n) i64 tensor");
-    perm.into_iter().map(|i| i as u32).collect()
+/// The training order of epoch `epoch` (0-based) over `n` images, as indices:
+/// [`torch_rng::epoch_order`], the convnet's order too.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32> {
+    let order = Vec::<i64>::try_from(torch_rng::epoch_order(n, seed, epoch, shuffle)).expect("an (n) i64 tensor");
+    order.into_iter().map(|i| i as u32).collect()
 }

@@ -7,7 +7,7 @@ use nnmnist::checkpoint;
 use nnmnist::driver::Interrupted;
 use nnmnist::mlp::fast::{FastNet, Simd};
 use nnmnist::mlp::sparse::SparseImages;
-use nnmnist::mlp::{self, epoch_order, network_of, one_hot, pixels_f64, sigmoid, Cost, Init, Network};
+use nnmnist::mlp::{self, epoch_order, network_of, one_hot, pixels_f64, sigmoid, Cost, Init, Network, Sgd};
 use nnmnist::weights::{Entry, Weights};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -160,13 +160,13 @@ fn fast_path_equals_reference_bit_for_bit() {
     for (sizes, m, cost, eta, lambda) in configs {
         let start = Network::seeded(sizes, Init::Normal, 11);
         let mut reference = start.clone();
-        let order = epoch_order(5, 0, n, true);
+        let order = epoch_order(n, 5, 0, true);
         let batches: Vec<&[u32]> = order.chunks(m).take(6).collect();
         let mut ref_costs = Vec::new();
         for b in &batches {
             let xb: Vec<f64> = b.iter().flat_map(|&i| x[i as usize * 784..(i as usize + 1) * 784].to_vec()).collect();
             let yb: Vec<f64> = b.iter().flat_map(|&i| y[i as usize * 10..(i as usize + 1) * 10].to_vec()).collect();
-            ref_costs.push(reference.update_mini_batch(&xb, &yb, b.len(), eta, cost, lambda, n));
+            ref_costs.push(reference.update_mini_batch(&xb, &yb, b.len(), &Sgd { eta, cost, lambda, n }));
         }
         for simd in [Simd::Avx512, Simd::Avx2, Simd::Baseline] {
             let mut fast = FastNet::from_network(&start, m);
@@ -174,7 +174,7 @@ fn fast_path_equals_reference_bit_for_bit() {
                 eprintln!("skipped: this CPU lacks the {simd:?} kernels");
                 continue;
             }
-            let costs: Vec<f64> = batches.iter().map(|b| fast.train_batch(&images, b, eta, cost, lambda, n)).collect();
+            let costs: Vec<f64> = batches.iter().map(|b| fast.train_batch(&images, b, &Sgd { eta, cost, lambda, n })).collect();
             assert_eq!(costs, ref_costs, "{sizes:?} m={m} {cost:?} {:?}: batch costs", fast.simd());
             assert!(fast.to_network() == reference, "{sizes:?} m={m} {cost:?} {:?}: weights differ from the reference", fast.simd());
             // Evaluation agrees with nn.py's evaluate.
@@ -320,6 +320,31 @@ fn reference_engine_trains_to_the_same_bits() {
     assert!(entries_of(Path::new(&fast)) == entries_of(Path::new(&reference)), "the two engines end with different weights");
     let strip = |p: &str| nnmnist::metrics::read(Path::new(p)).unwrap().into_iter().map(|r| (r.test_correct, r.test_loss, r.train_loss, r.confusion)).collect::<Vec<_>>();
     assert_eq!(strip(&mf), strip(&mr));
+}
+
+/// network.py's SGD loop as one function ([`Network::sgd`]) and `nnmnist mlp` (the driver,
+/// with checkpoints and metrics around the same steps): the same weights, bit for bit, and
+/// the same correct counts, from the same seed.
+#[test]
+fn network_sgd_is_the_run_the_driver_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("run.safetensors");
+    let metrics = dir.path().join("run.jsonl");
+    let (sizes, seed, epochs, bs) = ([784, 16, 10], 7u64, 2, 10);
+    let args = ["--train-size", "400", "--test-size", "100", "--epochs", "2", "--seed", "7", "--sizes", "784,16,10", "--cost", "cross-entropy", "--lambda", "1.5", "--eta", "0.5"];
+    mlp_run(&[&args[..], &["--save", saved.to_str().unwrap(), "--metrics", metrics.to_str().unwrap()]].concat()).unwrap();
+    let (train, test) = (mnist().train.take(400), mnist().test.take(100));
+    let mut net = Network::seeded(&sizes, Init::Normal, seed);
+    let rule = Sgd { eta: 0.5, cost: Cost::CrossEntropy, lambda: 1.5, n: 400 };
+    let correct = net.sgd(&train, epochs, bs, &rule, |e| epoch_order(400, seed, e, true), &test);
+    let recorded: Vec<usize> = nnmnist::metrics::read(&metrics).unwrap().iter().map(|r| r.test_correct).collect();
+    assert_eq!(correct, recorded, "correct counts per epoch");
+    let sorted = |mut v: Vec<(String, Vec<f64>)>| {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let mine = sorted(net.entries().into_iter().map(|e| (e.name.clone(), e.to_f64())).collect());
+    assert!(mine == sorted(entries_of(&saved)), "Network::sgd and the driver end with different weights");
 }
 
 #[test]

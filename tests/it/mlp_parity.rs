@@ -16,7 +16,7 @@
 use crate::common;
 use nnmnist::mlp::fast::FastNet;
 use nnmnist::mlp::sparse::SparseImages;
-use nnmnist::mlp::{epoch_order, one_hot, pixels_f64, Cost, Init, Network};
+use nnmnist::mlp::{epoch_order, one_hot, pixels_f64, Cost, Init, Network, Sgd};
 use nnmnist::weights::Weights;
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
@@ -132,8 +132,8 @@ fn five_sgd_steps_match_numpy_nn_py() {
             let idx = &order[8 * k..8 * (k + 1)];
             let xb: Vec<f64> = idx.iter().flat_map(|&i| x[i as usize * 784..(i as usize + 1) * 784].to_vec()).collect();
             let yb: Vec<f64> = idx.iter().flat_map(|&i| y[i as usize * 10..(i as usize + 1) * 10].to_vec()).collect();
-            net.update_mini_batch(&xb, &yb, 8, eta, cost, lambda, 50_000);
-            fast.train_batch(&images, idx, eta, cost, lambda, 50_000);
+            net.update_mini_batch(&xb, &yb, 8, &Sgd { eta, cost, lambda, n: 50_000 });
+            fast.train_batch(&images, idx, &Sgd { eta, cost, lambda, n: 50_000 });
         }
         let fast_net = fast.to_network();
         assert_eq!(fast_net, net, "{run}: the fast path must equal the reference Network bit for bit");
@@ -182,7 +182,7 @@ fn initial_weights_and_batch_orders_equal_nn_torch_py_bit_for_bit() {
     for seed in seeds {
         for epoch in 0..2 {
             let want: Vec<u32> = t[&format!("order.{seed}.{epoch}")].1.iter().map(|&v| v as u32).collect();
-            assert_eq!(epoch_order(seed, epoch, n, true), want, "seed {seed} epoch {epoch}: the batch order differs from nn_torch.py's");
+            assert_eq!(epoch_order(n, seed, epoch, true), want, "seed {seed} epoch {epoch}: the batch order differs from nn_torch.py's");
         }
     }
 }
