@@ -1,4 +1,5 @@
 //! Saved weights of either network, ready to classify: what `eval` and `show` use.
+use crate::driver::Model;
 use crate::terminal::Shown;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{Split, CLASSES};
@@ -18,6 +19,16 @@ pub enum ModelKind {
     Mlp,
 }
 
+impl ModelKind {
+    /// The model's name in checkpoints and metrics ([`Model::NAME`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Convnet => <crate::convnet::Convnet as Model>::NAME,
+            ModelKind::Mlp => <crate::mlp::Mlp as Model>::NAME,
+        }
+    }
+}
+
 /// A trained network.
 pub enum Classifier {
     /// nn_convnet.py's convnet, on its device.
@@ -27,6 +38,14 @@ pub enum Classifier {
 }
 
 impl Classifier {
+    /// The device, as metrics record it: "cpu", "cuda:0".
+    pub fn device_name(&self) -> String {
+        match self {
+            Classifier::Convnet(net) => crate::device::metrics_name(net.device()),
+            Classifier::Mlp(..) => "cpu".to_string(),
+        }
+    }
+
     /// The network in `weights`: of `kind`, or told by its keys when `kind` is None
     /// (`model.0.weight`: the convnet; `0.weight`: an MLP).
     pub fn new(weights: &Weights, kind: Option<ModelKind>, device: Device) -> Result<Classifier> {

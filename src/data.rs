@@ -188,14 +188,6 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Fails when `output` (named by `flag`) is one of the MNIST files in `dir`.
-pub fn refuse_to_overwrite(flag: &str, output: &Path, dir: &Path) -> Result<()> {
-    if let Some(f) = files_in(dir).into_iter().find(|f| files::same_file(f, output)) {
-        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.shown(), f.shown());
-    }
-    Ok(())
-}
-
 /// Finds `{prefix}-{kind}-idx{dims}-ubyte` (or `{prefix}-{kind}.idx{dims}-ubyte`), raw or `.gz`.
 fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf> {
     let stems = [format!("{prefix}-{kind}-idx{dims}-ubyte"), format!("{prefix}-{kind}.idx{dims}-ubyte")];

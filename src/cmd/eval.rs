@@ -37,7 +37,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
         if crate::files::same_file(m, &spec.weights) {
             anyhow::bail!("--metrics {} is the weights file {}: appending a record would break it", m.shown(), spec.weights.shown());
         }
-        data::refuse_to_overwrite("--metrics", m, &spec.data_dir)?;
+        crate::files::refuse_to_overwrite("--metrics", m, &data::files_in(&spec.data_dir))?;
     }
     let mut metrics = MetricsLog::open(spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
@@ -69,15 +69,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let state = weights.state.as_ref();
     let epoch = state.map(|s| s.epochs_done).unwrap_or(0);
     let seed = state.and_then(|s| s.hyper.get("seed")).and_then(|v| v.as_u64()).unwrap_or(0);
-    let model = match spec.model {
-        ModelKind::Convnet => "convnet",
-        ModelKind::Mlp => "mlp",
-    };
-    let device = match &classifier {
-        Classifier::Convnet(_) => crate::device::metrics_name(spec.device),
-        Classifier::Mlp(..) => "cpu".to_string(),
-    };
-    let record = EpochMetrics::new(model, device, seed, epoch, &ev);
+    let record = EpochMetrics::new(spec.model.name(), classifier.device_name(), seed, epoch, &ev);
     metrics.write(&EpochMetrics { eval_seconds, ..record })
 }
 

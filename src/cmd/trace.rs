@@ -49,7 +49,7 @@ pub fn run(spec: &TraceSpec) -> Result<()> {
     if out.is_same_file(&spec.weights) {
         bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.shown());
     }
-    data::refuse_to_overwrite("--out", &spec.out, &spec.data_dir)?;
+    crate::files::refuse_to_overwrite("--out", &spec.out, &data::files_in(&spec.data_dir))?;
     check_size(spec, &weights)?;
     let train = Mnist::load(&spec.data_dir)?.train;
     let batch = batch(&train, spec)?;

@@ -262,7 +262,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     }
     for (flag, out) in [("--save", begin.save.as_deref()), ("--metrics", spec.files.metrics.as_deref())] {
         if let Some(out) = out {
-            data::refuse_to_overwrite(flag, out, &spec.files.data_dir)?;
+            files::refuse_to_overwrite(flag, out, &data::files_in(&spec.files.data_dir))?;
         }
     }
     let mut metrics = MetricsLog::open(spec.files.metrics.as_deref())?;
