@@ -311,6 +311,15 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Fails when `output` (named by `flag`) is one of `inputs`, the MNIST files a command reads
+/// ([`crate::data::files_in`]): writing there would destroy the data.
+pub fn refuse_to_overwrite(flag: &str, output: &Path, inputs: &[PathBuf]) -> Result<()> {
+    if let Some(f) = inputs.iter().find(|f| same_file(f, output)) {
+        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.shown(), f.shown());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,13 +334,4 @@ mod tests {
         assert!(!sticky_refuses(0o41777, root, bob, root), "root");
         assert!(!sticky_refuses(0o40777, root, bob, alice), "no sticky bit");
     }
-}
-
-/// Fails when `output` (named by `flag`) is one of `inputs`, the MNIST files a command reads
-/// ([`crate::data::files_in`]): writing there would destroy the data.
-pub fn refuse_to_overwrite(flag: &str, output: &Path, inputs: &[PathBuf]) -> Result<()> {
-    if let Some(f) = inputs.iter().find(|f| same_file(f, output)) {
-        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.shown(), f.shown());
-    }
-    Ok(())
 }

@@ -232,7 +232,7 @@ impl<'a> Parser<'a> {
     }
 
     fn set_items(&mut self, items: Vec<Value>, inner: Size) -> Result<(), String> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of values".into());
         }
         let Value::Dict(d) = self.top_holding(inner)? else { return Err("SETITEM(S) on a value that is not a dictionary".into()) };
@@ -450,7 +450,7 @@ mod tests {
     fn deep_nesting_and_memo_blowups_are_errors() {
         // 5000 nested 1-tuples: ) then TUPLE1 x 5000.
         let mut deep = b"\x80\x02)".to_vec();
-        deep.extend(std::iter::repeat(0x85).take(5000));
+        deep.extend(std::iter::repeat_n(0x85, 5000));
         deep.push(b'.');
         assert!(parse(&deep).unwrap_err().contains("nest deeper"));
         // A list doubled 60 times through the memo: ]q\0 then (h\0 h\0 l q\0) x 60.

@@ -280,6 +280,9 @@ fn duplicate_name(path: &Path, start: u64) -> Option<String> {
     None
 }
 
+/// (name, value) pairs in file order.
+type NamedValues<'a> = Vec<(String, &'a Value)>;
+
 /// The state_dict in the pickle's top value, as (name, value) pairs in file order, and the
 /// key of a checkpoint it was nested under:
 /// - a dictionary holding tensors (a state_dict, an OrderedDict or plain dict);
@@ -287,7 +290,7 @@ fn duplicate_name(path: &Path, start: u64) -> Option<String> {
 ///   a whole module (its other entries, an optimizer state, are not read);
 /// - a whole module (`torch.save(model)`), its parameters and buffers under their
 ///   state_dict names.
-fn state_dict(top: &Value) -> Option<(Vec<(String, &Value)>, Option<&'static str>)> {
+fn state_dict(top: &Value) -> Option<(NamedValues<'_>, Option<&'static str>)> {
     if is_module(top) {
         let mut out = Vec::new();
         flatten_module(top, "", &mut out);

@@ -246,7 +246,10 @@ mod enabled {
             match (result, restored) {
                 (Ok((graph, static_x, static_y, static_loss)), Ok(())) => Ok(GraphStep { graph, static_x, static_y, static_loss, _loss_sum: loss_sum.shallow_clone(), _opt: opt }),
                 (Err(e), Ok(())) => {
-                    match catch_phase("restore", || Ok(opt.zero_grad())) {
+                    match catch_phase("restore", || {
+                        opt.zero_grad();
+                        Ok(())
+                    }) {
                         Ok(()) => Err((e, Some(opt))),
                         Err(z) => Err((e.context(format!("{z:#}")), None)),
                     }

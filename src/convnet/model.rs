@@ -124,7 +124,7 @@ impl Model for Convnet {
             return Ok(Some(loss.double_value(&[])));
         }
         if batch.is_multiple_of(PRINT_EVERY) {
-            let _ = self.printed.get((batch / PRINT_EVERY) as i64).copy_(&loss);
+            self.printed.get((batch / PRINT_EVERY) as i64).copy_(&loss);
             self.printed_batches.push(batch);
         }
         Ok(None)

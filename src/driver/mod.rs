@@ -389,7 +389,7 @@ impl Run<'_> {
                     return Err(self.stopped(model, epoch, batch));
                 }
                 if let Some(loss) = model.train_batch(batch)? {
-                    self.check_finite::<M>(loss, epoch, Some(batch))?;
+                    self.check_finite(loss, epoch, Some(batch))?;
                     if let Some(line) = transcript.batch_line(batch, loss) {
                         console.line(&line);
                     }
@@ -400,7 +400,7 @@ impl Run<'_> {
             console.finish();
             let train_loss = model.epoch_train_loss();
             let train_seconds = started.elapsed().as_secs_f64();
-            self.check_finite::<M>(train_loss, epoch, None)?;
+            self.check_finite(train_loss, epoch, None)?;
             self.save(model, epoch + 1, 0)?;
             let started = Instant::now();
             let ev = model.evaluate()?;
@@ -416,7 +416,7 @@ impl Run<'_> {
     /// Checks and prints the losses the model read only at the end of the epoch.
     fn deferred_lines<M: Model>(&self, model: &mut M, transcript: &dyn Transcript, console: &mut Console, epoch: usize) -> Result<()> {
         for (batch, loss) in model.deferred_losses()? {
-            self.check_finite::<M>(loss, epoch, Some(batch))?;
+            self.check_finite(loss, epoch, Some(batch))?;
             if let Some(line) = transcript.batch_line(batch, loss) {
                 console.line(&line);
             }
@@ -425,7 +425,7 @@ impl Run<'_> {
     }
 
     /// Stops the run on a NaN or infinite loss, naming where it happened.
-    fn check_finite<M: Model>(&self, loss: f64, epoch: usize, batch: Option<usize>) -> Result<()> {
+    fn check_finite(&self, loss: f64, epoch: usize, batch: Option<usize>) -> Result<()> {
         if !loss.is_finite() {
             let at = match batch {
                 Some(b) => format!("batch {} of {}", b + 1, self.batches),

@@ -71,8 +71,6 @@ impl Images {
     }
 }
 
-/// The images `idx` of `split` as nn.py's batch: x (m, 784) f64, y (m, 10) one-hot.
-
 /// [`Network`] on every image of `split`, 256 at a time: predictions, their probabilities
 /// (the output divided by the sum of the outputs) and the mean cost, as [`FastNet::evaluate`].
 fn evaluate_reference(net: &Network, split: &Split, cost: Cost) -> Evaluation {

@@ -338,3 +338,24 @@ impl BrokenData {
         }
     }
 }
+
+/// Runs `cmd` to its end with stdout discarded and returns whether it succeeded, its stderr,
+/// and its own peak resident set in KiB (from wait4: this child only, not the largest child
+/// so far as getrusage(RUSAGE_CHILDREN) would say).
+pub fn run_measured(cmd: &mut std::process::Command) -> (bool, String, i64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let (mut status, pid) = (0, child.id() as libc::pid_t);
+    // SAFETY: wait4 on our own child, not yet reaped, with a status and a rusage to fill.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut u), pid);
+        u
+    };
+    // The child is reaped; `child` only holds its (closed) handles now.
+    drop(child);
+    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, stderr, usage.ru_maxrss)
+}

@@ -102,7 +102,7 @@ fn dotted_file_names_are_accepted() {
 fn missing_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("no-such-dir");
-    assert_load_fails(&dir, &[&s(&dir), "does not exist"]);
+    assert_load_fails(&dir, &[s(&dir), "does not exist"]);
 }
 
 #[test]

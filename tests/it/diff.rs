@@ -298,13 +298,9 @@ fn memory_stays_bounded_by_one_tensor() {
     drop(tensors);
     let file_mib = std::fs::metadata(&big).unwrap().len() as f64 / (1 << 20) as f64;
     let peak_mib = |file: &Path| -> f64 {
-        let child = Command::new(bin()).args(["diff", s(file), s(file)]).stdout(std::process::Stdio::null()).spawn().unwrap();
-        let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-        // wait4 gives this child's own peak resident set (kilobytes on Linux).
-        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-        assert_eq!(pid, child.id() as i32);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
-        usage.ru_maxrss as f64 / 1024.0
+        let (ok, stderr, peak_kib) = crate::common::run_measured(crate::common::nnmnist().args(["diff", s(file), s(file)]));
+        assert!(ok, "{stderr}");
+        peak_kib as f64 / 1024.0
     };
     let (base, peak) = (peak_mib(&small), peak_mib(&big));
     eprintln!("peak resident memory: {base:.0} MiB on a tiny file, {peak:.0} MiB on a {file_mib:.0} MiB file against itself");

@@ -203,21 +203,9 @@ fn every_stem_length_reads_for_every_form_and_model() {
     }
 }
 
-/// Runs `nnmnist ARGS` and returns whether it succeeded, its stderr, and its own peak RSS
-/// in KiB (from wait4, this child only).
+/// Runs `nnmnist ARGS`: whether it succeeded, its stderr, and its own peak RSS in KiB.
 fn run_measured(args: &[&str]) -> (bool, String, i64) {
-    use std::io::Read;
-    let mut child = common::nnmnist().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    let (mut status, pid) = (0, child.id() as libc::pid_t);
-    // SAFETY: wait4 on our own child, with a status and a rusage to fill.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::wait4(pid, &mut status, 0, &mut u), pid);
-        u
-    };
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, stderr, usage.ru_maxrss)
+    common::run_measured(common::nnmnist().args(args))
 }
 
 fn eval_args(path: &Path) -> Vec<String> {
