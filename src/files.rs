@@ -24,8 +24,10 @@
 //!   for as long as the run lives, refuses a second run that would save to the same file.
 //!   The lock file is removed when the run ends; one left by a killed run holds no lock and
 //!   is reused.
-//! - Temporary files that older versions' interrupted saves left behind (`.NAME.tmpPID`)
-//!   are removed by the next run that saves there, under the lock.
+//! - Temporary files an interrupted save left behind are removed by the next run that saves
+//!   there, under the lock: `.NAME.tmpPID` (older versions' names), and `.NAME.XXXXXX` when
+//!   it is a complete safetensors file nnmnist wrote (a save killed between the link and
+//!   the rename); anything else of such a name is a user's and is left alone.
 use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Context, Result};
 use atomic_write_file::AtomicWriteFile;
@@ -146,6 +148,13 @@ impl SaveTarget {
                 let file = e.file_name().to_string_lossy().into_owned();
                 let pid = file.strip_prefix(&stale).unwrap_or("");
                 if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+                    let _ = fs::remove_file(e.path());
+                }
+                // `.NAME.XXXXXX`: a save killed between the crate's link and its rename. The
+                // file was complete before it was linked; removed only when it is a complete
+                // safetensors file that nnmnist wrote (a user's file of that name is kept).
+                let random = file.strip_prefix(&format!(".{name}.")).unwrap_or("");
+                if random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric()) && written_by_nnmnist(&e.path()) {
                     let _ = fs::remove_file(e.path());
                 }
             }
@@ -320,9 +329,66 @@ pub fn refuse_to_overwrite(flag: &str, output: &Path, inputs: &[PathBuf]) -> Res
     Ok(())
 }
 
+/// Refuses to replace `path` (named by `flag`) when it is the regular file this process's
+/// stdout or stderr writes to (`--save run.log > run.log`): the save would replace the file
+/// and every console line written to it would be lost.
+pub fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
+    let Ok(target) = fs::metadata(path) else { return Ok(()) };
+    if !target.is_file() {
+        return Ok(());
+    }
+    for (fd, stream) in [(1, "stdout"), (2, "stderr")] {
+        // SAFETY: fstat fills the struct it is given.
+        let same = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG && st.st_dev as u64 == target.dev() && st.st_ino as u64 == target.ino()
+        };
+        if same {
+            bail!("{flag} {} is the file {stream} is written to: replacing it would lose the console's lines; save elsewhere", path.shown());
+        }
+    }
+    Ok(())
+}
+
+/// The safetensors metadata keys nnmnist writes: a checkpoint's run state
+/// (`weights::META_KEY`) and a trace's recorded order (`cmd::diff::ORDER_KEY`); spelled out
+/// here so that writing files depends on no reader (a test checks they agree).
+const NNMNIST_METADATA_KEYS: [&str; 2] = ["nnmnist", "order"];
+
+/// Whether `path` is a complete safetensors file that nnmnist wrote: a regular file whose
+/// header parses, whose metadata holds nnmnist's run state or a trace's recorded order, and
+/// whose size is exactly what the header describes.
+fn written_by_nnmnist(path: &Path) -> bool {
+    let check = || -> Option<bool> {
+        let mut f = File::open(path).ok()?;
+        let meta = f.metadata().ok()?;
+        if !meta.is_file() {
+            return Some(false);
+        }
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).ok()?;
+        let n = u64::from_le_bytes(len);
+        if n > (100 << 20) || 8 + n > meta.len() {
+            return Some(false);
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header).ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+        let ours = json.get("__metadata__").is_some_and(|m| NNMNIST_METADATA_KEYS.iter().any(|k| m.get(k).is_some()));
+        let end = json.as_object()?.iter().filter(|(k, _)| *k != "__metadata__").filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
+        Some(ours && 8 + n + end == meta.len())
+    };
+    check().unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metadata_keys_are_the_writers_own() {
+        assert_eq!(NNMNIST_METADATA_KEYS, [crate::weights::META_KEY, crate::cmd::diff::ORDER_KEY]);
+    }
 
     #[test]
     fn the_sticky_bit_lets_only_the_owners_and_root_replace_a_file() {

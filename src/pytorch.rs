@@ -311,15 +311,51 @@ fn state_dict(top: &Value) -> Option<(NamedValues<'_>, Option<&'static str>)> {
     Some((tensor_items(d), None))
 }
 
-/// The tensor entries of a dictionary with string keys (other values are not the state_dict's).
+/// The tensors of a dictionary, in file order: its own under their keys, and those inside
+/// nested dictionaries, lists and tuples under dotted names (`{'sub': {'w': t}}` gives
+/// `sub.w`, `{'lst': [t]}` gives `lst.0`; an integer key is written as its number), so that
+/// no tensor of the file goes unlisted. Other values (numbers, strings) are not tensors.
 fn tensor_items(d: &pickle::Dict) -> Vec<(String, &Value)> {
-    d.items
-        .iter()
-        .filter_map(|(k, v)| match k {
-            Value::Str(k) if is_tensor(v) => Some((k.clone(), v)),
-            _ => None,
-        })
-        .collect()
+    fn walk<'a>(v: &'a Value, name: String, depth: usize, out: &mut Vec<(String, &'a Value)>) {
+        if is_tensor(v) {
+            out.push((name, v));
+            return;
+        }
+        // The pickle's own nesting is bounded when it is parsed; this bound only keeps the
+        // names short.
+        if depth > 64 {
+            return;
+        }
+        let child = |k: &str| if name.is_empty() { k.to_string() } else { format!("{name}.{k}") };
+        match v {
+            Value::Dict(d) => {
+                for (k, v) in &d.items {
+                    let key = match k {
+                        Value::Str(k) => k.clone(),
+                        Value::Int(i) => i.to_string(),
+                        _ => continue,
+                    };
+                    walk(v, child(&key), depth + 1, out);
+                }
+            }
+            Value::List(items) | Value::Tuple(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, child(&i.to_string()), depth + 1, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in &d.items {
+        let key = match k {
+            Value::Str(k) => k.clone(),
+            Value::Int(i) => i.to_string(),
+            _ => continue,
+        };
+        walk(v, key, 1, &mut out);
+    }
+    out
 }
 
 /// Whether `v` is a call that builds a tensor (of any kind, readable or not).

@@ -280,6 +280,11 @@ pub trait TensorFile {
     fn recorded_order(&self) -> bool;
     /// The tensor's elements as little-endian bytes (row-major).
     fn read(&mut self, info: &TensorInfo) -> Result<Vec<u8>>;
+    /// How many tensors of the file could not be read, and so are not in the index (noted
+    /// when the file was opened). The files cannot be called the same if any is.
+    fn left_out(&self) -> usize {
+        0
+    }
 }
 
 /// Opens `path` (safetensors or a PyTorch file, told by the content) and reads its index.
@@ -389,6 +394,8 @@ struct Pytorch {
     path: PathBuf,
     source: PytorchSource,
     index: Vec<TensorInfo>,
+    /// Tensors of the file that nnmnist cannot read (noted when it was opened).
+    left_out: usize,
 }
 
 enum PytorchSource {
@@ -413,7 +420,7 @@ impl Pytorch {
         }
         let mut index: Vec<TensorInfo> = reader.tensors().iter().map(|(name, t)| TensorInfo { name: name.clone(), shape: t.shape().to_vec(), dtype: DType::of_pytorch(t.dtype()) }).collect();
         index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
-        Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Reader(reader), index })
+        Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Reader(reader), index, left_out: 0 })
     }
 
     /// torch.save's zip: tensors nnmnist cannot read (a meta-device, sparse or complex one)
@@ -435,10 +442,10 @@ impl Pytorch {
             }
         }
         if !left_out.is_empty() {
-            crate::terminal::note(format_args!("note: {}: leaving out {} tensors nnmnist cannot read: {}", path.display(), left_out.len(), left_out.join(", ")));
+            crate::terminal::note(format_args!("note: {}: {} tensor(s) nnmnist cannot read, not compared: {}", path.shown(), left_out.len(), left_out.join(", ")));
         }
         index.sort_by(|x, y| natural_cmp(&x.name, &y.name));
-        Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Zip(zip), index })
+        Ok(Pytorch { path: path.to_path_buf(), source: PytorchSource::Zip(zip), index, left_out: left_out.len() })
     }
 }
 
@@ -451,6 +458,9 @@ impl TensorFile for Pytorch {
     }
     fn recorded_order(&self) -> bool {
         false
+    }
+    fn left_out(&self) -> usize {
+        self.left_out
     }
     fn read(&mut self, info: &TensorInfo) -> Result<Vec<u8>> {
         let cannot = || format!("{}: cannot read tensor {}", self.path.shown(), info.name.shown());
@@ -659,12 +669,13 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         order.sort_by(|x, y| natural_cmp(x, y));
     }
     if !spec.only.is_empty() {
-        let all = order.len();
-        order.retain(|n| spec.only.iter().any(|p| p.matches(n)));
-        if order.is_empty() {
-            let pats: Vec<String> = spec.only.iter().map(|p| p.as_str().shown().to_string()).collect();
-            bail!("--only {}: matches none of the {all} tensor names of {} and {}", pats.join(", --only "), spec.a.shown(), spec.b.shown());
+        // Each pattern must match something: one that matches nothing is most likely a typo,
+        // and its tensors would silently go unchecked.
+        let unmatched: Vec<String> = spec.only.iter().filter(|p| !order.iter().any(|n| p.matches(n))).map(|p| p.as_str().shown().to_string()).collect();
+        if !unmatched.is_empty() {
+            bail!("--only {}: matches none of the {} tensor names of {} and {}", unmatched.join(", --only "), order.len(), spec.a.shown(), spec.b.shown());
         }
+        order.retain(|n| spec.only.iter().any(|p| p.matches(n)));
     }
     let dtypes: Vec<DType> = {
         let mut seen = Vec::new();
@@ -711,7 +722,10 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
                 let (ra, rb) = (fa.read(ta)?, fb.read(tb)?);
                 let (rtol, atol) = row_tolerance(spec.tolerance, ta.dtype, tb.dtype);
                 let (va, vb) = (ta.dtype.to_f64(&ra), tb.dtype.to_f64(&rb));
-                let exact = (spec.tolerance == Tolerance::Exact && ta.dtype == tb.dtype).then_some((&ra[..], &rb[..], ta.dtype.size()));
+                // Integers and bools under their default (exact) tolerance are compared by their
+                // bits too: f64 cannot tell 64-bit integers beyond 2^53 apart.
+                let default_exact = !ta.dtype.is_float() && spec.tolerance == (Tolerance::Close { rtol: None, atol: None });
+                let exact = ((spec.tolerance == Tolerance::Exact || default_exact) && ta.dtype == tb.dtype).then_some((&ra[..], &rb[..], ta.dtype.size()));
                 let s = compare(va, &vb, rtol, atol, exact);
                 drop((ra, rb));
                 let mut notes = Vec::new();
@@ -765,6 +779,14 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
     );
     let _ = writeln!(out, "first divergence: {}", first.map(|n| n.shown().to_string()).unwrap_or_else(|| "none".into()));
     crate::terminal::print(out)?;
+    // Trouble (exit 2), as diff(1): what was not compared could differ.
+    let unread: Vec<String> = [(&spec.a, fa.left_out()), (&spec.b, fb.left_out())].iter().filter(|(_, n)| *n > 0).map(|(p, n)| format!("{n} in {}", p.shown())).collect();
+    if !unread.is_empty() {
+        bail!("tensors that nnmnist cannot read were not compared ({}; see the notes above): the files may differ there", unread.join(", "));
+    }
+    if order.is_empty() {
+        bail!("{} and {} hold no tensors to compare", spec.a.shown(), spec.b.shown());
+    }
     if differ > 0 {
         return Err(Differ(differ).into());
     }

@@ -45,6 +45,7 @@ pub struct TraceSpec {
 /// Runs the step and writes the file.
 pub fn run(spec: &TraceSpec) -> Result<()> {
     let weights = Weights::load(&spec.weights)?;
+    crate::files::refuse_console_file("--out", &spec.out)?;
     let out = SaveTarget::open(&spec.out)?;
     if out.is_same_file(&spec.weights) {
         bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.shown());

@@ -260,6 +260,9 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
             bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.shown());
         }
     }
+    if let Some(save) = begin.save.as_deref() {
+        files::refuse_console_file("--save", save)?;
+    }
     for (flag, out) in [("--save", begin.save.as_deref()), ("--metrics", spec.files.metrics.as_deref())] {
         if let Some(out) = out {
             files::refuse_to_overwrite(flag, out, &data::files_in(&spec.files.data_dir))?;

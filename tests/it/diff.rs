@@ -281,6 +281,46 @@ torch.save(sd2, d + "/w2.pth")
     assert_eq!(last_line(&out), "first divergence: 2.bias");
 }
 
+/// Nothing that may differ is called the same: tensors nested below the top level of a
+/// `.pt` (dictionaries, lists, integer keys) are compared under dotted names; tensors
+/// nnmnist cannot read (complex) make the comparison trouble, exit 2, not "none"; 64-bit
+/// integers beyond 2^53, which f64 cannot tell apart, are compared by their bits; each
+/// `--only` pattern must match.
+#[test]
+fn nested_unreadable_and_large_integer_tensors_are_never_called_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, torch
+d = sys.argv[1]
+for i, v in [(1, 1.0), (2, 2.0)]:
+    t = torch.tensor([v])
+    torch.save({"a": torch.tensor([0.5]), "nested": {"deep": {"w": t}}, "lst": [t.clone()], 7: t.clone()}, f"{d}/n_{i}.pt")
+    torch.save({"c": torch.tensor([complex(v, 1.0)])}, f"{d}/c_{i}.pt")
+"#;
+    let out = Command::new(python()).args(["-c", script, s(tmp.path())]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let f = |n: &str| tmp.path().join(n);
+    let (code, out, _) = diff(&[s(&f("n_1.pt")), s(&f("n_2.pt"))]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tensors: 4 in all, 1 within tolerance, 3 outside it"), "{out}");
+    for name in ["nested.deep.w", "lst.0", "7"] {
+        assert!(row(&out, name).contains("1 of 1"), "{name}: {out}");
+    }
+    // Every --only pattern must match: one typo among several is not silently ignored.
+    let (code, _, err) = diff(&[s(&f("n_1.pt")), s(&f("n_2.pt")), "--only", "a", "--only", "nomatch"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--only nomatch: matches none of the 4 tensor names"), "{err}");
+    let (code, out, err) = diff(&[s(&f("c_1.pt")), s(&f("c_2.pt"))]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("cannot read were not compared") && err.contains("the files may differ there"), "{err}");
+    let big = |v: i64| vec![("i", Dtype::I64, vec![1], v.to_le_bytes().to_vec())];
+    write(&f("i_a.safetensors"), &big((1 << 53) + 1), None);
+    write(&f("i_b.safetensors"), &big(1 << 53), None);
+    let (code, out, _) = diff(&[s(&f("i_a.safetensors")), s(&f("i_b.safetensors"))]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(last_line(&out), "first divergence: i");
+}
+
 /// Tensors are read one at a time: comparing a file with itself, the peak memory grows by
 /// far less than the file's size, as it would if either copy were read whole (measured:
 /// `nnmnist show --weights` on the same 128 MiB file, which reads it whole, peaks 137 MiB

@@ -995,3 +995,43 @@ fn a_resume_on_other_data_of_the_same_size_is_refused() {
     let out = run(&["mlp", "--resume", s(&ck), "--epochs", "3", "--data-dir", s(data.path())]);
     assert!(out.status.success(), "the same data resumes: {}", stderr_of(&out));
 }
+
+/// `--save run.log > run.log`: the checkpoint would replace the file the console lines go
+/// to. Refused before any work, the log left as it was.
+#[test]
+fn a_save_onto_the_console_log_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let log = tmp.path().join("run.log");
+    std::fs::write(&log, "earlier lines\n").unwrap();
+    let console = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let out = common::nnmnist()
+        .args(["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&log), "--data-dir", s(data.path())])
+        .stdout(console)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("--save {} is the file stdout is written to", s(&log))), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "earlier lines\n", "the log is left as it was");
+}
+
+/// A save killed between the link of its finished temporary file and the rename leaves
+/// `.NAME.XXXXXX`: the next run that saves there removes it when it is a complete file
+/// nnmnist wrote, and leaves a user's file of such a name alone.
+#[test]
+fn a_linked_temporary_of_a_killed_save_is_removed_and_a_users_file_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("ck.safetensors");
+    let args = ["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())];
+    assert!(run(&args).status.success());
+    let (ours, users) = (tmp.path().join(".ck.safetensors.Ab12Cd"), tmp.path().join(".ck.safetensors.zz99zz"));
+    std::fs::copy(&ck, &ours).unwrap();
+    std::fs::write(&users, b"notes of mine").unwrap();
+    std::fs::remove_file(&ck).unwrap();
+    assert!(run(&args).status.success());
+    assert!(!ours.exists(), "the stale temporary file of a killed save is removed");
+    assert_eq!(std::fs::read(&users).unwrap(), b"notes of mine", "a user's file is left alone");
+}
