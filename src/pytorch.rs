@@ -330,12 +330,9 @@ fn tensor_items(d: &pickle::Dict) -> Vec<(String, &Value)> {
         match v {
             Value::Dict(d) => {
                 for (k, v) in &d.items {
-                    let key = match k {
-                        Value::Str(k) => k.clone(),
-                        Value::Int(i) => i.to_string(),
-                        _ => continue,
-                    };
-                    walk(v, child(&key), depth + 1, out);
+                    if let Some(key) = key_name(k) {
+                        walk(v, child(&key), depth + 1, out);
+                    }
                 }
             }
             Value::List(items) | Value::Tuple(items) => {
@@ -346,14 +343,19 @@ fn tensor_items(d: &pickle::Dict) -> Vec<(String, &Value)> {
             _ => {}
         }
     }
+    /// A dictionary key as a name: a string, or an integer written as its number.
+    fn key_name(k: &Value) -> Option<String> {
+        match k {
+            Value::Str(k) => Some(k.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            _ => None,
+        }
+    }
     let mut out = Vec::new();
     for (k, v) in &d.items {
-        let key = match k {
-            Value::Str(k) => k.clone(),
-            Value::Int(i) => i.to_string(),
-            _ => continue,
-        };
-        walk(v, key, 1, &mut out);
+        if let Some(key) = key_name(k) {
+            walk(v, key, 1, &mut out);
+        }
     }
     out
 }

@@ -202,8 +202,7 @@ impl Network {
 /// The images and one-hot targets of the training images `idx`: x (m, 784) in [0, 1] and
 /// y (m, 10).
 pub fn mini_batch(training: &crate::data::Split, idx: &[u32]) -> (Vec<f64>, Vec<f64>) {
-    use crate::data::PIXELS;
-    let images: Vec<u8> = idx.iter().flat_map(|&i| training.images[i as usize * PIXELS..(i as usize + 1) * PIXELS].iter().copied()).collect();
+    let images: Vec<u8> = idx.iter().flat_map(|&i| training.image(i as usize).iter().copied()).collect();
     let labels: Vec<u8> = idx.iter().map(|&i| training.labels[i as usize]).collect();
     (super::pixels_f64(&images), super::one_hot(&labels))
 }
