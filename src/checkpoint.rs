@@ -4,7 +4,8 @@
 //! (a JSON [`RunState`]; PyTorch ignores it). Files are written through
 //! [`crate::files::SaveTarget`]: atomically, through symbolic links, one run at a time.
 use crate::files::SaveTarget;
-use crate::weights::{Data, Entry, RunState, META_KEY};
+use crate::tensors::{META_KEY, ORDER_KEY};
+use crate::weights::{Data, Entry, RunState};
 use anyhow::{anyhow, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
@@ -20,11 +21,11 @@ pub fn serialize(entries: &[Entry], state: Option<&RunState>) -> Result<Vec<u8>>
 }
 
 /// Writes `entries` to `target` with their order recorded in the header (the metadata key
-/// [`crate::cmd::diff::ORDER_KEY`]), which the data's order (by dtype, then name) loses: a
+/// [`crate::tensors::ORDER_KEY`]), which the data's order (by dtype, then name) loses: a
 /// trace's causal order, for `nnmnist diff`.
 pub fn save_in_order(target: &SaveTarget, entries: &[Entry]) -> Result<()> {
     let order: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    let meta = Some(HashMap::from([(crate::cmd::diff::ORDER_KEY.to_string(), serde_json::to_string(&order)?)]));
+    let meta = Some(HashMap::from([(ORDER_KEY.to_string(), serde_json::to_string(&order)?)]));
     target.write(&serialize_with(entries, &meta)?)
 }
 

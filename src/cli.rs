@@ -261,6 +261,9 @@ pub struct DiffArgs {
     /// Compare only the tensors whose name matches PATTERN (`*`, `?`, `[...]`; repeatable)
     #[arg(long, value_name = "PATTERN")]
     pub only: Vec<String>,
+    /// Output: table (for people) or json (one object per row, then a summary, for scripts)
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::cmd::diff::OutputFormat,
 }
 
 impl Command {

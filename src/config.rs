@@ -104,7 +104,7 @@ impl Job {
             }
             Command::Show(a) => Job::Show(a),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
-            Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only)?),
+            Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
         })
     }
 }

@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn the_metadata_keys_are_the_writers_own() {
-        assert_eq!(NNMNIST_METADATA_KEYS, [crate::weights::META_KEY, crate::cmd::diff::ORDER_KEY]);
+        assert_eq!(NNMNIST_METADATA_KEYS, [crate::tensors::META_KEY, crate::tensors::ORDER_KEY]);
     }
 
     #[test]

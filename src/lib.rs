@@ -9,8 +9,8 @@
 //! The path of a training run: [`cli`] (raw flags) -> [`config`] (typed configuration,
 //! resolved once) -> [`driver`] (one run lifecycle for both models: start, data, epochs,
 //! stop, checkpoints, metrics) -> the model ([`convnet::Convnet`] or [`mlp::Mlp`], through
-//! [`driver::Model`]). Files: [`data`] (MNIST), [`weights`] (reading state_dicts; PyTorch's own zips
-//! through [`pytorch`] and [`pickle`]),
+//! [`driver::Model`]). Files: [`data`] (MNIST), [`tensors`] (every tensor file, safetensors and
+//! PyTorch's, read one way), [`weights`] (a model's state_dict and run state, through it),
 //! [`checkpoint`] and [`files`] (writing), [`metrics`]; [`cmd::diff`] compares any two
 //! files of named tensors. Both models draw their random numbers from libtorch's generator
 //! ([`torch_rng`]), as their PyTorch references do, so a seed means the same run on both
@@ -32,9 +32,8 @@ pub mod files;
 pub mod metrics;
 pub mod mlp;
 pub mod nvidia;
-pub mod pickle;
-pub mod pytorch;
 pub mod signal;
+pub mod tensors;
 pub mod terminal;
 pub mod torch_rng;
 pub mod weights;

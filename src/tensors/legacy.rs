@@ -1,0 +1,110 @@
+//! PyTorch's legacy format (`torch.save(..., _use_new_zipfile_serialization=False)`, and
+//! every file of PyTorch 0.4 to 1.5): five pickles one after the other (the magic number,
+//! the protocol version 1001, the saving machine's `sys_info`, the object itself, the list
+//! of storage keys), then each storage in the order of that list as its element count
+//! (int64, little-endian) followed by its raw little-endian elements. A storage is named in
+//! the object's pickle by the persistent id `("storage", class, key, device, numel,
+//! view_metadata)`; a module class by `("module", class, source file, source)`.
+use super::pickle::{self, Budget, Value};
+use super::torch::{self, Listing};
+use super::{pickle_budget, DType, Source};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+
+/// The protocol version the legacy format's second pickle holds.
+const PROTOCOL_VERSION: i64 = 1001;
+
+/// The tensors, and where each storage key's bytes are: (start in the file, length).
+pub fn open(src: &mut Source, len: u64) -> Result<(Listing, HashMap<String, (u64, u64)>), String> {
+    // The pickles are read from a buffer that grows until they fit in it.
+    let cap = len.min(pickle_budget(0));
+    let mut size = cap.min(1 << 16);
+    let (top, keys, end) = loop {
+        src.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        (&mut *src).take(size).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        match pickles(&buf) {
+            Ok(found) => break found,
+            Err(_) if size < cap => size = (size * 4).min(cap),
+            Err(e) => return Err(e),
+        }
+    };
+    let listing = torch::list(&top)?;
+    let dtypes = storage_dtypes(&top);
+    let mut storages = HashMap::new();
+    let mut at = end as u64;
+    for key in keys {
+        let dtype = *dtypes.get(key.as_str()).ok_or_else(|| format!("storage {key:?} is listed but no tensor names its type, so its size is unknown"))?;
+        src.seek(SeekFrom::Start(at)).map_err(|e| e.to_string())?;
+        let mut n = [0u8; 8];
+        src.read_exact(&mut n).map_err(|_| format!("the file ends before storage {key:?} (at byte {at})"))?;
+        let bytes = u64::from_le_bytes(n).checked_mul(dtype.size() as u64).filter(|&b| at + 8 <= len && b <= len - at - 8);
+        let bytes = bytes.ok_or_else(|| format!("storage {key:?} claims {} elements of {}, more than the file's remaining bytes", u64::from_le_bytes(n), dtype.short()))?;
+        if storages.insert(key.clone(), (at + 8, bytes)).is_some() {
+            return Err(format!("storage {key:?} is listed twice"));
+        }
+        at += 8 + bytes;
+    }
+    Ok((listing, storages))
+}
+
+/// The legacy format's pickles at the start of `buf`: the object, the storage keys, and
+/// where the storages start.
+fn pickles(buf: &[u8]) -> Result<(Value, Vec<String>, usize), String> {
+    let mut budget = Budget::new(pickle_budget(buf.len() as u64));
+    budget.charge(buf.len() as u64)?;
+    let mut at = 0;
+    let mut next = |what: &str| -> Result<Value, String> {
+        let (v, n) = pickle::parse_prefix(&buf[at..], &mut budget).map_err(|e| format!("{what}: {e}"))?;
+        at += n;
+        Ok(v)
+    };
+    next("its magic number")?;
+    match next("its protocol version")? {
+        Value::Int(PROTOCOL_VERSION) => {}
+        other => return Err(format!("its protocol version is {other:?}, not {PROTOCOL_VERSION}")),
+    }
+    if let Value::Dict(info) = next("its sys_info")? {
+        if info.get("little_endian") == Some(&Value::Bool(false)) {
+            return Err("it was saved on a big-endian machine (its sys_info says so): nnmnist reads little-endian files only".into());
+        }
+    }
+    let top = next("its object")?;
+    let keys = match next("its storage keys")? {
+        Value::List(keys) => keys.into_iter().map(|k| if let Value::Str(s) = k { Ok(s) } else { Err("a storage key that is no string".to_string()) }).collect::<Result<Vec<_>, _>>()?,
+        _ => return Err("its storage keys are not a list".into()),
+    };
+    Ok((top, keys, at))
+}
+
+/// The dtype of every storage the object's persistent ids name.
+fn storage_dtypes(top: &Value) -> HashMap<&str, DType> {
+    fn scan<'a>(v: &'a Value, out: &mut HashMap<&'a str, DType>) {
+        match v {
+            Value::Persistent(id) => {
+                if let Value::Tuple(t) = id.as_ref() {
+                    if let (Some(Value::Str(s)), Some(Value::Global(class)), Some(Value::Str(key))) = (t.first(), t.get(1), t.get(2)) {
+                        if let (true, Some(d)) = (s == "storage", DType::from_torch(class)) {
+                            out.insert(key, d);
+                        }
+                    }
+                }
+            }
+            Value::Dict(d) => d.items.iter().for_each(|(k, v)| {
+                scan(k, out);
+                scan(v, out)
+            }),
+            Value::List(items) | Value::Tuple(items) => items.iter().for_each(|v| scan(v, out)),
+            Value::Object { args, state, .. } => {
+                args.iter().for_each(|v| scan(v, out));
+                if let Some(s) = state {
+                    scan(s, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    scan(top, &mut out);
+    out
+}
