@@ -151,6 +151,10 @@ impl Weights {
         for note in w.file.notes() {
             crate::terminal::note(format_args!("note: {note}"));
         }
+        let ignored = w.file.tensors.iter().filter(|t| t.outside_state_dict).count();
+        if ignored > 0 {
+            crate::terminal::note(format_args!("note: {}: ignoring the checkpoint's {ignored} tensor(s) outside its state_dict", w.path.shown()));
+        }
         Ok(w)
     }
 
@@ -160,9 +164,11 @@ impl Weights {
     }
 
     fn new(file: TensorFile) -> Result<Weights> {
+        // A checkpoint's tensors outside its state_dict (an optimizer's state) are no weights.
         let entries = file
             .tensors
             .iter()
+            .filter(|t| !t.outside_state_dict)
             .map(|t| {
                 let data = match (t.unreadable(), t.dtype) {
                     (Some(why), _) => Data::Unreadable(why.to_string()),

@@ -448,12 +448,13 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
         OutputFormat::Json => Box::new(Json),
     };
     let mut counts: HashMap<Verdict, usize> = HashMap::new();
-    let mut first: Option<&str> = None;
+    // The first tensor that differs, and whether a tensor before it could not be compared.
+    let mut first: Option<(&str, bool)> = None;
     for name in &order {
         let r = row(spec, name, &fa, &fb)?;
         *counts.entry(r.verdict).or_default() += 1;
-        if r.verdict != Verdict::Within && first.is_none() {
-            first = Some(name);
+        if !matches!(r.verdict, Verdict::Within | Verdict::Unreadable) && first.is_none() {
+            first = Some((name, counts.contains_key(&Verdict::Unreadable)));
         }
         out.row(&r)?;
     }
@@ -483,7 +484,8 @@ struct Summary<'a> {
     spec: &'a DiffSpec,
     total: usize,
     counts: &'a HashMap<Verdict, usize>,
-    first: Option<&'a str>,
+    /// The first tensor that differs, and whether one before it could not be compared.
+    first: Option<(&'a str, bool)>,
     differ: usize,
     trouble: Option<&'a str>,
 }
@@ -580,7 +582,8 @@ impl Writer for Table {
             s.count(Verdict::Dtype)
         );
         let first = match (s.first, s.trouble) {
-            (Some(n), _) => n.shown().to_string(),
+            (Some((n, false)), _) => n.shown().to_string(),
+            (Some((n, true)), _) => format!("{} or a tensor before it that could not be compared", n.shown()),
             (None, Some(_)) => "unknown (not every tensor was compared)".into(),
             (None, None) => "none".into(),
         };
@@ -635,7 +638,8 @@ impl Writer for Json {
             "shape": s.count(Verdict::Shape),
             "dtype": s.count(Verdict::Dtype),
             "unreadable": s.count(Verdict::Unreadable),
-            "first_divergence": s.first,
+            "first_divergence": s.first.map(|f| f.0),
+            "first_divergence_certain": s.first.map_or(s.trouble.is_none(), |f| !f.1),
             "verdict": s.verdict(),
             "trouble": s.trouble,
         }});

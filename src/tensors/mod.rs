@@ -60,6 +60,9 @@ pub struct Tensor {
     pub shape: Vec<usize>,
     /// None when the file names a dtype nnmnist does not know.
     pub dtype: Option<DType>,
+    /// Outside the state_dict a `.pt` checkpoint nests ([`TensorFile::nested`]): an
+    /// optimizer's state, say, named by its full path.
+    pub outside_state_dict: bool,
     place: std::result::Result<Place, String>,
 }
 
@@ -252,11 +255,13 @@ impl TensorFile {
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(key) = self.nested {
-            notes.push(format!("{}: a checkpoint: its state_dict under \"{key}\" is read under the state_dict's own names (its other tensors keep their full names)", self.path.shown()));
+            let others = self.tensors.iter().filter(|t| t.outside_state_dict).count();
+            let rest = if others == 0 { String::new() } else { format!("; its {others} other tensor(s) keep their full names") };
+            notes.push(format!("{}: a checkpoint; its state_dict under \"{key}\" is read under the state_dict's own names{rest}", self.path.shown()));
         }
         if !self.prefix.is_empty() {
             notes.push(format!(
-                "{}: every name of its state_dict starts with \"{}\" (saved from a model wrapped by DistributedDataParallel, DataParallel or torch.compile); reading the names without it",
+                "{}: every key of its state_dict starts with \"{}\" (saved from a model wrapped by DistributedDataParallel, DataParallel or torch.compile); reading the keys without it",
                 self.path.shown(),
                 self.prefix
             ));
@@ -335,7 +340,7 @@ fn placed(described: Vec<torch::Described>, find: impl Fn(&str) -> Option<Storag
                 let storage = find(&s.key).ok_or_else(|| format!("its storage {:?} is missing from the file", s.key))?;
                 Ok(Place { storage, offset: s.offset, strides: s.strides })
             });
-            Tensor { name: d.name, shape: d.shape, dtype: d.dtype, place }
+            Tensor { name: d.name, shape: d.shape, dtype: d.dtype, outside_state_dict: d.outside, place }
         })
         .collect()
 }
@@ -357,7 +362,7 @@ fn open_safetensors(src: &mut Source, len: u64) -> std::result::Result<Safetenso
         .map(|e| {
             let strides = row_major(&e.shape);
             let place = Ok(Place { storage: Storage::Range { start: data + e.start, len: e.end - e.start }, offset: 0, strides });
-            Tensor { name: e.name, shape: e.shape, dtype: Some(e.dtype), place }
+            Tensor { name: e.name, shape: e.shape, dtype: Some(e.dtype), outside_state_dict: false, place }
         })
         .collect();
     Ok((tensors, header.metadata))

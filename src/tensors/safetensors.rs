@@ -122,6 +122,9 @@ pub fn parse(json: &[u8], data_len: u64) -> Result<Header, String> {
     entries.sort_by_key(|e| (e.start, e.end));
     let mut at = 0u64;
     for e in &entries {
+        if e.end > data_len {
+            return Err(format!("tensor {:?}: its data [{}, {}) runs past the end of the file (the data section has {data_len} bytes; a truncated file?)", e.name, e.start, e.end));
+        }
         if e.start != at {
             let how = if e.start < at { "overlaps the tensor before it" } else { "leaves a gap before it" };
             return Err(format!("tensor {:?}: its data [{}, {}) {how} (the data sections must follow each other from offset 0)", e.name, e.start, e.end));

@@ -31,6 +31,8 @@ pub struct Described {
     /// Where its values are, or why they cannot be read (a meta-device tensor holds none; a
     /// sparse or quantized tensor is not a plain strided one).
     pub storage: Result<StorageView, String>,
+    /// Outside the state_dict a checkpoint nests (an optimizer's state, say).
+    pub outside: bool,
 }
 
 /// A strided view of a storage: element `[i0, i1, ...]` at `offset + sum(i_k * strides[k])`
@@ -77,6 +79,7 @@ pub fn list(top: &Value) -> Result<Listing, String> {
         _ => walk(top, String::new(), String::new(), 0, &mut inner)?,
     }
     let prefix = strip_wrappers(&mut inner);
+    let state_dict = inner.len();
     inner.append(&mut outer);
     let mut first_at: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for (name, at, _) in &inner {
@@ -84,7 +87,7 @@ pub fn list(top: &Value) -> Result<Listing, String> {
             return Err(format!("two tensors would both be named {name:?}, the one at {} and the one at {}: nnmnist cannot tell them apart", shown_at(other), shown_at(at)));
         }
     }
-    let tensors = inner.into_iter().map(|(name, _, v)| describe(name, v)).collect();
+    let tensors = inner.into_iter().enumerate().map(|(i, (name, _, v))| Described { outside: i >= state_dict, ..describe(name, v) }).collect();
     Ok(Listing { tensors, nested, prefix })
 }
 
@@ -275,7 +278,7 @@ fn strip_wrappers(found: &mut Found) -> String {
 
 /// The description of tensor `v` named `name`.
 fn describe(name: String, v: &Value) -> Described {
-    let unreadable = |shape: Vec<usize>, dtype: Option<DType>, why: String| Described { name: name.clone(), shape, dtype, storage: Err(why) };
+    let unreadable = |shape: Vec<usize>, dtype: Option<DType>, why: String| Described { name: name.clone(), shape, dtype, storage: Err(why), outside: false };
     let Value::Object { callee, args, .. } = v else { return unreadable(vec![], None, "not a tensor".into()) };
     match callee.as_str() {
         "torch._utils._rebuild_parameter" | "torch._utils._rebuild_parameter_with_state" => match args.first() {
@@ -340,7 +343,7 @@ fn strided(name: &str, args: &[Value]) -> Result<Described, Unreadable> {
     if key.contains('/') || key.contains("..") {
         return Err((shape, Some(dtype), format!("storage key {key:?} is not a plain name")));
     }
-    Ok(Described { name: name.to_string(), shape, dtype: Some(dtype), storage: Ok(StorageView { key, offset, strides, numel }) })
+    Ok(Described { name: name.to_string(), shape, dtype: Some(dtype), storage: Ok(StorageView { key, offset, strides, numel }), outside: false })
 }
 
 /// The dtype of each storage key that a tensor of the listing uses.

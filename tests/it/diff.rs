@@ -162,7 +162,7 @@ fn unreadable_files_and_bad_flags_exit_2_naming_the_file_and_the_reason() {
         (vec![s(&good), s(&missing)], vec![format!("cannot read tensor file {}", s(&missing)), "No such file".into()]),
         (vec![s(&garbage), s(&good)], vec![format!("{}: neither a safetensors nor a PyTorch file", s(&garbage))]),
         (vec![s(&good), s(&empty)], vec![format!("{}: empty file", s(&empty))]),
-        (vec![s(&cut), s(&good)], vec![format!("{}: tensor", s(&cut)), "runs past the end of the file".into()]),
+        (vec![s(&cut), s(&good)], vec![format!("{}: not a safetensors file (tensor", s(&cut)), "runs past the end of the file".into()]),
         (vec![s(&good), s(tmp.path())], vec!["not a regular file".into()]),
         (vec![s(&good), s(&good), "--rtol", "-1"], vec!["--rtol must be a finite number >= 0".into()]),
         (vec![s(&good), s(&good), "--atol", "nan"], vec!["--atol must be a finite number >= 0".into()]),
@@ -275,7 +275,7 @@ torch.save(sd2, d + "/w2.pth")
     assert!(row(&out, "2.weight").contains("float64"), "{out}");
     let (code, out, err) = diff(&[s(&f("ckpt.pt")), s(&f("w.safetensors")), "--exact"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("a checkpoint; comparing the state_dict under \"model_state_dict\""), "{err}");
+    assert!(err.contains("a checkpoint; its state_dict under \"model_state_dict\" is read under the state_dict's own names"), "{err}");
     let (code, out, _) = diff(&[s(&f("w2.pth")), s(&f("w.safetensors"))]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(last_line(&out), "first divergence: 2.bias");
@@ -312,7 +312,9 @@ for i, v in [(1, 1.0), (2, 2.0)]:
     assert!(err.contains("--only nomatch: matches none of the 4 tensor names"), "{err}");
     let (code, out, err) = diff(&[s(&f("c_1.pt")), s(&f("c_2.pt"))]);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("cannot read were not compared") && err.contains("the files may differ there"), "{err}");
+    assert!(err.contains("1 tensor(s) could not be compared") && err.contains("the files may differ there"), "{err}");
+    assert!(row(&out, "c").contains("cannot compare: A complex64 tensors are not compared by nnmnist diff"), "{out}");
+    assert_eq!(last_line(&out), "first divergence: unknown (not every tensor was compared)");
     let big = |v: i64| vec![("i", Dtype::I64, vec![1], v.to_le_bytes().to_vec())];
     write(&f("i_a.safetensors"), &big((1 << 53) + 1), None);
     write(&f("i_b.safetensors"), &big(1 << 53), None);

@@ -114,7 +114,7 @@ fn broken_pytorch_files_are_refused_by_name() {
         ("wrong_shape.pt", "tensor model.0.weight has shape [8, 1, 3, 4], expected [8, 1, 3, 3]"),
         ("float16.pt", "tensor model.0.weight has dtype F16; nnmnist reads F32 or F64"),
         ("nan.pt", "tensor model.0.weight holds NaN (at flat index 32)"),
-        ("not_a_dict.pt", "holds no state_dict nnmnist can read"),
+        ("not_a_dict.pt", "missing tensor model.0.weight (the file has: 0, 1)"),
     ];
     for (file, phrase) in cases {
         let path = fixtures().join("broken").join(file);
@@ -195,8 +195,18 @@ fn every_stem_length_reads_for_every_form_and_model() {
                 if n == 21 {
                     // nnmnist diff reads the same zips.
                     let safetensors = dir.path().join(format!("{model}.safetensors"));
-                    let out = common::nnmnist().args(["diff", common::s(&path), common::s(&safetensors)]).output().unwrap();
-                    assert!(out.status.success(), "diff of {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+                    // The checkpoint's optimizer state is compared too: its tensors are only in A.
+                    let out = common::nnmnist().args(["diff", common::s(&path), common::s(&safetensors), "--format", "json"]).output().unwrap();
+                    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                    let (summary, rows) = rows.split_last().unwrap();
+                    let only_a = rows.iter().filter(|r| r["verdict"] == "only_a").count();
+                    assert_eq!(summary["summary"]["within"], reference.entries.len(), "diff of {}: {summary}", path.display());
+                    if form == "state_dict" {
+                        assert!(out.status.success() && only_a == 0, "diff of {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+                    } else {
+                        assert_eq!((out.status.code(), summary["summary"]["verdict"].as_str()), (Some(1), Some("different")), "{summary}");
+                        assert!(only_a > 0 && rows.iter().all(|r| r["verdict"] == "within" || r["tensor"].as_str().unwrap().starts_with("optimizer_state_dict.")), "{rows:?}");
+                    }
                 }
             }
         }
@@ -268,7 +278,7 @@ fn wrapper_prefixes_are_removed_with_a_note_and_unknown_ones_named() {
         let path = cases().join(f);
         assert_same_values(&Weights::load(&path).unwrap_or_else(|e| panic!("{f}: {e:#}")), &reference);
         let (ok, stderr, _) = run_measured(&eval_args(&path).iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(ok && stderr.contains(&format!("every key starts with \"{prefix}\"")), "{f}: {stderr}");
+        assert!(ok && stderr.contains(&format!("every key of its state_dict starts with \"{prefix}\"")), "{f}: {stderr}");
     }
     let path = cases().join("unknown_prefix.pt");
     let (ok, stderr, _) = run_measured(&eval_args(&path).iter().map(String::as_str).collect::<Vec<_>>());
