@@ -224,6 +224,18 @@ impl Weights {
         Ok(Cow::Owned(read))
     }
 
+    /// Every entry in name order, its values read when it is a readable float tensor (as by
+    /// [`Weights::get`]); the others as they are.
+    pub fn read_all(&self) -> Result<Vec<Entry>> {
+        self.entries
+            .values()
+            .map(|e| match e.data {
+                Data::Unread(_) => Ok(self.get(&e.name, &e.shape)?.into_owned()),
+                _ => Ok(e.clone()),
+            })
+            .collect()
+    }
+
     /// For a missing `name`: a hint when every key carries one prefix before it
     /// (`foo.model.0.weight`), saved from a model wrapped in something nnmnist does not know.
     fn prefix_hint(&self, name: &str) -> String {

@@ -1,5 +1,6 @@
 """--layers: both sides trace one step from the same weights on one batch; the table is
-`nnmnist diff RUST_TRACE PYTORCH_TRACE`."""
+`nnmnist diff --format json RUST_TRACE PYTORCH_TRACE`, its rows kept in OUT/layers.jsonl."""
+import json
 import os
 import subprocess
 import sys
@@ -58,19 +59,45 @@ def trace_cmd(a, impl, weights, out):
             + (["--sizes", sizes] if sizes else []))
 
 
+def num(x):
+    """A difference as nnmnist diff's table prints it."""
+    if isinstance(x, str):
+        return x
+    return "0" if x == 0 else f"{x:.3e}"
+
+
 def diff_table(a, actual, expected):
-    """The --layers table: `nnmnist diff ACTUAL EXPECTED` (the one implementation of the
-    comparison): (its stdout lines, the first divergence or None). Its trouble (exit status 2,
-    an unreadable trace) raises ValueError with its message."""
-    r = subprocess.run([a.bin, "diff", actual, expected], capture_output=True, text=True, cwd=ROOT)
+    """The --layers table: `nnmnist diff --format json ACTUAL EXPECTED` (the one
+    implementation of the comparison), its rows kept in OUT/layers.jsonl: (the table's
+    lines, the first divergence or None). Its trouble (exit status 2, an unreadable trace)
+    raises ValueError with its message."""
+    r = subprocess.run([a.bin, "diff", "--format", "json", actual, expected], capture_output=True, text=True, cwd=ROOT)
     if r.returncode not in (0, 1):
         raise ValueError(f"nnmnist diff: exit status {r.returncode}: {r.stderr.strip()}")
-    lines = r.stdout.rstrip("\n").splitlines()
-    last = lines[-1] if lines else ""
-    if not last.startswith("first divergence: "):
-        raise ValueError(f"nnmnist diff: unexpected output (its last line: {last!r})")
-    first = last[len("first divergence: "):]
-    return lines, (None if first == "none" else first)
+    try:
+        records = [json.loads(line) for line in r.stdout.splitlines()]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"nnmnist diff --format json: a line that is no JSON ({e})")
+    if not records or "summary" not in records[-1]:
+        raise ValueError("nnmnist diff --format json: no summary line at the end")
+    *rows, summary = records
+    summary = summary["summary"]
+    with open(os.path.join(a.out, "layers.jsonl"), "w") as f:
+        f.write(r.stdout)
+    w = max([len("tensor")] + [len(row["tensor"]) for row in rows])
+    lines = [f"{'tensor':<{w}}  {'shape':<14}  {'dtype':<8}  {'max abs':>10}  {'max rel':>10}  {'outside':>18}  note"]
+    lines.append("-" * len(lines[0]))
+    for row in rows:
+        shape = "x".join(map(str, row["shape"])) or "scalar"
+        stats = row["numel"] is not None
+        cells = (f"{num(row['max_abs']):>10}  {num(row['max_rel']):>10}  {str(row['outside']) + ' of ' + str(row['numel']):>18}"
+                 if stats else f"{'-':>10}  {'-':>10}  {'-':>18}")
+        lines.append(f"{row['tensor']:<{w}}  {shape:<14}  {row['dtype'] or '?':<8}  {cells}  {row['note']}".rstrip())
+    first = summary["first_divergence"]
+    lines += ["", f"tensors: {summary['tensors']} in all, {summary['within']} within tolerance "
+                  f"(rows in {rel(os.path.join(a.out, 'layers.jsonl'))})",
+              f"first divergence: {first or 'none'}"]
+    return lines, first
 
 
 def main(a):

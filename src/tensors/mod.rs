@@ -211,20 +211,20 @@ impl TensorFile {
     pub fn open(path: &Path, what: &str) -> Result<TensorFile> {
         let len = crate::files::check_readable(path, what)?;
         let file = File::open(path).map_err(|e| anyhow!("cannot read {what} {}: {e}", path.shown()))?;
-        TensorFile::from_source(path, Box::new(file), len)
+        TensorFile::from_source(path, Box::new(file), len, what)
     }
 
     /// Describes the tensors of `bytes`, the contents of `path` (never panics, whatever the
     /// bytes).
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<TensorFile> {
         let len = bytes.len() as u64;
-        TensorFile::from_source(path, Box::new(Cursor::new(bytes)), len)
+        TensorFile::from_source(path, Box::new(Cursor::new(bytes)), len, "tensor file")
     }
 
-    fn from_source(path: &Path, mut src: Source, len: u64) -> Result<TensorFile> {
+    fn from_source(path: &Path, mut src: Source, len: u64, what: &str) -> Result<TensorFile> {
         let p = path.shown();
         if len == 0 {
-            bail!("{p}: empty file, not a tensor file");
+            bail!("{p}: empty file, not a {what}");
         }
         let mut head = Vec::new();
         (&mut src).take(16).read_to_end(&mut head).map_err(|e| anyhow!("cannot read {p}: {e}"))?;

@@ -159,7 +159,8 @@ fn walk<'a>(v: &'a Value, name: String, at: String, depth: usize, out: &mut Foun
 fn walk_module<'a>(state: &'a Dict, name: &str, at: &str, depth: usize, out: &mut Found<'a>) -> Result<(), String> {
     let non_persistent: Vec<&str> = match state.get("_non_persistent_buffers_set") {
         Some(Value::List(items)) => items.iter().filter_map(|v| if let Value::Str(s) = v { Some(s.as_str()) } else { None }).collect(),
-        Some(Value::Object { callee, args, .. }) if callee == "builtins.set" => match args.first() {
+        // A set: protocol 2 pickles it as a call of `__builtin__.set` (Python 2's name) on a list.
+        Some(Value::Object { callee, args, .. }) if callee == "builtins.set" || callee == "__builtin__.set" => match args.first() {
             Some(Value::List(items)) => items.iter().filter_map(|v| if let Value::Str(s) = v { Some(s.as_str()) } else { None }).collect(),
             _ => Vec::new(),
         },

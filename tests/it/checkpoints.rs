@@ -31,7 +31,7 @@ fn edited(path: &Path, name: &str, edit: impl Fn(&mut Value)) -> PathBuf {
     edit(&mut state);
     let state: RunState = serde_json::from_value(state).unwrap();
     let out = path.with_file_name(format!("{name}-{}", path.file_name().unwrap().to_string_lossy()));
-    checkpoint::save_to(&out, &w.entries.into_values().collect::<Vec<_>>(), Some(&state)).unwrap();
+    checkpoint::save_to(&out, &w.read_all().unwrap(), Some(&state)).unwrap();
     out
 }
 

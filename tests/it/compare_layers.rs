@@ -31,20 +31,14 @@ fn compare_model(model: &str, out: &Path, extra: &[&str]) -> (Option<i32>, Strin
     (result.status.code(), stdout)
 }
 
-/// The table's rows (`nnmnist diff`'s: tensor, shape, dtype, max abs, max rel, mean abs,
-/// median abs, "N of M" outside, note): (tensor, max abs diff, elements outside tolerance).
-fn rows(stdout: &str) -> Vec<(String, f64, usize)> {
-    stdout
-        .lines()
-        .filter(|l| {
-            let first = l.split_whitespace().next().unwrap_or("");
-            first.starts_with("model.") || first == "loss" || first.starts_with("grad.") || first.starts_with("after.") || first.parse::<usize>().is_ok()
-        })
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[3].parse().unwrap(), f[7].parse().unwrap())
-        })
-        .collect()
+/// The rows `nnmnist diff --format json` gave the report (OUT/layers.jsonl, the summary
+/// line last): (tensor, max abs diff, elements outside tolerance).
+fn rows(out: &Path) -> Vec<(String, f64, u64)> {
+    let text = std::fs::read_to_string(out.join("layers.jsonl")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (summary, rows) = records.split_last().expect("a summary line");
+    assert!(summary.get("summary").is_some(), "{summary}");
+    rows.iter().map(|r| (r["tensor"].as_str().unwrap().to_string(), r["max_abs"].as_f64().unwrap(), r["outside"].as_u64().unwrap())).collect()
 }
 
 #[test]
@@ -56,7 +50,7 @@ fn convnet_layers_are_identical_on_the_cpu_and_a_perturbed_layer_is_named() {
 
     let (code, stdout) = compare(&tmp.path().join("same"), &["--weights", weights.to_str().unwrap()]);
     assert_eq!(code, Some(0), "identical weights must compare clean");
-    let table = rows(&stdout);
+    let table = rows(&tmp.path().join("same"));
     assert_eq!(table.len(), 10 + 1 + 8 + 8, "10 layer outputs, the loss, 8 gradients, 8 parameters after the step");
     for (name, diff, outside) in &table {
         assert_eq!((*diff, *outside), (0.0, 0), "{name}: not bit-identical on the CPU");
@@ -77,7 +71,7 @@ fn convnet_layers_are_identical_on_the_cpu_and_a_perturbed_layer_is_named() {
     checkpoint::save_to(&perturbed, &moved, None).unwrap();
     let (code, stdout) = compare(&tmp.path().join("moved"), &["--weights", weights.to_str().unwrap(), "--rust-weights", perturbed.to_str().unwrap()]);
     assert_eq!(code, Some(1), "a divergence exits 1");
-    let table = rows(&stdout);
+    let table = rows(&tmp.path().join("moved"));
     let first = table.iter().position(|(_, _, outside)| *outside > 0).expect("a diverging row");
     assert_eq!(table[first].0, "model.7", "the perturbed layer's output parts first");
     assert!(table[..first].iter().all(|(_, d, _)| *d == 0.0), "the layers before it stay identical");
@@ -92,7 +86,7 @@ fn mlp_layers_agree_within_float64_tolerance() {
     for (i, extra) in [&["--cost", "quadratic"][..], &["--cost", "cross-entropy", "--lambda", "5"][..]].into_iter().enumerate() {
         let (code, stdout) = compare_model("mlp", &tmp.path().join(i.to_string()), extra);
         assert_eq!(code, Some(0), "{extra:?}");
-        let table = rows(&stdout);
+        let table = rows(&tmp.path().join(i.to_string()));
         // 784,30,10: z and a of 2 layers, the loss, 4 gradients, 4 parameters after the step.
         assert_eq!(table.len(), 4 + 1 + 4 + 4, "{stdout}");
         assert!(table.iter().all(|(_, _, outside)| *outside == 0), "{stdout}");

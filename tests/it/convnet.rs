@@ -46,7 +46,7 @@ fn p(path: &Path) -> &str {
 }
 
 fn tensors(path: &Path) -> Vec<Entry> {
-    Weights::load(path).unwrap().entries.into_values().collect()
+    Weights::load(path).unwrap().read_all().unwrap()
 }
 
 #[test]

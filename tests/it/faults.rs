@@ -508,7 +508,7 @@ fn a_resume_with_another_thread_count_says_it_will_not_repeat_bit_for_bit() {
     let mut state = w.state.clone().unwrap();
     assert_eq!(state.threads, Some(1), "the checkpoint records its thread count");
     state.threads = Some(7);
-    nnmnist::checkpoint::save_to(&ck, &w.entries.into_values().collect::<Vec<_>>(), Some(&state)).unwrap();
+    nnmnist::checkpoint::save_to(&ck, &w.read_all().unwrap(), Some(&state)).unwrap();
     let out = run(&["convnet", "--resume", s(&ck), "--epochs", "2", "--threads", "1", "--data-dir", s(data.path())]);
     let stderr = stderr_of(&out);
     assert!(out.status.success(), "{stderr}");

@@ -22,4 +22,5 @@ mod mlp_parity;
 mod pytorch_files;
 mod show;
 mod signals;
+mod tensor_files;
 mod torch_layout;

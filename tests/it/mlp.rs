@@ -272,7 +272,7 @@ fn save_and_load_round_trip_f64_and_f32() {
 }
 
 fn entries_of(p: &Path) -> Vec<(String, Vec<f64>)> {
-    Weights::load(p).unwrap().entries.into_values().map(|e| (e.name.clone(), e.to_f64())).collect()
+    Weights::load(p).unwrap().read_all().unwrap().into_iter().map(|e| (e.name.clone(), e.to_f64())).collect()
 }
 
 /// Stopped mid-epoch (and at an epoch boundary), then resumed: the same weights, bit for

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Writes, into OUT, the tensor files tests/it/tensor_files.rs holds nnmnist against: pairs of
+.pt/.safetensors files with PyTorch's own verdict on each pair, hostile files that must be
+read or refused in bounded memory, and seeded mutants of a real torch.save pickle and of a
+safetensors header.
+
+    .venv/bin/python scripts/reference/make_diff_cases.py OUT [--mutants N] [--seed S]
+
+OUT/cases.json: {"pairs": {NAME: {"a", "b", "torch_equal", "exit", "phrase", "flags"}},
+                 "hostile": {NAME: {"file", "phrase"}}, "mutants": [FILE...], "seed": S}
+  torch_equal  PyTorch's verdict: every tensor equal (torch.equal, same dtype and shape) under
+               the same keys, modules compared by their state_dict
+  exit         what nnmnist diff must answer: 0 same, 1 different, 2 trouble (a file it
+               cannot account for), and phrase, a part of what it says then
+"""
+import argparse
+import collections
+import io
+import json
+import os
+import pickle
+import random
+import struct
+import sys
+import zipfile
+
+import torch
+from safetensors.torch import save_file
+
+p = argparse.ArgumentParser()
+p.add_argument("out")
+p.add_argument("--mutants", type=int, default=300)
+p.add_argument("--seed", type=int, default=0)
+a = p.parse_args()
+out = a.out
+os.makedirs(f"{out}/fuzz", exist_ok=True)
+t = torch.tensor
+pairs, hostile = {}, {}
+
+
+def deep_equal(x, y):
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+    if isinstance(x, torch.nn.Module):
+        return isinstance(y, torch.nn.Module) and deep_equal(x.state_dict(), y.state_dict())
+    if isinstance(x, dict):
+        return isinstance(y, dict) and list(x) == list(y) and all(deep_equal(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(deep_equal(u, v) for u, v in zip(x, y))
+    return x == y
+
+
+def pair(name, x, y, exit, phrase="", legacy=False, flags=(), equal=None):
+    for side, obj in (("a", x), ("b", y)):
+        torch.save(obj, f"{out}/{name}_{side}.pt", _use_new_zipfile_serialization=not legacy)
+    pairs[name] = dict(a=f"{name}_a.pt", b=f"{name}_b.pt", torch_equal=deep_equal(x, y) if equal is None else equal,
+                       exit=exit, phrase=phrase, flags=list(flags))
+
+
+# Names that would collide once flattened: refused, naming both places.
+pair("collide_dot", {"a.b": t([1.]), "a": {"b": t([5.])}}, {"a.b": t([2.]), "a": {"b": t([5.])}}, 2,
+     'two tensors would both be named "a.b"')
+pair("collide_int", {1: t([1.]), "1": t([3.])}, {1: t([2.]), "1": t([3.])}, 2, 'two tensors would both be named "1"')
+pair("collide_legacy", {"a.b": t([1.]), "a": {"b": t([5.])}}, {"a.b": t([2.]), "a": {"b": t([5.])}}, 2,
+     'two tensors would both be named "a.b"', legacy=True)
+# A key nnmnist has no name for, and an object it cannot name: refused, naming the place.
+pair("tuple_key", {"w": t([1.]), (1, 2): t([1.])}, {"w": t([1.]), (1, 2): t([2.])}, 2, "[(1, 2)] is under a key of type tuple")
+P = collections.namedtuple("P", "x y")
+pair("namedtuple", {"p": P(t([1.]), t([2.]))}, {"p": P(t([1.]), t([3.]))}, 2, 'at ["p"] are inside a __main__.P object')
+
+
+# Deep nesting: compared, however deep.
+def nest(v, n):
+    for _ in range(n):
+        v = {"a": v}
+    return v
+
+
+pair("deep", nest(t([1.]), 100), nest(t([2.]), 100), 1, "first divergence: " + ".".join(["a"] * 100))
+pair("deep_same", nest(t([1.]), 100), nest(t([1.]), 100), 0)
+# A module under any key reads as its state_dict under that key.
+torch.manual_seed(0)
+m1, m2 = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+pair("module_key", {"net": m1}, {"net": m2}, 1, "first divergence: net.weight")
+pair("module_key_same", {"net": m1}, {"net": m1}, 0)
+pair("module_key_legacy", {"net": m1}, {"net": m2}, 1, "first divergence: net.weight", legacy=True)
+# Integers compare by value, whatever the tolerance.
+pair("bigint", {"i": t([2 ** 53 + 1])}, {"i": t([2 ** 53])}, 1, "A 9007199254740993 B 9007199254740992", flags=["--rtol", "0", "--atol", "0"])
+# Stride-0 views of one element: 2**40 elements, 4 bytes stored.
+pair("expanded", {"w": torch.zeros(1).expand(2 ** 40)}, {"w": torch.ones(1).expand(2 ** 40)}, 1,
+     "1099511627776 of 1099511627776", equal=False)
+pair("expanded_same", {"w": torch.zeros(1).expand(2 ** 40)}, {"w": torch.zeros(1).expand(2 ** 40)}, 0, equal=True)
+
+
+# A whole module reads as its state_dict(): its non-persistent buffer left out.
+class WithBuffers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+        self.register_buffer("kept", torch.arange(3.))
+        self.register_buffer("scratch", torch.ones(4), persistent=False)
+
+
+torch.manual_seed(1)
+whole = WithBuffers()
+sd = whole.state_dict()
+save_file({k: v.contiguous() for k, v in sd.items()}, f"{out}/whole_sd.safetensors")
+for name, legacy in (("whole_module", False), ("whole_module_legacy", True)):
+    torch.save(whole, f"{out}/{name}.pt", _use_new_zipfile_serialization=not legacy)
+    pairs[name] = dict(a=f"{name}.pt", b="whole_sd.safetensors", torch_equal=True, exit=0, phrase="tensors: 3 in all, 3 within", flags=[])
+
+
+def safetensors_bytes(header, data):
+    h = json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def library_rejects(path):
+    from safetensors import safe_open
+    try:
+        with safe_open(path, "pt") as f:
+            for k in f.keys():
+                f.get_tensor(k)
+        return False
+    except Exception:
+        return True
+
+
+good = safetensors_bytes({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, struct.pack("<f", 1.0))
+with open(f"{out}/st_good.safetensors", "wb") as f:
+    f.write(good)
+bad_headers = {
+    "st_duplicate": ('{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+                     '"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}', 8, 'names "a" twice'),
+    "st_overlap": ('{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+                   '"b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}', 12, "overlaps"),
+    "st_gap": ('{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+               '"b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}', 12, "gap"),
+}
+for name, (header, n, phrase) in bad_headers.items():
+    h = header.encode()
+    path = f"{out}/{name}.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + bytes(n))
+    pairs[name] = dict(a=f"{name}.safetensors", b="st_good.safetensors", torch_equal=False, exit=2, phrase=phrase, flags=[],
+                       library_rejects=library_rejects(path))
+# One 40 GB tensor claimed by a few bytes.
+with open(f"{out}/st_40gb.safetensors", "wb") as f:
+    f.write(safetensors_bytes({"w": {"dtype": "F32", "shape": [10 ** 10], "data_offsets": [0, 4 * 10 ** 10]}}, b""))
+hostile["st_40gb"] = dict(file="st_40gb.safetensors", phrase="runs past the end of the file")
+# (eval_phrase, where given, is what eval says instead: it checks the shape before reading.)
+
+
+def torch_zip(path, pkl, storages=(), compress=zipfile.ZIP_STORED):
+    """A zip laid out as torch.save lays it out, with the pickle `pkl`."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pkl, compress_type=compress)
+        z.writestr("archive/byteorder", "little")
+        for key, data in storages:
+            z.writestr(f"archive/data/{key}", data)
+        z.writestr("archive/version", "3\n")
+
+
+# Memo puts that copy a 3000-element list 3000 times (6.6 KB).
+torch_zip(f"{out}/memo_puts.pt", b"\x80\x02](" + b"N" * 3000 + b"e" + b"\x94" * 3000 + b".")
+hostile["memo_puts"] = dict(file="memo_puts.pt", phrase="more values than the")
+# 16M stack slots from a deflated pickle of 16 KB.
+torch_zip(f"{out}/stack.pt", b"\x80\x02" + b"N" * 16_000_000 + b".", compress=zipfile.ZIP_DEFLATED)
+hostile["stack"] = dict(file="stack.pt", phrase="more values than the")
+
+
+class Storage:
+    pass
+
+
+class Rebuild:
+    """A tensor of any claimed shape over a one-element storage."""
+
+    def __init__(self, size, stride):
+        self.size, self.stride = size, stride
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, (Storage(), 0, self.size, self.stride, False, collections.OrderedDict())
+
+
+def claimed(size, stride):
+    buf = io.BytesIO()
+    pk = pickle.Pickler(buf, protocol=2)
+    pk.persistent_id = lambda o: ("storage", torch.FloatStorage, "0", "cpu", 1) if isinstance(o, Storage) else None
+    pk.dump({"model.0.weight": Rebuild(size, stride)})
+    return buf.getvalue()
+
+
+# A shape whose byte count wraps 64 bits, over a storage of one element.
+torch_zip(f"{out}/wraps.pt", claimed((2 ** 61,), (1,)), [("0", struct.pack("<f", 1.0))])
+hostile["wraps"] = dict(file="wraps.pt", phrase="reaches element", eval_phrase="has shape [2305843009213693952]")
+# A real torch.save of a 2**40-element expansion (1.6 KB), against itself: the same.
+torch.save({"w": torch.zeros(1).expand(2 ** 40)}, f"{out}/expand40.pt")
+
+# Mutants of a real torch.save pickle and of a safetensors header.
+rng = random.Random(a.seed)
+torch.manual_seed(2)
+net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+buf = io.BytesIO()
+torch.save({"model_state_dict": net.state_dict(), "epoch": 3, "opt": {"state": {0: {"m": torch.ones(3, 4)}}}}, buf)
+with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+    names = z.namelist()
+    pkl_name = next(n for n in names if n.endswith("data.pkl"))
+    base_pkl = z.read(pkl_name)
+    entries = {n: z.read(n) for n in names if n != pkl_name}
+opcodes = b"()]}NKJMqr\x94hjtulsedabR\x81Q\x85\x86\x87X\x8c\x8a\x8b.0"
+st_header = json.dumps({"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+                        "b": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]},
+                        "__metadata__": {"order": '["b", "a"]'}}).encode()
+
+
+def mutate(b):
+    b = bytearray(b)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(5)
+        i = rng.randrange(len(b)) if b else 0
+        if kind == 0 and b:
+            b[i] = rng.randrange(256)
+        elif kind == 1:
+            b[i:i] = bytes(rng.choice(opcodes) for _ in range(rng.randint(1, 8)))
+        elif kind == 2 and b:
+            j = min(len(b), i + rng.randint(1, 16))
+            b[i:i] = b[i:j] * rng.randint(2, 3000)
+        elif kind == 3:
+            del b[i:i + rng.randint(1, 32)]
+        else:
+            digits = b"0123456789"
+            b[i:i] = bytes(rng.choice(digits) for _ in range(rng.randint(1, 20)))
+    return bytes(b)
+
+
+mutants = []
+for k in range(a.mutants):
+    if k % 3 == 2:
+        h = mutate(st_header)
+        data = bytes(rng.randrange(256) for _ in range(40))
+        name = f"fuzz/st_{k}.safetensors"
+        with open(f"{out}/{name}", "wb") as f:
+            f.write(struct.pack("<Q", len(h)) + h + data)
+    else:
+        name = f"fuzz/pt_{k}.pt"
+        with zipfile.ZipFile(f"{out}/{name}", "w") as z:
+            z.writestr(pkl_name, mutate(base_pkl), compress_type=rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+            for n, d in entries.items():
+                z.writestr(n, d)
+    mutants.append(name)
+
+with open(f"{out}/cases.json", "w") as f:
+    json.dump({"pairs": pairs, "hostile": hostile, "mutants": mutants, "seed": a.seed}, f, indent=1)
+print(f"make_diff_cases.py: {len(pairs)} pairs, {len(hostile)} hostile files, {len(mutants)} mutants (seed {a.seed}) in {out}")
