@@ -148,12 +148,8 @@ impl Weights {
     /// was read instead of its top level.
     pub fn load(path: &Path) -> Result<Weights> {
         let w = Weights::new(TensorFile::open(path, "weights file")?)?;
-        for note in w.file.notes() {
+        for note in w.file.notes("are ignored (not weights)") {
             crate::terminal::note(format_args!("note: {note}"));
-        }
-        let ignored = w.file.tensors.iter().filter(|t| t.outside_state_dict).count();
-        if ignored > 0 {
-            crate::terminal::note(format_args!("note: {}: ignoring the checkpoint's {ignored} tensor(s) outside its state_dict", w.path.shown()));
         }
         Ok(w)
     }

@@ -22,6 +22,7 @@ import pickle
 import random
 import struct
 import sys
+import tarfile
 import zipfile
 
 import torch
@@ -65,6 +66,7 @@ pair("collide_legacy", {"a.b": t([1.]), "a": {"b": t([5.])}}, {"a.b": t([2.]), "
      'two tensors would both be named "a.b"', legacy=True)
 # A key nnmnist has no name for, and an object it cannot name: refused, naming the place.
 pair("tuple_key", {"w": t([1.]), (1, 2): t([1.])}, {"w": t([1.]), (1, 2): t([2.])}, 2, "[(1, 2)] is under a key of type tuple")
+pair("tensor_key", {t([1.]): 1, "w": t([1.])}, {t([2.]): 1, "w": t([1.])}, 2, "a tensor is a dictionary key at the top", equal=False)
 P = collections.namedtuple("P", "x y")
 pair("namedtuple", {"p": P(t([1.]), t([2.]))}, {"p": P(t([1.]), t([3.]))}, 2, 'at ["p"] are inside a __main__.P object')
 
@@ -149,6 +151,20 @@ with open(f"{out}/st_40gb.safetensors", "wb") as f:
     f.write(safetensors_bytes({"w": {"dtype": "F32", "shape": [10 ** 10], "data_offsets": [0, 4 * 10 ** 10]}}, b""))
 hostile["st_40gb"] = dict(file="st_40gb.safetensors", phrase="runs past the end of the file")
 # (eval_phrase, where given, is what eval says instead: it checks the shape before reading.)
+# A header length beyond the format's bound (100,000,000 bytes), in a 9-byte file.
+with open(f"{out}/st_big_header.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", 200_000_000) + b"{")
+hostile["st_big_header"] = dict(file="st_big_header.safetensors", phrase="is beyond the 100000000 the safetensors format allows")
+# A zip that is not torch.save's, and a tar (the format of PyTorch 0.1 to 0.3).
+with zipfile.ZipFile(f"{out}/not_torch.zip", "w") as z:
+    z.writestr("hello.txt", "hello")
+hostile["not_torch_zip"] = dict(file="not_torch.zip", phrase="it has no data.pkl, so it is not torch.save's format")
+with tarfile.open(f"{out}/old.tar", "w") as tf:
+    for name in ("sys_info", "pickle", "tensors", "storages"):
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"."))
+hostile["tar"] = dict(file="old.tar", phrase="in the tar format of PyTorch 0.1 to 0.3")
 
 
 def torch_zip(path, pkl, storages=(), compress=zipfile.ZIP_STORED):

@@ -12,7 +12,8 @@
 //!   tolerance when |a - b| <= atol + rtol*|b|, with assert_close's default (rtol, atol)
 //!   for B's dtype ([`default_tolerance`]), or `--rtol`/`--atol` for every dtype, or
 //!   `--exact` for bit identity. Floats are compared in f64 (exact for every float dtype);
-//!   integers and bools by their exact values, whatever the tolerance. NaN equals NaN only
+//!   integers and bools by their exact values (never rounded through f64; their exact
+//!   difference is held against the tolerance, as assert_close does). NaN equals NaN only
 //!   at the same place (assert_close's `equal_nan=True`); an infinity equals only the same
 //!   infinity.
 //! - A view that repeats its storage (a stride-0 expansion) is compared without laying it
@@ -227,10 +228,10 @@ pub fn compare(a: &View, b: &View, rtol: f64, atol: f64, exact: bool) -> std::re
     // The dimensions walked, and how many times each walked pair stands for.
     let walked: Vec<usize> = (0..shape.len()).filter(|&k| shape[k] > 1 && !(a.strides[k] == 0 && b.strides[k] == 0)).collect();
     let pairs: u128 = walked.iter().map(|&k| shape[k] as u128).product();
-    let times = if pairs == 0 { 0 } else { numel / pairs };
+    let times = numel.checked_div(pairs).unwrap_or(0);
     let held = (a.bytes.len() / a.dtype.size() + b.bytes.len() / b.dtype.size()) as u128;
     if numel > 0 && pairs > 4 * held + EXTRA_ELEMENTS {
-        return Err(format!("its views would have nnmnist compare {pairs} pairs of elements from {held} stored ones (views that repeat their storage along different dimensions); nnmnist diff compares at most 4 times what the files hold"));
+        return Err(format!("its views would have nnmnist compare {pairs} pairs of elements from {held} stored ones (views that repeat their storage along different dimensions); nnmnist diff compares at most 4 times what the files hold, plus {EXTRA_ELEMENTS}"));
     }
     let mut diffs: Vec<f64> = Vec::new();
     diffs.try_reserve_exact(pairs as usize).map_err(|_| format!("cannot allocate memory for {pairs} differences"))?;
@@ -355,6 +356,9 @@ fn row(spec: &DiffSpec, name: &str, fa: &TensorFile, fb: &TensorFile) -> Result<
     let (ta, tb) = (fa.get(name), fb.get(name));
     let t = ta.or(tb).expect("every name comes from one of the files");
     let mut r = Row { name: name.to_string(), shape: t.shape.clone(), dtype: t.dtype, dtype_b: None, verdict: Verdict::Within, stats: None, note: String::new() };
+    // A tensor that cannot be read or compared gets a row saying why; the others are still
+    // compared.
+    let cannot = |r: Row, why: String| Ok(Row { verdict: Verdict::Unreadable, note: format!("cannot compare: {why}"), ..r });
     let (ta, tb) = match (ta, tb) {
         (Some(_), None) => return Ok(Row { verdict: Verdict::OnlyA, note: "only in A".into(), ..r }),
         (None, Some(_)) => return Ok(Row { verdict: Verdict::OnlyB, note: "only in B".into(), ..r }),
@@ -364,17 +368,24 @@ fn row(spec: &DiffSpec, name: &str, fa: &TensorFile, fb: &TensorFile) -> Result<
     r.dtype_b = tb.dtype;
     for (side, t) in [("A", ta), ("B", tb)] {
         if let Some(why) = uncomparable(t) {
-            return Ok(Row { verdict: Verdict::Unreadable, note: format!("cannot compare: {side} {why}"), ..r });
+            return cannot(r, format!("{side} {why}"));
         }
     }
     if ta.shape != tb.shape {
         return Ok(Row { verdict: Verdict::Shape, note: format!("shape differs: B {}", shape_text(&tb.shape)), ..r });
     }
     let (da, db) = (ta.dtype.expect("comparable"), tb.dtype.expect("comparable"));
-    let (va, vb) = (fa.read(ta)?, fb.read(tb)?);
+    let (va, vb) = match (fa.read(ta), fb.read(tb)) {
+        (Ok(va), Ok(vb)) => (va, vb),
+        (Err(e), _) => return cannot(r, format!("A {e:#}")),
+        (_, Err(e)) => return cannot(r, format!("B {e:#}")),
+    };
     let (rtol, atol) = row_tolerance(spec.tolerance, da, db);
     let exact = spec.tolerance == Tolerance::Exact && da == db;
-    let s = compare(&va, &vb, rtol, atol, exact).map_err(|e| anyhow!("{} and {}: cannot compare tensor {}: {e}", spec.a.shown(), spec.b.shown(), name.shown()))?;
+    let s = match compare(&va, &vb, rtol, atol, exact) {
+        Ok(s) => s,
+        Err(e) => return cannot(r, e),
+    };
     let mut notes = Vec::new();
     if da != db {
         notes.push(format!("dtype differs: B {}", db.name()));
@@ -400,7 +411,7 @@ fn row(spec: &DiffSpec, name: &str, fa: &TensorFile, fb: &TensorFile) -> Result<
 /// Opens one side, with the notes on what was read.
 fn open(path: &std::path::Path) -> Result<TensorFile> {
     let f = TensorFile::open(path, "tensor file")?;
-    for note in f.notes() {
+    for note in f.notes("keep their full names (compared as any tensor)") {
         crate::terminal::note(format_args!("note: {note}"));
     }
     Ok(f)
@@ -584,6 +595,7 @@ impl Writer for Table {
         let first = match (s.first, s.trouble) {
             (Some((n, false)), _) => n.shown().to_string(),
             (Some((n, true)), _) => format!("{} or a tensor before it that could not be compared", n.shown()),
+            (None, Some(_)) if s.total == 0 => "none (no tensors)".into(),
             (None, Some(_)) => "unknown (not every tensor was compared)".into(),
             (None, None) => "none".into(),
         };
@@ -606,13 +618,13 @@ impl Writer for Json {
             "dtype": r.dtype.map(DType::name),
             "dtype_b": r.dtype_b.map(DType::name),
             "verdict": r.verdict.key(),
-            "numel": stats.map(|s| s.numel as u64),
+            "numel": stats.map(|s| s.numel),
             "max_abs": f(|s| s.max_abs),
             "max_rel": f(|s| s.max_rel),
             "mean_abs": f(|s| s.mean_abs),
             "median_abs": f(|s| s.median_abs),
-            "outside": stats.map(|s| s.outside as u64),
-            "nan_one_side": stats.map(|s| s.nan_one_side as u64),
+            "outside": stats.map(|s| s.outside),
+            "nan_one_side": stats.map(|s| s.nan_one_side),
             "first": first,
             "note": r.note,
         });
@@ -766,6 +778,7 @@ fn tolerance_line(t: Tolerance, dtypes: &[DType]) -> String {
         Tolerance::Close { rtol, atol } => {
             let per: Vec<String> = dtypes
                 .iter()
+                .filter(|d| !matches!(d, DType::C64 | DType::C128))
                 .map(|d| {
                     let (r, a) = default_tolerance(*d);
                     let (r, a) = (rtol.unwrap_or(r), atol.unwrap_or(a));

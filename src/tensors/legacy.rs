@@ -14,8 +14,11 @@ use std::io::{Read, Seek, SeekFrom};
 /// The protocol version the legacy format's second pickle holds.
 const PROTOCOL_VERSION: i64 = 1001;
 
-/// The tensors, and where each storage key's bytes are: (start in the file, length).
-pub fn open(src: &mut Source, len: u64) -> Result<(Listing, HashMap<String, (u64, u64)>), String> {
+/// Where each storage key's bytes are: (start in the file, length).
+pub type Storages = HashMap<String, (u64, u64)>;
+
+/// The tensors, and where each storage's bytes are.
+pub fn open(src: &mut Source, len: u64) -> Result<(Listing, Storages), String> {
     // The pickles are read from a buffer that grows until they fit in it.
     let cap = len.min(pickle_budget(0));
     let mut size = cap.min(1 << 16);

@@ -251,12 +251,13 @@ impl TensorFile {
     }
 
     /// Notes on what was read instead of the file's top level: the nested key of a
-    /// checkpoint, the wrapper prefix removed ("" when neither).
-    pub fn notes(&self) -> Vec<String> {
+    /// checkpoint, the wrapper prefix removed (none when neither). `others` says what the
+    /// reader does with a checkpoint's tensors outside its state_dict ("are ignored").
+    pub fn notes(&self, others: &str) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(key) = self.nested {
-            let others = self.tensors.iter().filter(|t| t.outside_state_dict).count();
-            let rest = if others == 0 { String::new() } else { format!("; its {others} other tensor(s) keep their full names") };
+            let n = self.tensors.iter().filter(|t| t.outside_state_dict).count();
+            let rest = if n == 0 { String::new() } else { format!("; its {n} other tensor(s) {others}") };
             notes.push(format!("{}: a checkpoint; its state_dict under \"{key}\" is read under the state_dict's own names{rest}", self.path.shown()));
         }
         if !self.prefix.is_empty() {

@@ -116,6 +116,9 @@ fn child(name: &str, k: &str) -> String {
 /// A dictionary item `k: v` inside the value named `name`, found at `at`.
 fn walk_item<'a>(k: &Value, v: &'a Value, name: &str, at: &str, depth: usize, out: &mut Found<'a>) -> Result<(), String> {
     let here = format!("{at}[{}]", repr(k));
+    if holds_tensor(k) {
+        return Err(format!("a tensor is a dictionary key at {}, which nnmnist has no name for", shown_at(at)));
+    }
     match k {
         Value::Str(s) => walk(v, child(name, s), here, depth + 1, out),
         Value::Int(i) => walk(v, child(name, &i.to_string()), here, depth + 1, out),
@@ -172,11 +175,9 @@ fn walk_module<'a>(state: &'a Dict, name: &str, at: &str, depth: usize, out: &mu
             let here = format!("{at}.{field}[{}]", repr(k));
             match (k, v) {
                 (_, Value::None) => {}
-                (Value::Str(k), v) if is_tensor(v) => {
-                    if field == "_parameters" || !non_persistent.contains(&k.as_str()) {
-                        out.push((child(name, k), here, v));
-                    }
-                }
+                // A non-persistent buffer: not in the module's state_dict.
+                (Value::Str(k), v) if is_tensor(v) && field == "_buffers" && non_persistent.contains(&k.as_str()) => {}
+                (Value::Str(k), v) if is_tensor(v) => out.push((child(name, k), here, v)),
                 _ if holds_tensor(v) => return Err(format!("the module entry at {here} is no tensor nnmnist can name")),
                 _ => {}
             }

@@ -158,7 +158,10 @@ fn unreadable_files_and_bad_flags_exit_2_naming_the_file_and_the_reason() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() - 4]).unwrap();
     let missing = tmp.path().join("missing.safetensors");
+    let none = tmp.path().join("none.safetensors");
+    write(&none, &[], None);
     let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (vec![s(&none), s(&none)], vec![format!("{} and {} hold no tensors to compare", s(&none), s(&none))]),
         (vec![s(&good), s(&missing)], vec![format!("cannot read tensor file {}", s(&missing)), "No such file".into()]),
         (vec![s(&garbage), s(&good)], vec![format!("{}: neither a safetensors nor a PyTorch file", s(&garbage))]),
         (vec![s(&good), s(&empty)], vec![format!("{}: empty file", s(&empty))]),
@@ -172,6 +175,8 @@ fn unreadable_files_and_bad_flags_exit_2_naming_the_file_and_the_reason() {
         (vec![s(&good), s(&good), "--sort", "size"], vec!["invalid value 'size'".into()]),
         (vec![s(&good)], vec!["required".into()]),
     ];
+    let (_, out, _) = diff(&[s(&none), s(&none)]);
+    assert!(out.contains("first divergence: none (no tensors)"), "{out}");
     for (args, phrases) in cases {
         let (code, out, err) = diff(&args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
