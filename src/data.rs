@@ -7,7 +7,10 @@
 //! promises: a raw file whose size disagrees with its header is refused before its body is
 //! read, and a gzipped one is inflated as a stream that stops at the promised size (one
 //! extra byte is looked for, and at most 64 MiB more counted), never inflated whole first.
-//! Only regular files are read (a FIFO or a device would block or never end).
+//! Only regular files are read (a FIFO or a device would block or never end). A file that
+//! is there twice (raw and `.gz`, or under both names) is read once, and the other copy must
+//! hold the same bytes (compared as a stream): two copies that differ are refused, naming
+//! both, rather than one of them guessed.
 //!
 //! [`take_train`] and [`take_test`] are the one size check of every command: the first N
 //! images of a split, with one wording, naming the flag that changes N.
@@ -15,7 +18,6 @@ use crate::terminal::Shown;
 use crate::files;
 use anyhow::{bail, Context, Result};
 use flate2::read::MultiGzDecoder;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -157,14 +159,17 @@ pub fn train_size_note(n: Option<usize>) -> String {
 
 /// Both files of a split, headers first: image and label counts are compared before either
 /// body is read (a header promising millions of images is refused by its label file's count,
-/// not after inflating them).
+/// not after inflating them). Where a file is there twice (raw and `.gz`, or under both
+/// names), every other copy must hold the same bytes as the one read, or the split is
+/// refused naming both.
 fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
-    let images_path = find_file(dir, prefix, "images", 3)?;
-    let labels_path = find_file(dir, prefix, "labels", 1)?;
+    let image_copies = find_copies(dir, prefix, "images", 3)?;
+    let label_copies = find_copies(dir, prefix, "labels", 1)?;
+    let (images_path, labels_path) = (&image_copies[0], &label_copies[0]);
     let bad_images = || format!("{}: not a valid MNIST image file", images_path.shown());
     let bad_labels = || format!("{}: not a valid MNIST label file", labels_path.shown());
-    let mut images = IdxFile::open(&images_path, IMAGE_MAGIC, 3, bad_images)?;
-    let mut labels = IdxFile::open(&labels_path, LABEL_MAGIC, 1, bad_labels)?;
+    let mut images = IdxFile::open(images_path, IMAGE_MAGIC, 3, bad_images)?;
+    let mut labels = IdxFile::open(labels_path, LABEL_MAGIC, 1, bad_labels)?;
     if images.dims[0] != labels.dims[0] {
         bail!(
             "{} holds {} images but {} holds {} labels: the counts must match",
@@ -174,36 +179,78 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
             labels.dims[0]
         );
     }
+    let image_header = images.header();
+    let label_header = labels.header();
     let labels = labels.body().with_context(bad_labels)?;
     let images = images.body().with_context(bad_images)?;
+    for (copies, header, body) in [(&label_copies, &label_header, &labels), (&image_copies, &image_header, &images)] {
+        for other in &copies[1..] {
+            if !same_contents(other, header, body)? {
+                bail!(
+                    "{} and {} are two copies of one MNIST file with different contents: nnmnist will not guess which one to read; remove the one that is wrong",
+                    copies[0].shown(),
+                    other.shown()
+                );
+            }
+        }
+    }
     Ok(Split { images, labels })
 }
 
-/// The MNIST files of `dir` that exist (for refusing an output that would replace one).
+/// Whether the file `path` (inflated when its name ends in `.gz`) holds exactly `header`
+/// then `body`: streamed, in bounded memory, reading at most one byte more than they hold.
+fn same_contents(path: &Path, header: &[u8], body: &[u8]) -> Result<bool> {
+    let (file, _) = files::open_readable(path, "MNIST file")?;
+    let file = BufReader::new(file);
+    let mut r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") { Box::new(GzReader(MultiGzDecoder::new(file))) } else { Box::new(file) };
+    let mut buf = vec![0u8; 64 << 10];
+    for expected in [header, body] {
+        for part in expected.chunks(buf.len()) {
+            let got = match read_full(&mut r, &mut buf[..part.len()]) {
+                Ok(n) => n,
+                // A copy that cannot be inflated is not the same file.
+                Err(_) => return Ok(false),
+            };
+            if buf[..got] != *part {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(matches!(read_full(&mut r, &mut buf[..1]), Ok(0)))
+}
+
+/// The MNIST files of `dir` that exist, every copy of each (for refusing an output that
+/// would replace one).
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     ["train", "t10k"]
         .into_iter()
-        .flat_map(|prefix| [("images", 3), ("labels", 1)].map(|(kind, dims)| find_file(dir, prefix, kind, dims)))
+        .flat_map(|prefix| [("images", 3), ("labels", 1)].map(|(kind, dims)| find_copies(dir, prefix, kind, dims)))
         .filter_map(Result::ok)
+        .flatten()
         .collect()
 }
 
-/// Finds `{prefix}-{kind}-idx{dims}-ubyte` (or `{prefix}-{kind}.idx{dims}-ubyte`), raw or `.gz`.
-fn find_file(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<PathBuf> {
+/// Every copy of `{prefix}-{kind}-idx{dims}-ubyte` (or `{prefix}-{kind}.idx{dims}-ubyte`),
+/// raw or `.gz`, that exists, in that order of preference; at least one.
+fn find_copies(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<Vec<PathBuf>> {
     let stems = [format!("{prefix}-{kind}-idx{dims}-ubyte"), format!("{prefix}-{kind}.idx{dims}-ubyte")];
+    let mut found = Vec::new();
     for stem in &stems {
         for name in [stem.clone(), format!("{stem}.gz")] {
             let path = dir.join(name);
             // Present even as a broken or looping link: reading it then says what is wrong.
             match std::fs::symlink_metadata(&path) {
-                Ok(_) => return Ok(path),
+                Ok(_) => found.push(path),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 // Not "missing": the directory cannot be searched (permissions), say so.
                 Err(e) => bail!("data directory {}: cannot look for {} in it ({e})", dir.shown(), path.file_name().unwrap_or_default().shown()),
             }
         }
     }
-    bail!("{}: missing MNIST file {} (or {}.gz)", dir.shown(), stems[0], stems[0])
+    if found.is_empty() {
+        bail!("{}: missing MNIST file {} (or {}.gz)", dir.shown(), stems[0], stems[0]);
+    }
+    Ok(found)
 }
 
 /// Reads and validates an IDX image file: 28x28 images, returned as `count * 784` u8 pixels.
@@ -293,8 +340,8 @@ impl<'a> IdxFile<'a> {
     /// and reads its header; `bad` words the header's faults ("F: not a valid MNIST label
     /// file"), while a file that cannot be opened says so by itself.
     fn open(path: &Path, magic: u32, ndims: usize, bad: impl Fn() -> String) -> Result<IdxFile<'static>> {
-        let size = files::check_readable(path, "MNIST file")?;
-        let file = BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.shown()))?);
+        let (file, size) = files::open_readable(path, "MNIST file")?;
+        let file = BufReader::new(file);
         let idx = if path.extension().is_some_and(|e| e == "gz") {
             if size == 0 {
                 return Err(anyhow::anyhow!("empty file")).with_context(bad);
@@ -327,6 +374,15 @@ impl<'a> IdxFile<'a> {
             bail!("images are {}x{}, expected {ROWS}x{COLS}", dims[1], dims[2]);
         }
         Ok(IdxFile { r, len, magic, dims })
+    }
+
+    /// The header's bytes, as read.
+    fn header(&self) -> Vec<u8> {
+        let mut out = self.magic.to_be_bytes().to_vec();
+        for &d in &self.dims {
+            out.extend_from_slice(&(d as u32).to_be_bytes());
+        }
+        out
     }
 
     /// Reads exactly the bytes the header promises (memory bounded by that promise), and

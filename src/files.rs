@@ -1,10 +1,25 @@
-//! How nnmnist reads and writes the files a user names.
+//! How nnmnist reads and writes the files a user names (docs/files.md states the rule).
 //!
-//! Reading ([`check_readable`]): only regular files (after following symbolic links), so a
-//! FIFO or a device never makes a run wait forever or read without end.
+//! Nothing is opened before its type is known, and every open is checked again on the
+//! opened descriptor: a FIFO, a socket or a device at or beside any path nnmnist reads or
+//! writes never makes it wait, and never takes the place of a regular file between a check
+//! and an open.
 //!
-//! Writing ([`SaveTarget`], for `--save`, the checkpoint of `--resume`, `trace --out`): the
-//! way `cp` writes, and atomically.
+//! Reading ([`open_readable`], [`check_readable`]): only regular files (after following
+//! symbolic links), opened without blocking and checked with `fstat`.
+//!
+//! Writing: every output of a command goes through one [`Plan`], which knows everything the
+//! command reads and writes, and refuses an output that would destroy something the user
+//! keeps, before any work starts:
+//! - an input of the command (a weights file it reads, an MNIST file), except the checkpoint
+//!   a resumed run continues, which that run rewrites;
+//! - another output of the same command;
+//! - for a file that is replaced, the file stdout or stderr is written to (the console log);
+//!   an appended log there is written through the stream's own descriptor instead;
+//! - the checkpoint of an unfinished run, which only that run itself may replace.
+//!
+//! A replaced output ([`Plan::replace`], a [`SaveTarget`]: `--save`, the checkpoint of
+//! `--resume`, `trace --out`) is written the way `cp` writes, and atomically:
 //! - A symbolic link is followed: the link stays, the file it names is replaced.
 //! - The file must be a regular file or not exist yet, in an existing directory; a
 //!   directory, FIFO, device or socket is refused before any work starts.
@@ -16,25 +31,30 @@
 //!   mix. (The target becomes a new inode: hard links to the old one keep the old contents.)
 //!   Where the file system has no `O_TMPFILE`, the crate creates `.NAME.XXXXXX` itself, with
 //!   the old file's mode from the start.
+//! - A save killed in the moment between that link and the rename leaves the complete new
+//!   file as `.NAME.XXXXXX`. nnmnist never removes it, nor any other file beside the target:
+//!   a name alone cannot tell nnmnist's file from a user's.
 //! - Everything a save will need is tried before any work: the name (a trailing `/` names a
-//!   directory; `.NAME.XXXXXX` must fit the file system's name limit), the directory (a
-//!   temporary file is created, written, synced and removed there), the lock, and the
-//!   rename (in a sticky directory such as /tmp, another user's file cannot be replaced).
+//!   directory; `.NAME.XXXXXX` must fit the file system's name limit), the directory (an
+//!   unnamed temporary file is created, written, synced and dropped there), the lock, and
+//!   the rename (in a sticky directory such as /tmp, another user's file cannot be replaced).
 //! - One run at a time: an advisory lock (`flock`) on `.NAME.lock` beside the target, held
 //!   for as long as the run lives, refuses a second run that would save to the same file.
-//!   The lock file is removed when the run ends; one left by a killed run holds no lock and
-//!   is reused.
-//! - Temporary files an interrupted save left behind are removed by the next run that saves
-//!   there, under the lock: `.NAME.tmpPID` (older versions' names), and `.NAME.XXXXXX` when
-//!   it is a complete safetensors file nnmnist wrote (a save killed between the link and
-//!   the rename); anything else of such a name is a user's and is left alone.
-use crate::terminal::Shown;
+//!   The lock file is nnmnist's own (a regular file holding a process id, or empty); anything
+//!   else at its name is refused, untouched. It is removed when the run ends; one left by a
+//!   killed run holds no lock and is reused.
+//!
+//! An appended output ([`Plan::append`], an [`Appended`]: `--metrics`) is opened for
+//! appending, never truncated; it may be a regular file holding text, a character device
+//! (`/dev/stdout`, `/dev/null`) or a FIFO with a reader.
+use crate::terminal::{shell_word, Shown};
 use anyhow::{anyhow, bail, Context, Result};
 use atomic_write_file::AtomicWriteFile;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The bytes the temporary name `.NAME.XXXXXX` adds to NAME.
@@ -62,17 +82,187 @@ pub fn kind_of(meta: &fs::Metadata) -> &'static str {
     }
 }
 
-/// Fails unless `path` is a regular file (symbolic links followed); returns its size.
-/// `what` names the file in the message ("weights file", "MNIST file"...).
-pub fn check_readable(path: &Path, what: &str) -> Result<u64> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.shown()))?;
-    if !meta.is_file() {
-        bail!("cannot read {what} {}: it is {}, not a regular file", path.shown(), kind_of(&meta));
+/// Clears `O_NONBLOCK` on a descriptor opened with it, once its type is known.
+fn set_blocking(f: &File) -> std::io::Result<()> {
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `f` owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
-    Ok(meta.len())
+    Ok(())
 }
 
-/// A file to be written (see the module comment), checked and locked by [`SaveTarget::open`].
+/// Opens `path` for reading when it is a regular file (symbolic links followed), and
+/// returns it with its size. The type is checked before the open (nothing else is opened)
+/// and again on the opened descriptor (nothing can take the file's place in between); the
+/// open never blocks (`O_NONBLOCK`, cleared once the file is known to be regular).
+/// `what` names the file in the message ("weights file", "MNIST file"...).
+pub fn open_readable(path: &Path, what: &str) -> Result<(File, u64)> {
+    let cannot = || format!("cannot read {what} {}", path.shown());
+    let not_regular = |meta: &fs::Metadata| anyhow!("cannot read {what} {}: it is {}, not a regular file", path.shown(), kind_of(meta));
+    let meta = fs::metadata(path).with_context(cannot)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC).open(path).with_context(cannot)?;
+    let meta = f.metadata().with_context(cannot)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    set_blocking(&f).with_context(cannot)?;
+    Ok((f, meta.len()))
+}
+
+/// Fails unless `path` is a regular file (symbolic links followed) that can be opened for
+/// reading; returns its size. See [`open_readable`], which also returns the opened file.
+pub fn check_readable(path: &Path, what: &str) -> Result<u64> {
+    open_readable(path, what).map(|(_, size)| size)
+}
+
+/// How an output is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writing {
+    /// Replaced as a whole, atomically (a checkpoint, a trace).
+    Replace,
+    /// Appended to (a log).
+    Append,
+}
+
+/// Everything one command reads and writes, so that each of its outputs is checked against
+/// all of it in one place (see the module comment): every output of a command is opened
+/// through [`Plan::replace`] or [`Plan::append`].
+#[derive(Debug)]
+pub struct Plan {
+    /// What reads the files, for messages: "the run", "the trace", "the evaluation".
+    reader: &'static str,
+    /// The files the command reads, each with its words: "the weights file --weights reads".
+    inputs: Vec<(String, PathBuf)>,
+    /// The outputs opened so far: the flag, the path.
+    outputs: Vec<(String, PathBuf)>,
+    /// The checkpoint a resumed run continues and that run's id.
+    continued: Option<(PathBuf, Option<String>)>,
+}
+
+impl Plan {
+    /// The plan of a command; `reader` names it in messages ("the run").
+    pub fn new(reader: &'static str) -> Plan {
+        Plan { reader, inputs: Vec::new(), outputs: Vec::new(), continued: None }
+    }
+
+    /// The command reads `path`; `what` names it ("the weights file --weights reads").
+    pub fn reads(&mut self, what: impl Into<String>, path: &Path) -> &mut Plan {
+        self.inputs.push((what.into(), path.to_path_buf()));
+        self
+    }
+
+    /// The command reads the MNIST files of `dir` (every copy of each, see
+    /// [`crate::data::files_in`]).
+    pub fn reads_mnist(&mut self, dir: &Path) -> &mut Plan {
+        for f in crate::data::files_in(dir) {
+            let what = format!("the MNIST file {} that {} reads", f.shown(), self.reader);
+            self.inputs.push((what, f));
+        }
+        self
+    }
+
+    /// The command continues the run whose checkpoint is `checkpoint` (its id `run`): that
+    /// file, or another checkpoint of the same run, may be replaced by it.
+    pub fn continues(&mut self, checkpoint: &Path, run: Option<&str>) -> &mut Plan {
+        self.inputs.push(("the checkpoint --resume reads".into(), checkpoint.to_path_buf()));
+        self.continued = Some((checkpoint.to_path_buf(), run.map(str::to_string)));
+        self
+    }
+
+    /// Checks `path` (named by `flag`) as an output to be replaced, and opens it as a
+    /// [`SaveTarget`] (checked, locked); refused when the rule forbids it.
+    pub fn replace(&mut self, flag: &str, path: &Path) -> Result<SaveTarget> {
+        self.check(flag, path, Writing::Replace)?;
+        refuse_console_file(flag, path)?;
+        // Locked first: a second run saving to the file is told so, whatever the file holds.
+        let target = SaveTarget::open(path)?;
+        self.refuse_unfinished_run(flag, &target.target, Writing::Replace)?;
+        self.outputs.push((flag.to_string(), path.to_path_buf()));
+        Ok(target)
+    }
+
+    /// Checks `path` (named by `flag`) as a log to append to, and opens it.
+    pub fn append(&mut self, flag: &str, path: &Path) -> Result<Appended> {
+        self.check(flag, path, Writing::Append)?;
+        self.refuse_unfinished_run(flag, path, Writing::Append)?;
+        let appended = Appended::open(path)?;
+        self.outputs.push((flag.to_string(), path.to_path_buf()));
+        Ok(appended)
+    }
+
+    /// The checks that need no file opened: not an input, not another output.
+    fn check(&self, flag: &str, path: &Path, how: Writing) -> Result<()> {
+        let continued = self.continued.as_ref().map(|(p, _)| p.as_path());
+        for (what, input) in &self.inputs {
+            if how == Writing::Replace && Some(input.as_path()) == continued {
+                continue;
+            }
+            if same_file(input, path) {
+                let harm = match how {
+                    Writing::Replace => "writing there would destroy it",
+                    Writing::Append => "appending records would break it",
+                };
+                bail!("{flag} {} is {what}: {harm}", path.shown());
+            }
+        }
+        if let Some((other, q)) = self.outputs.iter().find(|(_, q)| same_file(q, path)) {
+            bail!("{flag} {} and {other} {} are the same file: one output would destroy the other; give each its own file", path.shown(), q.shown());
+        }
+        Ok(())
+    }
+
+    /// Refuses `path` when it holds the checkpoint of an unfinished run that this command
+    /// does not continue: only that run may replace it, and nothing appends to it.
+    fn refuse_unfinished_run(&self, flag: &str, path: &Path, how: Writing) -> Result<()> {
+        let Some(state) = run_state_of(path) else { return Ok(()) };
+        let epochs = state.hyper.get("epochs").and_then(|e| e.as_u64()).unwrap_or(0) as usize;
+        if state.next_batch == 0 && state.epochs_done >= epochs {
+            return Ok(());
+        }
+        if let (Writing::Replace, Some((ck, run))) = (how, &self.continued) {
+            if same_file(ck, path) || (run.is_some() && *run == state.run) {
+                return Ok(());
+            }
+        }
+        let verb = match how {
+            Writing::Replace => "replace",
+            Writing::Append => "append to",
+        };
+        bail!(
+            "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done), which {flag} would {verb}: continue it with --resume {}, or give {flag} another file (or delete this one) to start over",
+            path.shown(),
+            state.model,
+            state.epochs_done,
+            state.next_batch,
+            shell_word(path)
+        );
+    }
+}
+
+/// The run state of `path` when it is an nnmnist checkpoint (a regular, readable safetensors
+/// file with one); None for anything else. Only a file whose start reads as a safetensors
+/// header is read whole.
+fn run_state_of(path: &Path) -> Option<crate::weights::RunState> {
+    let (mut f, size) = open_readable(path, "file").ok()?;
+    let mut head = [0u8; 9];
+    f.read_exact(&mut head).ok()?;
+    let header = u64::from_le_bytes(head[..8].try_into().ok()?);
+    if head[8] != b'{' || header.checked_add(8).is_none_or(|end| end > size) {
+        return None;
+    }
+    let mut bytes = head.to_vec();
+    f.read_to_end(&mut bytes).ok()?;
+    crate::weights::Weights::from_bytes(path, &bytes).ok()?.state
+}
+
+/// A file to be replaced (see the module comment), checked and locked by [`SaveTarget::open`].
 #[derive(Debug)]
 pub struct SaveTarget {
     named: PathBuf,
@@ -82,8 +272,10 @@ pub struct SaveTarget {
 }
 
 impl SaveTarget {
-    /// Checks `path` before any work (everything the save will do, see the module comment),
-    /// takes the lock and removes stale temporary files.
+    /// Checks `path` before any work (everything the save will do, see the module comment)
+    /// and takes the lock. Removes nothing. A command's outputs are opened through
+    /// [`Plan::replace`], which checks them against the rule first; this alone is for
+    /// writing a file the caller names (tests, tools).
     pub fn open(path: &Path) -> Result<SaveTarget> {
         let cannot = |why: String| anyhow!("cannot save to {}: {why}", path.shown());
         let raw = path.as_os_str().as_bytes();
@@ -102,7 +294,6 @@ impl SaveTarget {
             Err(e) => return Err(cannot(format!("cannot reach directory {} ({e})", dir.shown()))),
         }
         let file_name = target.file_name().ok_or_else(|| cannot("not a file name".into()))?;
-        let name = file_name.to_string_lossy().into_owned();
         let limit = name_max(&dir);
         if file_name.len() + TEMP_NAME_EXTRA > limit {
             return Err(cannot(format!(
@@ -116,12 +307,26 @@ impl SaveTarget {
             if !meta.is_file() {
                 return Err(cannot(format!("it is {}; nnmnist only replaces regular files", kind_of(meta))));
             }
-            OpenOptions::new().append(true).open(&target).map_err(|e| cannot(format!("the file is not writable ({e})")))?;
+            // Writable? Opened without blocking and checked on the descriptor: nothing but
+            // the regular file just seen is ever opened.
+            let f = OpenOptions::new()
+                .append(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(&target)
+                .map_err(|e| cannot(format!("the file is not writable ({e})")))?;
+            if let Ok(m) = f.metadata().map(|m| m.file_type()) {
+                if !m.is_file() {
+                    return Err(cannot("it is no longer a regular file; nnmnist only replaces regular files".into()));
+                }
+            }
             if let Some(why) = rename_refused(&dir, meta) {
                 return Err(cannot(why));
             }
         }
-        let lock_path = dir.join(format!(".{name}.lock"));
+        let mut lock_name = std::ffi::OsString::from(".");
+        lock_name.push(file_name);
+        lock_name.push(".lock");
+        let lock_path = dir.join(lock_name);
         let lock = lock(&lock_path).map_err(|e| match e {
             LockError::Held(pid) => cannot(format!(
                 "another nnmnist run{} is saving to it; wait for it to end or choose another file",
@@ -140,25 +345,6 @@ impl SaveTarget {
             f.discard()
         })();
         trial.map_err(|e| cannot(format!("cannot write a temporary file in {} ({e})", dir.shown())))?;
-        // Exactly `.NAME.tmpPID`, the names older versions gave: `.NAME.tmp.lock` (another
-        // file's lock) or a user's `.NAME.tmpfoo` are not ours.
-        let stale = format!(".{name}.tmp");
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let file = e.file_name().to_string_lossy().into_owned();
-                let pid = file.strip_prefix(&stale).unwrap_or("");
-                if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
-                    let _ = fs::remove_file(e.path());
-                }
-                // `.NAME.XXXXXX`: a save killed between the crate's link and its rename. The
-                // file was complete before it was linked; removed only when it is a complete
-                // safetensors file that nnmnist wrote (a user's file of that name is kept).
-                let random = file.strip_prefix(&format!(".{name}.")).unwrap_or("");
-                if random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric()) && written_by_nnmnist(&e.path()) {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
         Ok(saving)
     }
 
@@ -166,7 +352,6 @@ impl SaveTarget {
     /// umask for a new one), its mode and owner then set to the old file's.
     fn options(&self, old: Option<&fs::Metadata>) -> atomic_write_file::OpenOptions {
         use atomic_write_file::unix::OpenOptionsExt as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let mut opts = AtomicWriteFile::options();
         opts.mode(old.map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o666));
         // The owner too, as `cp` onto an existing file keeps it (root only can give a file
@@ -214,40 +399,123 @@ enum LockError {
 }
 
 /// Takes the advisory lock on `path`, creating it, and writes our pid into it. Retries when
-/// the file it locked was removed by its previous holder in the meantime.
+/// the file it locked was removed by its previous holder in the meantime. Never another
+/// file's: not through a link (`O_NOFOLLOW`), nothing but a regular file (checked before the
+/// open and on the opened descriptor, the open never blocking), nothing that holds anything
+/// but a process id (read from that descriptor).
 fn lock(path: &Path) -> Result<File, LockError> {
-    use std::os::unix::fs::OpenOptionsExt;
     for _ in 0..100 {
-        // Never another file's: not through a link, not one that holds anything but a pid.
         if let Ok(meta) = fs::symlink_metadata(path) {
             if !meta.is_file() {
                 return Err(LockError::NotOurs(format!("is {}, not nnmnist's lock file", kind_of(&meta))));
             }
-            let text = fs::read_to_string(path).unwrap_or_default();
-            if !text.trim().bytes().all(|b| b.is_ascii_digit()) {
-                return Err(LockError::NotOurs("holds something else than an nnmnist lock (a process id)".into()));
-            }
         }
-        let mut f = OpenOptions::new().create(true).read(true).write(true).truncate(false).custom_flags(libc::O_NOFOLLOW).open(path).map_err(LockError::Io)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { LockError::NotOurs("is a symbolic link, not nnmnist's lock file".into()) } else { LockError::Io(e) })?;
+        let meta = f.metadata().map_err(LockError::Io)?;
+        if !meta.is_file() {
+            return Err(LockError::NotOurs(format!("is {}, not nnmnist's lock file", kind_of(&meta))));
+        }
+        set_blocking(&f).map_err(LockError::Io)?;
+        let mut text = Vec::new();
+        (&f).take(64).read_to_end(&mut text).map_err(LockError::Io)?;
+        if text.len() >= 64 || !text.trim_ascii().iter().all(|b| b.is_ascii_digit()) {
+            return Err(LockError::NotOurs("holds something else than an nnmnist lock (a process id)".into()));
+        }
         match f.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = f.read_to_string(&mut text);
-                return Err(LockError::Held(text.trim().parse().ok()));
+                return Err(LockError::Held(std::str::from_utf8(&text).ok().and_then(|t| t.trim().parse().ok())));
             }
             Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
         }
-        let same = match (f.metadata(), fs::metadata(path)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        let same = match fs::symlink_metadata(path) {
+            Ok(b) => meta.dev() == b.dev() && meta.ino() == b.ino(),
             _ => false,
         };
         if same {
-            let _ = f.set_len(0).and_then(|_| write!(f, "{}", std::process::id()));
+            use std::os::unix::fs::FileExt;
+            let _ = f.set_len(0).and_then(|_| f.write_all_at(std::process::id().to_string().as_bytes(), 0));
             return Ok(f);
         }
     }
     Err(LockError::Io(std::io::Error::other("the lock file keeps being replaced")))
+}
+
+/// A log opened for appending by [`Plan::append`].
+#[derive(Debug)]
+pub struct Appended {
+    pub file: File,
+    /// The log is the file stdout or stderr writes to (`/dev/stdout`, or `--metrics F > F`):
+    /// it is written through that stream's own descriptor, so that the two share one offset.
+    pub on_std_stream: bool,
+}
+
+impl Appended {
+    /// Opens `path` for appending: a regular file holding text (created if missing), a
+    /// character device, or a FIFO with a reader; anything else is refused before it is
+    /// opened, and the opened descriptor is checked again. No open ever blocks.
+    fn open(path: &Path) -> Result<Appended> {
+        let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.shown()));
+        let meta = fs::metadata(path);
+        if let Ok(m) = &meta {
+            if let Some(fd) = std_stream(m) {
+                // SAFETY: dup of a descriptor the process holds; the File owns the copy.
+                let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+                if copy >= 0 {
+                    return Ok(Appended { file: unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(copy) }, on_std_stream: true });
+                }
+            }
+            if m.is_file() && !is_text(path) {
+                bail!("cannot append metrics to {}: it holds binary data, not a JSON-lines log (a weights file?)", path.shown());
+            }
+        }
+        let allowed = |t: fs::FileType| t.is_file() || t.is_fifo() || t.is_char_device();
+        match meta.as_ref().map(|m| m.file_type()) {
+            Ok(t) if t.is_dir() => bail!("cannot open metrics file {}: it is a directory", path.shown()),
+            Ok(t) if !allowed(t) => bail!("cannot write metrics to {}: not a regular file (nor a terminal, /dev/null or a FIFO)", path.shown()),
+            _ => {}
+        }
+        let f = OpenOptions::new().create(true).append(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC).open(path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.shown())
+            } else {
+                what(e)
+            }
+        })?;
+        let opened = f.metadata().map_err(what)?;
+        if !allowed(opened.file_type()) {
+            bail!("cannot write metrics to {}: it is {}, not a regular file (nor a terminal, /dev/null or a FIFO)", path.shown(), kind_of(&opened));
+        }
+        // Blocking again: a slow reader must not make a write fail.
+        set_blocking(&f).map_err(what)?;
+        Ok(Appended { file: f, on_std_stream: false })
+    }
+}
+
+/// Stdout's or stderr's descriptor, if `meta` is the file it writes to.
+pub fn std_stream(meta: &fs::Metadata) -> Option<i32> {
+    [1, 2].into_iter().find(|&fd| {
+        // SAFETY: fstat fills the struct it is given.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        unsafe { libc::fstat(fd, &mut st) == 0 && st.st_dev as u64 == meta.dev() && st.st_ino as u64 == meta.ino() }
+    })
+}
+
+/// Whether the start of a regular file reads as text (no NUL byte in its first 64 KiB, in
+/// any encoding): a log, not weights (safetensors' length prefix and zip headers hold NULs).
+fn is_text(path: &Path) -> bool {
+    let mut head = Vec::new();
+    match open_readable(path, "metrics file") {
+        Ok((f, _)) if (&f).take(64 << 10).read_to_end(&mut head).is_ok() => !head.contains(&0),
+        _ => true, // unreadable: opening it for appending says why
+    }
 }
 
 /// The longest file name the file system of `dir` takes (255 where it does not say).
@@ -320,19 +588,10 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Fails when `output` (named by `flag`) is one of `inputs`, the MNIST files a command reads
-/// ([`crate::data::files_in`]): writing there would destroy the data.
-pub fn refuse_to_overwrite(flag: &str, output: &Path, inputs: &[PathBuf]) -> Result<()> {
-    if let Some(f) = inputs.iter().find(|f| same_file(f, output)) {
-        bail!("{flag} {} is the MNIST file {} that the run reads: writing there would destroy the data", output.shown(), f.shown());
-    }
-    Ok(())
-}
-
 /// Refuses to replace `path` (named by `flag`) when it is the regular file this process's
 /// stdout or stderr writes to (`--save run.log > run.log`): the save would replace the file
 /// and every console line written to it would be lost.
-pub fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
+fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
     let Ok(target) = fs::metadata(path) else { return Ok(()) };
     if !target.is_file() {
         return Ok(());
@@ -350,45 +609,9 @@ pub fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The safetensors metadata keys nnmnist writes: a checkpoint's run state
-/// (`weights::META_KEY`) and a trace's recorded order (`cmd::diff::ORDER_KEY`); spelled out
-/// here so that writing files depends on no reader (a test checks they agree).
-const NNMNIST_METADATA_KEYS: [&str; 2] = ["nnmnist", "order"];
-
-/// Whether `path` is a complete safetensors file that nnmnist wrote: a regular file whose
-/// header parses, whose metadata holds nnmnist's run state or a trace's recorded order, and
-/// whose size is exactly what the header describes.
-fn written_by_nnmnist(path: &Path) -> bool {
-    let check = || -> Option<bool> {
-        let mut f = File::open(path).ok()?;
-        let meta = f.metadata().ok()?;
-        if !meta.is_file() {
-            return Some(false);
-        }
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len).ok()?;
-        let n = u64::from_le_bytes(len);
-        if n > (100 << 20) || 8 + n > meta.len() {
-            return Some(false);
-        }
-        let mut header = vec![0u8; n as usize];
-        f.read_exact(&mut header).ok()?;
-        let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
-        let ours = json.get("__metadata__").is_some_and(|m| NNMNIST_METADATA_KEYS.iter().any(|k| m.get(k).is_some()));
-        let end = json.as_object()?.iter().filter(|(k, _)| *k != "__metadata__").filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
-        Some(ours && 8 + n + end == meta.len())
-    };
-    check().unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_metadata_keys_are_the_writers_own() {
-        assert_eq!(NNMNIST_METADATA_KEYS, [crate::tensors::META_KEY, crate::tensors::ORDER_KEY]);
-    }
 
     #[test]
     fn the_sticky_bit_lets_only_the_owners_and_root_replace_a_file() {

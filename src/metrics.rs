@@ -5,15 +5,15 @@
 //! written after that epoch's checkpoint) and by `nnmnist eval`. It may also be a character
 //! device (`/dev/stdout` on a terminal, `/dev/null`) or a FIFO with a reader; a FIFO without
 //! one is refused instead of waiting forever, and anything else that is not a regular file
-//! (a directory, a socket, a block device) is refused before any work starts.
+//! (a directory, a socket, a block device) is refused before any work starts. The file is
+//! opened through [`files::Plan::append`], the rule every output of a command follows.
 use crate::terminal::Shown;
 use crate::evaluation::Evaluation;
-use anyhow::{bail, Context, Result};
+use crate::files;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// One evaluation's results. `epoch` counts completed epochs from 1 for both models (the
@@ -83,15 +83,13 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `path` for appending before any work starts, so that a bad path fails at once.
-    pub fn open(path: Option<&Path>) -> Result<MetricsLog> {
-        let file = match path {
-            None => None,
-            Some(p) => Some((open_append(p)?, p.to_path_buf())),
-        };
-        let needs_newline = path.is_some_and(|p| last_byte(p).is_some_and(|b| b != b'\n'));
-        let on_std_stream = path.and_then(|p| std::fs::metadata(p).ok()).is_some_and(|m| std_stream(&m).is_some());
-        Ok(MetricsLog { file, recorded: Vec::new(), needs_newline, on_std_stream })
+    /// Opens `path` (`--metrics`) for appending before any work starts, through `plan`,
+    /// the rule of every output ([`files::Plan::append`]), so that a bad path fails at once.
+    pub fn open(plan: &mut files::Plan, path: Option<&Path>) -> Result<MetricsLog> {
+        let Some(p) = path else { return Ok(MetricsLog { file: None, recorded: Vec::new(), needs_newline: false, on_std_stream: false }) };
+        let appended = plan.append("--metrics", p)?;
+        let needs_newline = last_byte(p).is_some_and(|b| b != b'\n');
+        Ok(MetricsLog { file: Some((appended.file, p.to_path_buf())), recorded: Vec::new(), needs_newline, on_std_stream: appended.on_std_stream })
     }
 
     /// For a resumed run: the records this file already holds of the same run (its `run`
@@ -99,12 +97,12 @@ impl MetricsLog {
     /// epochs are not recorded again. Returns them (a note for the user).
     pub fn keep_recorded(&mut self, run: &str, epochs_done: usize) -> Vec<usize> {
         let Some((_, path)) = &self.file else { return Vec::new() };
-        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-            return Vec::new();
-        }
+        // Only a regular file is read back (not a FIFO, a terminal or /dev/null).
+        let Ok((mut f, _)) = files::open_readable(path, "metrics file") else { return Vec::new() };
         // Bytes, line by line: a line that is not UTF-8 (or not a record) is skipped, never a
         // reason to read the rest of the file as empty.
-        let bytes = std::fs::read(path).unwrap_or_default();
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
         let mut epochs: Vec<usize> = bytes
             .split(|&b| b == b'\n')
             .filter_map(|l| serde_json::from_slice::<EpochMetrics>(l).ok())
@@ -141,77 +139,11 @@ impl MetricsLog {
     }
 }
 
-/// Opens a metrics target for appending (see the module comment for what is accepted).
-fn open_append(path: &Path) -> Result<File> {
-    let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.shown()));
-    let meta = std::fs::metadata(path);
-    if let Ok(m) = &meta {
-        // /dev/stdout onto a file (`> out.txt`): write through stdout's own descriptor and
-        // offset, or the two would overwrite each other.
-        if let Some(fd) = std_stream(m) {
-            // SAFETY: dup of a descriptor the process holds; the File owns the copy.
-            let copy = unsafe { libc::dup(fd) };
-            if copy >= 0 {
-                return Ok(unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(copy) });
-            }
-        }
-        if m.is_file() && !is_text(path) {
-            bail!("cannot append metrics to {}: it holds binary data, not a JSON-lines log (a weights file?)", path.shown());
-        }
-    }
-    let kind = meta.as_ref().map(|m| m.file_type()).ok();
-    match kind {
-        Some(t) if t.is_dir() => bail!("cannot open metrics file {}: it is a directory", path.shown()),
-        Some(t) if t.is_fifo() => {
-            let f = OpenOptions::new().append(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
-                if e.raw_os_error() == Some(libc::ENXIO) {
-                    anyhow::anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.shown())
-                } else {
-                    what(e)
-                }
-            })?;
-            // Blocking again: a slow reader must not make a write fail.
-            // SAFETY: fcntl on a descriptor this function owns.
-            unsafe {
-                let fd = f.as_raw_fd();
-                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) & !libc::O_NONBLOCK);
-            }
-            Ok(f)
-        }
-        Some(t) if !(t.is_file() || t.is_char_device()) => {
-            bail!("cannot write metrics to {}: not a regular file (nor a terminal, /dev/null or a FIFO)", path.shown())
-        }
-        _ => OpenOptions::new().create(true).append(true).open(path).map_err(what),
-    }
-}
-
-/// Stdout's or stderr's descriptor, if `meta` is the file it writes to.
-fn std_stream(meta: &std::fs::Metadata) -> Option<i32> {
-    use std::os::unix::fs::MetadataExt;
-    [1, 2].into_iter().find(|&fd| {
-        // SAFETY: fstat fills the struct it is given.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        unsafe { libc::fstat(fd, &mut st) == 0 && st.st_dev as u64 == meta.dev() && st.st_ino as u64 == meta.ino() }
-    })
-}
-
-/// Whether the start of a regular file reads as text (no NUL byte in its first 64 KiB, in
-/// any encoding): a log, not weights (safetensors' length prefix and zip headers hold NULs).
-fn is_text(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::new();
-    if File::open(path).and_then(|f| f.take(64 << 10).read_to_end(&mut head)).is_err() {
-        return true; // unreadable: opening it for appending says why
-    }
-    !head.contains(&0)
-}
-
 /// The last byte of a regular file, if it has one.
 fn last_byte(path: &Path) -> Option<u8> {
-    use std::io::{Read, Seek, SeekFrom};
-    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file() && m.len() > 0)?;
-    let mut f = File::open(path).ok()?;
-    f.seek(SeekFrom::Start(meta.len() - 1)).ok()?;
+    use std::io::{Seek, SeekFrom};
+    let (mut f, len) = files::open_readable(path, "metrics file").ok().filter(|(_, len)| *len > 0)?;
+    f.seek(SeekFrom::Start(len - 1)).ok()?;
     let mut b = [0u8; 1];
     f.read_exact(&mut b).ok()?;
     Some(b[0])
@@ -220,7 +152,9 @@ fn last_byte(path: &Path) -> Option<u8> {
 /// Reads a metrics file back (used by tests and tools). Read as bytes: a line that is not
 /// UTF-8 is named as not a record, like any other line that is not one.
 pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.shown()))?;
+    let (mut f, _) = files::open_readable(path, "metrics file")?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.shown()))?;
     bytes
         .split(|&b| b == b'\n')
         .filter(|l| !l.trim_ascii().is_empty())

@@ -109,20 +109,46 @@ impl Shown for std::path::Path {
     }
 }
 
-/// A path as a word to paste into a shell: as it is where it is made of safe characters,
-/// else in single quotes (a `'` inside written `'\''`); one starting with `-` gets `./` so
-/// that it is not taken for a flag. Control characters are escaped as in [`Escaped`], so the
-/// word prints safely (such a name cannot be pasted back as it is, but it cannot run anything).
+/// A path as one word to paste into a shell (bash, zsh, ksh; the hints nnmnist prints), that
+/// names the same file byte for byte, and prints safely: as it is where it is made of safe
+/// characters; in single quotes (a `'` inside written `'\''`) where it holds no control
+/// character, no invisible one ([`Escaped`] shows those as escapes) and no byte that is not
+/// UTF-8; else in `$'...'`, each such byte written `\xHH`, `\` and `'` escaped. One starting
+/// with `-` gets `./` so that it is not taken for a flag.
 pub fn shell_word(path: &std::path::Path) -> String {
-    let mut s = path.shown().to_string();
-    if s.starts_with('-') {
-        s.insert_str(0, "./");
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = path.as_os_str().as_bytes().to_vec();
+    if bytes.first() == Some(&b'-') {
+        bytes.splice(0..0, *b"./");
     }
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+    if !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(b)) {
+        return String::from_utf8(bytes).unwrap_or_default();
     }
+    let plain = std::str::from_utf8(&bytes).ok().filter(|t| !t.chars().any(|c| c.is_control() || invisible(c)));
+    if let Some(text) = plain {
+        return format!("'{}'", text.replace('\'', "'\\''"));
+    }
+    let mut out = String::from("$'");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                c if c.is_control() || invisible(c) => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('\'');
+    out
 }
 
 #[cfg(test)]
@@ -146,5 +172,10 @@ mod tests {
         assert_eq!(shell_word(Path::new("a;rm -rf x")), "'a;rm -rf x'");
         assert_eq!(shell_word(Path::new("it's")), "'it'\\''s'");
         assert_eq!(shell_word(Path::new("$(id)`id`")), "'$(id)`id`'");
+        assert_eq!(shell_word(Path::new("we ird\n\x1b[2J\t'\\.st")), "$'we ird\\x0a\\x1b[2J\\x09\\'\\\\.st'");
+        assert_eq!(shell_word(Path::new("a\u{202e}b")), "$'a\\xe2\\x80\\xaeb'");
+        assert_eq!(shell_word(Path::new("ünï cödé")), "'ünï cödé'");
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(shell_word(Path::new(std::ffi::OsStr::from_bytes(b"caf\xe9"))), "$'caf\\xe9'");
     }
 }

@@ -33,13 +33,9 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     // The weights and the metrics file first: a bad one is reported without waiting for data.
     let weights = Weights::load(&spec.weights)?;
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
-    if let Some(m) = &spec.metrics {
-        if crate::files::same_file(m, &spec.weights) {
-            anyhow::bail!("--metrics {} is the weights file {}: appending a record would break it", m.shown(), spec.weights.shown());
-        }
-        crate::files::refuse_to_overwrite("--metrics", m, &data::files_in(&spec.data_dir))?;
-    }
-    let mut metrics = MetricsLog::open(spec.metrics.as_deref())?;
+    let mut plan = crate::files::Plan::new("the evaluation");
+    plan.reads("the weights file --weights reads", &spec.weights).reads_mnist(&spec.data_dir);
+    let mut metrics = MetricsLog::open(&mut plan, spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
     tracing::info!("evaluating {} test images", test.len());
     let started = Instant::now();

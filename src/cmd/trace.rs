@@ -17,7 +17,7 @@ use crate::terminal::Shown;
 use crate::classifier::ModelKind;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
-use crate::files::SaveTarget;
+use crate::files::Plan;
 use crate::mlp::{self, one_hot, pixels_f64, Cost, Network};
 use crate::weights::{Entry, Weights};
 use anyhow::{bail, Context, Result};
@@ -45,12 +45,7 @@ pub struct TraceSpec {
 /// Runs the step and writes the file.
 pub fn run(spec: &TraceSpec) -> Result<()> {
     let weights = Weights::load(&spec.weights)?;
-    crate::files::refuse_console_file("--out", &spec.out)?;
-    let out = SaveTarget::open(&spec.out)?;
-    if out.is_same_file(&spec.weights) {
-        bail!("--out {} is the weights file --weights reads: the trace would replace it", spec.out.shown());
-    }
-    crate::files::refuse_to_overwrite("--out", &spec.out, &data::files_in(&spec.data_dir))?;
+    let out = Plan::new("the trace").reads("the weights file --weights reads", &spec.weights).reads_mnist(&spec.data_dir).replace("--out", &spec.out)?;
     check_size(spec, &weights)?;
     let train = Mnist::load(&spec.data_dir)?.train;
     let batch = batch(&train, spec)?;

@@ -7,7 +7,8 @@
 //!    ([`Schedule::check`] and [`Model::check_hyper`]); the weights are checked against
 //!    the model before any data is read.
 //! 2. The save target is checked and locked and the metrics file opened before the data is
-//!    loaded (one loader, one size check, one wording: [`crate::data`]).
+//!    loaded, both through [`files::Plan`], the one rule of every output (one loader, one
+//!    size check, one wording: [`crate::data`]).
 //! 3. The epoch loop asks the injected [`StopCondition`] before every batch; a stop saves
 //!    where the run is and returns [`Interrupted`]. After each epoch's training the
 //!    checkpoint is written first, then the test set is evaluated and the metrics record
@@ -37,7 +38,6 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
-use std::path::Path;
 use std::time::Instant;
 
 /// A network the driver can train. Shapes and meanings are each model's own; the driver
@@ -213,27 +213,6 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
     Ok(begin)
 }
 
-/// A new run saving to `path`, where a checkpoint of an unfinished run is, would replace
-/// that run's work: refused, pointing to `--resume`. A finished run's checkpoint, or any
-/// other file, is replaced as `cp` would.
-fn refuse_to_replace_an_unfinished_run(path: &Path) -> Result<()> {
-    let Some(state) = std::fs::metadata(path).ok().filter(|m| m.is_file()).and_then(|_| Weights::load(path).ok()).and_then(|w| w.state) else {
-        return Ok(());
-    };
-    let epochs = state.hyper.get("epochs").and_then(|e| e.as_u64()).unwrap_or(0) as usize;
-    if state.next_batch > 0 || state.epochs_done < epochs {
-        bail!(
-            "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done): continue it with --resume {}, or save this new run elsewhere (or delete the file) to start over",
-            path.shown(),
-            state.model,
-            state.epochs_done,
-            state.next_batch,
-            shell_word(path)
-        );
-    }
-    Ok(())
-}
-
 /// Trains the run `spec` describes. `stop` is asked before every batch.
 pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopCondition) -> Result<()> {
     let begin = resolve::<M>(&mut spec)?;
@@ -246,29 +225,21 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
         ));
         return Ok(());
     }
-    let save = begin.save.as_deref().map(SaveTarget::open).transpose()?;
-    if let (Some(target), None) = (&save, &begin.resumed) {
-        refuse_to_replace_an_unfinished_run(target.path())?;
-    }
-    if let (Some(target), Some(m)) = (&save, &spec.files.metrics) {
-        if target.is_same_file(m) {
-            bail!("--metrics {} and the checkpoint {} are the same file: the checkpoint would replace the log", m.shown(), target.path().shown());
+    // Every output through one rule (`files::Plan`): the checkpoint, then the log.
+    let mut plan = files::Plan::new("the run");
+    match &spec.start {
+        Start::Fresh => {}
+        Start::InitFrom(w) => {
+            plan.reads("the weights file --init-from reads", w);
+        }
+        Start::Resume(ck) => {
+            plan.continues(ck, Some(begin.run.as_str()));
         }
     }
-    if let (Some(m), Start::InitFrom(w) | Start::Resume(w)) = (&spec.files.metrics, &spec.start) {
-        if files::same_file(m, w) {
-            bail!("--metrics {} is the weights file the run starts from: appending records would break it", m.shown());
-        }
-    }
-    if let Some(save) = begin.save.as_deref() {
-        files::refuse_console_file("--save", save)?;
-    }
-    for (flag, out) in [("--save", begin.save.as_deref()), ("--metrics", spec.files.metrics.as_deref())] {
-        if let Some(out) = out {
-            files::refuse_to_overwrite(flag, out, &data::files_in(&spec.files.data_dir))?;
-        }
-    }
-    let mut metrics = MetricsLog::open(spec.files.metrics.as_deref())?;
+    plan.reads_mnist(&spec.files.data_dir);
+    let flag = if spec.files.save.is_some() { "--save" } else { "--resume" };
+    let save = begin.save.as_deref().map(|p| plan.replace(flag, p)).transpose()?;
+    let mut metrics = MetricsLog::open(&mut plan, spec.files.metrics.as_deref())?;
     if matches!(spec.start, Start::Resume(_)) {
         let kept = metrics.keep_recorded(&begin.run, begin.epoch);
         if let (false, Some(m)) = (kept.is_empty(), &spec.files.metrics) {
