@@ -8,18 +8,11 @@
 //! Reading ([`open_readable`], [`check_readable`]): only regular files (after following
 //! symbolic links), opened without blocking and checked with `fstat`.
 //!
-//! Writing: every output of a command goes through one [`Plan`], which knows everything the
-//! command reads and writes, and refuses an output that would destroy something the user
-//! keeps, before any work starts:
-//! - an input of the command (a weights file it reads, an MNIST file), except the checkpoint
-//!   a resumed run continues, which that run rewrites;
-//! - another output of the same command;
-//! - for a file that is replaced, the file stdout or stderr is written to (the console log);
-//!   an appended log there is written through the stream's own descriptor instead;
-//! - the checkpoint of an unfinished run, which only that run itself may replace.
+//! Writing: every output of a command is opened through [`crate::outputs::Plan`], which
+//! checks it against everything the command reads and writes first.
 //!
-//! A replaced output ([`Plan::replace`], a [`SaveTarget`]: `--save`, the checkpoint of
-//! `--resume`, `trace --out`) is written the way `cp` writes, and atomically:
+//! A replaced output (a [`SaveTarget`]: `--save`, the checkpoint of `--resume`,
+//! `trace --out`) is written the way `cp` writes, and atomically:
 //! - A symbolic link is followed: the link stays, the file it names is replaced.
 //! - The file must be a regular file or not exist yet, in an existing directory; a
 //!   directory, FIFO, device or socket is refused before any work starts.
@@ -44,10 +37,10 @@
 //!   else at its name is refused, untouched. It is removed when the run ends; one left by a
 //!   killed run holds no lock and is reused.
 //!
-//! An appended output ([`Plan::append`], an [`Appended`]: `--metrics`) is opened for
+//! An appended output (an [`Appended`]: `--metrics`) is opened for
 //! appending, never truncated; it may be a regular file holding text, a character device
 //! (`/dev/stdout`, `/dev/null`) or a FIFO with a reader.
-use crate::terminal::{shell_word, Shown};
+use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Context, Result};
 use atomic_write_file::AtomicWriteFile;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -122,146 +115,6 @@ pub fn check_readable(path: &Path, what: &str) -> Result<u64> {
     open_readable(path, what).map(|(_, size)| size)
 }
 
-/// How an output is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Writing {
-    /// Replaced as a whole, atomically (a checkpoint, a trace).
-    Replace,
-    /// Appended to (a log).
-    Append,
-}
-
-/// Everything one command reads and writes, so that each of its outputs is checked against
-/// all of it in one place (see the module comment): every output of a command is opened
-/// through [`Plan::replace`] or [`Plan::append`].
-#[derive(Debug)]
-pub struct Plan {
-    /// What reads the files, for messages: "the run", "the trace", "the evaluation".
-    reader: &'static str,
-    /// The files the command reads, each with its words: "the weights file --weights reads".
-    inputs: Vec<(String, PathBuf)>,
-    /// The outputs opened so far: the flag, the path.
-    outputs: Vec<(String, PathBuf)>,
-    /// The checkpoint a resumed run continues and that run's id.
-    continued: Option<(PathBuf, Option<String>)>,
-}
-
-impl Plan {
-    /// The plan of a command; `reader` names it in messages ("the run").
-    pub fn new(reader: &'static str) -> Plan {
-        Plan { reader, inputs: Vec::new(), outputs: Vec::new(), continued: None }
-    }
-
-    /// The command reads `path`; `what` names it ("the weights file --weights reads").
-    pub fn reads(&mut self, what: impl Into<String>, path: &Path) -> &mut Plan {
-        self.inputs.push((what.into(), path.to_path_buf()));
-        self
-    }
-
-    /// The command reads the MNIST files of `dir` (every copy of each, see
-    /// [`crate::data::files_in`]).
-    pub fn reads_mnist(&mut self, dir: &Path) -> &mut Plan {
-        for f in crate::data::files_in(dir) {
-            let what = format!("the MNIST file {} that {} reads", f.shown(), self.reader);
-            self.inputs.push((what, f));
-        }
-        self
-    }
-
-    /// The command continues the run whose checkpoint is `checkpoint` (its id `run`): that
-    /// file, or another checkpoint of the same run, may be replaced by it.
-    pub fn continues(&mut self, checkpoint: &Path, run: Option<&str>) -> &mut Plan {
-        self.inputs.push(("the checkpoint --resume reads".into(), checkpoint.to_path_buf()));
-        self.continued = Some((checkpoint.to_path_buf(), run.map(str::to_string)));
-        self
-    }
-
-    /// Checks `path` (named by `flag`) as an output to be replaced, and opens it as a
-    /// [`SaveTarget`] (checked, locked); refused when the rule forbids it.
-    pub fn replace(&mut self, flag: &str, path: &Path) -> Result<SaveTarget> {
-        self.check(flag, path, Writing::Replace)?;
-        refuse_console_file(flag, path)?;
-        // Locked first: a second run saving to the file is told so, whatever the file holds.
-        let target = SaveTarget::open(path)?;
-        self.refuse_unfinished_run(flag, &target.target, Writing::Replace)?;
-        self.outputs.push((flag.to_string(), path.to_path_buf()));
-        Ok(target)
-    }
-
-    /// Checks `path` (named by `flag`) as a log to append to, and opens it.
-    pub fn append(&mut self, flag: &str, path: &Path) -> Result<Appended> {
-        self.check(flag, path, Writing::Append)?;
-        self.refuse_unfinished_run(flag, path, Writing::Append)?;
-        let appended = Appended::open(path)?;
-        self.outputs.push((flag.to_string(), path.to_path_buf()));
-        Ok(appended)
-    }
-
-    /// The checks that need no file opened: not an input, not another output.
-    fn check(&self, flag: &str, path: &Path, how: Writing) -> Result<()> {
-        let continued = self.continued.as_ref().map(|(p, _)| p.as_path());
-        for (what, input) in &self.inputs {
-            if how == Writing::Replace && Some(input.as_path()) == continued {
-                continue;
-            }
-            if same_file(input, path) {
-                let harm = match how {
-                    Writing::Replace => "writing there would destroy it",
-                    Writing::Append => "appending records would break it",
-                };
-                bail!("{flag} {} is {what}: {harm}", path.shown());
-            }
-        }
-        if let Some((other, q)) = self.outputs.iter().find(|(_, q)| same_file(q, path)) {
-            bail!("{flag} {} and {other} {} are the same file: one output would destroy the other; give each its own file", path.shown(), q.shown());
-        }
-        Ok(())
-    }
-
-    /// Refuses `path` when it holds the checkpoint of an unfinished run that this command
-    /// does not continue: only that run may replace it, and nothing appends to it.
-    fn refuse_unfinished_run(&self, flag: &str, path: &Path, how: Writing) -> Result<()> {
-        let Some(state) = run_state_of(path) else { return Ok(()) };
-        let epochs = state.hyper.get("epochs").and_then(|e| e.as_u64()).unwrap_or(0) as usize;
-        if state.next_batch == 0 && state.epochs_done >= epochs {
-            return Ok(());
-        }
-        if let (Writing::Replace, Some((ck, run))) = (how, &self.continued) {
-            if same_file(ck, path) || (run.is_some() && *run == state.run) {
-                return Ok(());
-            }
-        }
-        let verb = match how {
-            Writing::Replace => "replace",
-            Writing::Append => "append to",
-        };
-        bail!(
-            "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done), which {flag} would {verb}: continue it with --resume {}, or give {flag} another file (or delete this one) to start over",
-            path.shown(),
-            state.model,
-            state.epochs_done,
-            state.next_batch,
-            shell_word(path)
-        );
-    }
-}
-
-/// The run state of `path` when it is an nnmnist checkpoint (a regular, readable safetensors
-/// file with one); None for anything else. Only a file whose start reads as a safetensors
-/// header is read whole.
-fn run_state_of(path: &Path) -> Option<crate::weights::RunState> {
-    let (mut f, size) = open_readable(path, "file").ok()?;
-    let mut head = [0u8; 9];
-    f.read_exact(&mut head).ok()?;
-    let header = u64::from_le_bytes(head[..8].try_into().ok()?);
-    if head[8] != b'{' || header.checked_add(8).is_none_or(|end| end > size) {
-        return None;
-    }
-    let mut bytes = head.to_vec();
-    f.read_to_end(&mut bytes).ok()?;
-    crate::weights::Weights::from_bytes(path, &bytes).ok()?.state
-}
-
 /// A file to be replaced (see the module comment), checked and locked by [`SaveTarget::open`].
 #[derive(Debug)]
 pub struct SaveTarget {
@@ -272,10 +125,15 @@ pub struct SaveTarget {
 }
 
 impl SaveTarget {
+    /// The file that is replaced: the path named, its symbolic links followed.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// Checks `path` before any work (everything the save will do, see the module comment)
     /// and takes the lock. Removes nothing. A command's outputs are opened through
-    /// [`Plan::replace`], which checks them against the rule first; this alone is for
-    /// writing a file the caller names (tests, tools).
+    /// [`crate::outputs::Plan::replace`], which checks them against the rule first; this
+    /// alone is for writing a file the caller names (tests, tools).
     pub fn open(path: &Path) -> Result<SaveTarget> {
         let cannot = |why: String| anyhow!("cannot save to {}: {why}", path.shown());
         let raw = path.as_os_str().as_bytes();
@@ -448,7 +306,7 @@ fn lock(path: &Path) -> Result<File, LockError> {
     Err(LockError::Io(std::io::Error::other("the lock file keeps being replaced")))
 }
 
-/// A log opened for appending by [`Plan::append`].
+/// A log opened for appending (by [`crate::outputs::Plan::append`]).
 #[derive(Debug)]
 pub struct Appended {
     pub file: File,
@@ -461,7 +319,7 @@ impl Appended {
     /// Opens `path` for appending: a regular file holding text (created if missing), a
     /// character device, or a FIFO with a reader; anything else is refused before it is
     /// opened, and the opened descriptor is checked again. No open ever blocks.
-    fn open(path: &Path) -> Result<Appended> {
+    pub fn open(path: &Path) -> Result<Appended> {
         let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.shown()));
         let meta = fs::metadata(path);
         if let Ok(m) = &meta {
@@ -586,27 +444,6 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// Refuses to replace `path` (named by `flag`) when it is the regular file this process's
-/// stdout or stderr writes to (`--save run.log > run.log`): the save would replace the file
-/// and every console line written to it would be lost.
-fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
-    let Ok(target) = fs::metadata(path) else { return Ok(()) };
-    if !target.is_file() {
-        return Ok(());
-    }
-    for (fd, stream) in [(1, "stdout"), (2, "stderr")] {
-        // SAFETY: fstat fills the struct it is given.
-        let same = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG && st.st_dev as u64 == target.dev() && st.st_ino as u64 == target.ino()
-        };
-        if same {
-            bail!("{flag} {} is the file {stream} is written to: replacing it would lose the console's lines; save elsewhere", path.shown());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

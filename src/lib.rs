@@ -31,6 +31,7 @@ pub mod evaluation;
 pub mod files;
 pub mod metrics;
 pub mod mlp;
+pub mod outputs;
 pub mod nvidia;
 pub mod signal;
 pub mod tensors;

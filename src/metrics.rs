@@ -6,10 +6,11 @@
 //! device (`/dev/stdout` on a terminal, `/dev/null`) or a FIFO with a reader; a FIFO without
 //! one is refused instead of waiting forever, and anything else that is not a regular file
 //! (a directory, a socket, a block device) is refused before any work starts. The file is
-//! opened through [`files::Plan::append`], the rule every output of a command follows.
+//! opened through [`outputs::Plan::append`], the rule every output of a command follows.
 use crate::terminal::Shown;
 use crate::evaluation::Evaluation;
 use crate::files;
+use crate::outputs;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -84,8 +85,8 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens `path` (`--metrics`) for appending before any work starts, through `plan`,
-    /// the rule of every output ([`files::Plan::append`]), so that a bad path fails at once.
-    pub fn open(plan: &mut files::Plan, path: Option<&Path>) -> Result<MetricsLog> {
+    /// the rule of every output ([`outputs::Plan::append`]), so that a bad path fails at once.
+    pub fn open(plan: &mut outputs::Plan, path: Option<&Path>) -> Result<MetricsLog> {
         let Some(p) = path else { return Ok(MetricsLog { file: None, recorded: Vec::new(), needs_newline: false, on_std_stream: false }) };
         let appended = plan.append("--metrics", p)?;
         let needs_newline = last_byte(p).is_some_and(|b| b != b'\n');

@@ -33,7 +33,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     // The weights and the metrics file first: a bad one is reported without waiting for data.
     let weights = Weights::load(&spec.weights)?;
     let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
-    let mut plan = crate::files::Plan::new("the evaluation");
+    let mut plan = crate::outputs::Plan::new("the evaluation");
     plan.reads("the weights file --weights reads", &spec.weights).reads_mnist(&spec.data_dir);
     let mut metrics = MetricsLog::open(&mut plan, spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;

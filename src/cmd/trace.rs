@@ -17,7 +17,7 @@ use crate::terminal::Shown;
 use crate::classifier::ModelKind;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
-use crate::files::Plan;
+use crate::outputs::Plan;
 use crate::mlp::{self, one_hot, pixels_f64, Cost, Network};
 use crate::weights::{Entry, Weights};
 use anyhow::{bail, Context, Result};

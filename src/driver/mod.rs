@@ -7,7 +7,7 @@
 //!    ([`Schedule::check`] and [`Model::check_hyper`]); the weights are checked against
 //!    the model before any data is read.
 //! 2. The save target is checked and locked and the metrics file opened before the data is
-//!    loaded, both through [`files::Plan`], the one rule of every output (one loader, one
+//!    loaded, both through [`outputs::Plan`], the one rule of every output (one loader, one
 //!    size check, one wording: [`crate::data`]).
 //! 3. The epoch loop asks the injected [`StopCondition`] before every batch; a stop saves
 //!    where the run is and returns [`Interrupted`]. After each epoch's training the
@@ -29,7 +29,8 @@ use crate::terminal::Shown;
 use crate::checkpoint;
 use crate::data::{self, Mnist, Split};
 use crate::evaluation::Evaluation;
-use crate::files::{self, SaveTarget};
+use crate::files::SaveTarget;
+use crate::outputs;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::terminal::{self, shell_word};
 use crate::signal::StopCondition;
@@ -225,8 +226,8 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
         ));
         return Ok(());
     }
-    // Every output through one rule (`files::Plan`): the checkpoint, then the log.
-    let mut plan = files::Plan::new("the run");
+    // Every output through one rule (`outputs::Plan`): the checkpoint, then the log.
+    let mut plan = outputs::Plan::new("the run");
     match &spec.start {
         Start::Fresh => {}
         Start::InitFrom(w) => {

@@ -23,7 +23,6 @@ pub use torch::NESTED_KEYS;
 use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -209,8 +208,7 @@ impl TensorFile {
     /// Opens `path`, a regular file (anything else is refused before it is read), and
     /// describes its tensors. `what` names it in messages ("weights file", "tensor file").
     pub fn open(path: &Path, what: &str) -> Result<TensorFile> {
-        let len = crate::files::check_readable(path, what)?;
-        let file = File::open(path).map_err(|e| anyhow!("cannot read {what} {}: {e}", path.shown()))?;
+        let (file, len) = crate::files::open_readable(path, what)?;
         TensorFile::from_source(path, Box::new(file), len, what)
     }
 

@@ -87,6 +87,48 @@ fn raw_and_gz_load_the_same() {
     assert_eq!(rl, gl);
 }
 
+/// Two copies of one file (raw and `.gz`, or under the dashed and the dotted name): the
+/// same bytes load; different ones are refused naming both, never one of them guessed; a
+/// copy that is a FIFO is refused without waiting on it; an output onto either copy is
+/// refused.
+#[test]
+fn two_copies_of_one_file_load_only_when_they_agree() {
+    let dir = small_dir(100, false);
+    let labels = dir.path().join(TEST_LABELS);
+    let packed = dir.path().join(format!("{TEST_LABELS}.gz"));
+    let same = std::fs::read(&labels).unwrap();
+    std::fs::write(&packed, gz(&same)).unwrap();
+    assert_eq!(Mnist::load(dir.path()).unwrap().test.labels, real().test.take(100).labels, "identical copies load");
+    let mut other = real().test.take(100).labels;
+    other[99] = (other[99] + 1) % 10;
+    std::fs::write(&packed, gz(&labels_idx(&other))).unwrap();
+    assert_load_fails(dir.path(), &[s(&labels), s(&packed), "two copies of one MNIST file with different contents", "will not guess"]);
+    // A copy that holds more (the same bytes, then one more) differs too.
+    let mut longer = same.clone();
+    longer.push(0);
+    std::fs::write(&packed, gz(&longer)).unwrap();
+    assert_load_fails(dir.path(), &[s(&labels), s(&packed), "different contents"]);
+    // Under the other name, raw.
+    std::fs::remove_file(&packed).unwrap();
+    let dotted = dir.path().join(TEST_LABELS.replace("-idx", ".idx"));
+    std::fs::write(&dotted, labels_idx(&other)).unwrap();
+    assert_load_fails(dir.path(), &[s(&labels), s(&dotted), "different contents"]);
+    std::fs::remove_file(&dotted).unwrap();
+    // A FIFO as the second copy: refused at once, by name.
+    let c = std::ffi::CString::new(s(&packed)).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    assert_load_fails(dir.path(), &[s(&packed), "it is a FIFO, not a regular file"]);
+    std::fs::remove_file(&packed).unwrap();
+    // Identical copies: an output onto the one that is not read is refused all the same.
+    std::fs::write(&packed, gz(&same)).unwrap();
+    let out = output_with_patience(crate::common::nnmnist().args(["mlp", "--train-size", "100", "--metrics", s(&packed), "--data-dir", s(dir.path())]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("--metrics {} is the MNIST file {}", s(&packed), s(&packed))), "{stderr}");
+    assert_eq!(std::fs::read(&packed).unwrap(), gz(&same), "the copy is untouched");
+}
+
 #[test]
 fn dotted_file_names_are_accepted() {
     let dir = small_dir(20, false);

@@ -39,8 +39,8 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
 }
 
-/// Temporary files a save left in `dir`: `.NAME.XXXXXX` (atomic-write-file's names) or
-/// `.NAME.tmpPID` (older versions'); any hidden file but a lock.
+/// The hidden files in `dir` but locks: a save's temporary files (`.NAME.XXXXXX`,
+/// atomic-write-file's names) and any other file a test put beside a target.
 fn temporaries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.') && !n.ends_with(".lock")).collect()
 }
@@ -142,12 +142,13 @@ impl FifoLike for std::fs::FileType {
 }
 
 #[test]
-fn stale_temporaries_are_removed_and_a_second_run_on_the_same_file_is_refused() {
+fn a_file_of_a_temporary_name_is_kept_and_a_second_run_on_the_same_file_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = small_data(3200);
     let ck = tmp.path().join("ck.safetensors");
-    let stale = tmp.path().join(".ck.safetensors.tmp4242");
-    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    // A name a temporary file could have, here a user's file: it is not nnmnist's.
+    let kept = tmp.path().join(".ck.safetensors.tmp4242");
+    std::fs::write(&kept, vec![0u8; 4096]).unwrap();
     // A long run holding the file...
     let mut first = common::nnmnist()
         .args(["mlp", "--train-size", "3200", "--test-size", "100", "--epochs", "100000", "--save", s(&ck), "--data-dir", s(data.path())])
@@ -157,7 +158,7 @@ fn stale_temporaries_are_removed_and_a_second_run_on_the_same_file_is_refused() 
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(first.stdout.take().unwrap()));
     assert!(lines.any(|l| l.unwrap().starts_with("Epoch 0:")), "the first run trains");
-    assert!(!stale.exists(), "the stale temporary file of an earlier save is removed");
+    assert_eq!(std::fs::read(&kept).unwrap(), vec![0u8; 4096], "a file beside the target is left as it was");
     // ...refuses a second one.
     let err = refused(&["mlp", "--save", s(&ck), "--data-dir", s(data.path())], &[s(&ck), &format!("another nnmnist run (pid {}) is saving to it", first.id())]);
     assert!(err.contains("choose another file"), "{err}");
@@ -173,6 +174,7 @@ fn stale_temporaries_are_removed_and_a_second_run_on_the_same_file_is_refused() 
     let more = (state.epochs_done + 1).to_string();
     assert!(run(&["mlp", "--resume", s(&ck), "--epochs", &more, "--data-dir", s(data.path())]).status.success());
     assert!(!lock.exists(), "the lock file is removed when the run ends");
+    assert_eq!(std::fs::read(&kept).unwrap(), vec![0u8; 4096], "every run leaves the file beside the target alone");
 }
 
 // ---------------------------------------------------------------- no panic on any input
@@ -310,7 +312,10 @@ fn a_default_that_does_not_fit_the_data_names_its_flag() {
 // ---------------------------------------------------------------- fault injection
 
 /// SIGKILL at 16 random moments of runs that save after every epoch: each leaves a
-/// checkpoint that loads and resumes, and no temporary file survives the next run.
+/// checkpoint that loads and resumes. A kill between the crate's link of the finished
+/// temporary file and its rename may leave it as `.NAME.XXXXXX`: a complete checkpoint,
+/// which nnmnist never removes (a name cannot tell it from a user's file); a save that
+/// completes leaves nothing.
 ///
 /// The moments are chosen once the first checkpoint exists, whatever the machine's speed:
 /// the run prints "Epoch 0:" after saving epoch 1 (a checkpoint comes before the evaluation),
@@ -326,6 +331,7 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
     let ck = tmp.path().join("ck.safetensors");
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut inside_a_save = 0;
+    let mut left: Vec<String> = Vec::new();
     for kill in 0..KILLS {
         let _ = std::fs::remove_file(&ck);
         // 784,300,10: a 1.9 MB checkpoint written every epoch.
@@ -344,18 +350,26 @@ fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
         std::thread::sleep(delay);
         child.kill().unwrap();
         child.wait().unwrap();
-        if !temporaries(tmp.path()).is_empty() {
+        let now = temporaries(tmp.path());
+        let new: Vec<&String> = now.iter().filter(|n| !left.contains(n)).collect();
+        assert!(new.len() <= 1, "kill {kill}: one kill, one save at most: {new:?}");
+        for name in &new {
+            let random = name.strip_prefix(".ck.safetensors.").unwrap_or_else(|| panic!("kill {kill}: {name} is not the crate's temporary name"));
+            assert!(random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric()), "kill {kill}: {name}");
+            let w = Weights::load(&tmp.path().join(name)).unwrap_or_else(|e| panic!("kill {kill}: {name} is not a complete checkpoint: {e:#}"));
+            assert!(w.state.is_some(), "kill {kill}: {name} has no run state");
             inside_a_save += 1;
         }
+        left = now;
         let w = Weights::load(&ck).unwrap_or_else(|e| panic!("kill {kill} {delay:?} after epoch 1: a broken checkpoint: {e:#}"));
         let state = w.state.unwrap_or_else(|| panic!("kill {kill}: a checkpoint without its run state"));
         assert!(state.epochs_done >= 2 && state.next_batch == 0, "kill {kill}: {state:?}");
         let out = run(&["mlp", "--resume", s(&ck), "--epochs", &(state.epochs_done + 1).to_string(), "--data-dir", d]);
         assert!(out.status.success(), "kill {kill}: resume failed: {}", stderr_of(&out));
         assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, state.epochs_done + 1);
-        assert!(temporaries(tmp.path()).is_empty(), "kill {kill}: {:?} survived the next run", temporaries(tmp.path()));
+        assert_eq!(temporaries(tmp.path()), left, "kill {kill}: the resumed run, whose saves complete, removes nothing and leaves nothing");
     }
-    eprintln!("{KILLS} kills after the first checkpoint, each resumed; {inside_a_save} of them left a temporary file (killed inside a save)");
+    eprintln!("{KILLS} kills after the first checkpoint, each resumed; {inside_a_save} of them left a linked temporary file (killed between link and rename), kept");
 }
 
 // ---------------------------------------------------------------- found by a hostile user
@@ -393,7 +407,7 @@ fn a_file_named_as_input_and_output_is_refused() {
     let before = std::fs::read(&w).unwrap();
     refused(&["eval", "--model", "mlp", "--weights", s(&w), "--metrics", s(&w)], &["--metrics", "is the weights file"]);
     refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&w)], &["is the weights file --weights reads"]);
-    refused(&["mlp", "--init-from", s(&w), "--metrics", s(&w)], &["is the weights file the run starts from"]);
+    refused(&["mlp", "--init-from", s(&w), "--metrics", s(&w)], &["is the weights file --init-from reads"]);
     // Some other weights file as a training log: binary, not a log.
     let other = tmp.path().join("other.safetensors");
     std::fs::copy(&w, &other).unwrap();
@@ -411,8 +425,9 @@ fn other_files_beside_the_target_are_left_alone() {
         std::fs::write(f, b"...").unwrap();
     }
     assert!(run(&["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())]).status.success());
-    assert!(lock_of_other.exists() && user_file.exists(), "files that are not our temporaries stay");
-    assert!(!stale.exists(), "our stale temporary goes");
+    for f in [&lock_of_other, &user_file, &stale] {
+        assert_eq!(std::fs::read(f).unwrap(), b"...", "{} is left as it was", f.display());
+    }
 }
 
 /// Records of another run with the same seed in the same log are not taken for this run's.
@@ -1018,20 +1033,194 @@ fn a_save_onto_the_console_log_is_refused() {
 }
 
 /// A save killed between the link of its finished temporary file and the rename leaves
-/// `.NAME.XXXXXX`: the next run that saves there removes it when it is a complete file
-/// nnmnist wrote, and leaves a user's file of such a name alone.
+/// `.NAME.XXXXXX`, a complete checkpoint; a user may keep files of such names too (copies of
+/// the checkpoint, notes), and a name cannot tell them apart: no run removes any of them,
+/// and the next save works beside them.
 #[test]
-fn a_linked_temporary_of_a_killed_save_is_removed_and_a_users_file_kept() {
+fn files_of_temporary_names_beside_a_save_are_never_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = small_data(700);
     let ck = tmp.path().join("ck.safetensors");
     let args = ["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())];
     assert!(run(&args).status.success());
-    let (ours, users) = (tmp.path().join(".ck.safetensors.Ab12Cd"), tmp.path().join(".ck.safetensors.zz99zz"));
-    std::fs::copy(&ck, &ours).unwrap();
+    let (linked, users) = (tmp.path().join(".ck.safetensors.Ab12Cd"), tmp.path().join(".ck.safetensors.zz99zz"));
+    std::fs::copy(&ck, &linked).unwrap();
     std::fs::write(&users, b"notes of mine").unwrap();
+    let before = std::fs::read(&linked).unwrap();
     std::fs::remove_file(&ck).unwrap();
     assert!(run(&args).status.success());
-    assert!(!ours.exists(), "the stale temporary file of a killed save is removed");
+    assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, 1, "the next save works");
+    assert_eq!(std::fs::read(&linked).unwrap(), before, "a complete checkpoint of a temporary name is kept");
     assert_eq!(std::fs::read(&users).unwrap(), b"notes of mine", "a user's file is left alone");
+}
+
+// ---------------------------------------------------------------- nothing the user keeps is touched
+
+/// A checkpoint of an unfinished run of `model` at `path`: trained in process on `data`
+/// and stopped before its fourth batch.
+fn unfinished_checkpoint(model: &str, path: &Path, data: &Path) {
+    let mut args = vec![model, "--train-size", "640", "--test-size", "100", "--epochs", "2", "--save", s(path), "--data-dir", s(data)];
+    if model == "convnet" {
+        args.extend(["--device", "cpu", "--threads", "1"]);
+    }
+    let err = run_cli(&args, &stop_after(3)).expect_err("the stop interrupts the run");
+    assert!(err.to_string().contains("interrupted in epoch 1"), "{err:#}");
+    let state = Weights::load(path).unwrap().state.unwrap();
+    assert_eq!((state.epochs_done, state.next_batch), (0, 3));
+}
+
+/// Copies of the checkpoint and a text file beside it, under names a save's temporary file
+/// could have (`.NAME.XXXXXX`, `.NAME.tmpDIGITS`): a save there keeps every one.
+#[test]
+fn a_save_keeps_the_users_files_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("run.safetensors");
+    let args = ["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())];
+    assert!(run(&args).status.success());
+    let checkpoint = std::fs::read(&ck).unwrap();
+    let (backup, epoch1, notes) = (tmp.path().join(".run.safetensors.backup"), tmp.path().join(".run.safetensors.epoch1"), tmp.path().join(".run.safetensors.tmp2024"));
+    std::fs::write(&backup, &checkpoint).unwrap();
+    std::fs::write(&epoch1, &checkpoint).unwrap();
+    std::fs::write(&notes, "what I tried in 2024\n").unwrap();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read(&backup).unwrap(), checkpoint, "the backup survives");
+    assert_eq!(std::fs::read(&epoch1).unwrap(), checkpoint, "the epoch-1 copy survives");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "what I tried in 2024\n", "the text file survives");
+}
+
+/// A save refused because its file holds an unfinished run has touched nothing: the run's
+/// checkpoint and the backup beside it are as they were.
+#[test]
+fn a_refused_save_touches_nothing_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("unfinished.safetensors");
+    unfinished_checkpoint("convnet", &ck, data.path());
+    let checkpoint = std::fs::read(&ck).unwrap();
+    let backup = tmp.path().join(".unfinished.safetensors.backup");
+    std::fs::write(&backup, &checkpoint).unwrap();
+    refused(&["convnet", "--device", "cpu", "--threads", "1", "--train-size", "640", "--save", s(&ck), "--data-dir", s(data.path())], &[
+        s(&ck),
+        "holds an unfinished convnet run (0 of 2 epochs and 3 batches done)",
+        "continue it with --resume",
+    ]);
+    assert_eq!(std::fs::read(&backup).unwrap(), checkpoint, "the backup survives the refusal");
+    assert_eq!(std::fs::read(&ck).unwrap(), checkpoint, "the unfinished run is intact");
+}
+
+/// A FIFO beside the save target, under a temporary file's name, does not make a save wait
+/// (no file is opened before its type is known): the run saves and ends, the FIFO stays. A
+/// FIFO at the lock file's name is refused at once, untouched.
+#[test]
+fn a_fifo_beside_the_target_never_hangs_a_save() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let ck = tmp.path().join("run.safetensors");
+    let args = ["mlp", "--train-size", "600", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())];
+    assert!(run(&args).status.success());
+    let fifo = tmp.path().join(".run.safetensors.abcdef");
+    mkfifo(&fifo);
+    let started = Instant::now();
+    let out = run(&args);
+    eprintln!("a save beside a FIFO ended in {:?}", started.elapsed());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, 1);
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo_like(), "the FIFO is left alone");
+    let lock = tmp.path().join(".run.safetensors.lock");
+    mkfifo(&lock);
+    refused(&args, &[s(&lock), "is a FIFO, not nnmnist's lock file"]);
+    assert!(std::fs::symlink_metadata(&lock).unwrap().file_type().is_fifo_like(), "the FIFO at the lock's name is left alone");
+}
+
+/// `trace --out` onto the checkpoint of an unfinished run is refused as `--save` is, and so
+/// is a log appended to it (also by the run that continues it); the run stays intact.
+#[test]
+fn outputs_onto_an_unfinished_run_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let weights = tmp.path().join("a.safetensors");
+    nnmnist::checkpoint::save_to(&weights, &nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries(), None).unwrap();
+    let ck = tmp.path().join("e.safetensors");
+    unfinished_checkpoint("convnet", &ck, data.path());
+    let before = std::fs::read(&ck).unwrap();
+    refused(&["trace", "--model", "convnet", "--device", "cpu", "--weights", s(&weights), "--out", s(&ck), "--data-dir", s(data.path())], &[
+        s(&ck),
+        "holds an unfinished convnet run",
+        "which --out would replace",
+        "continue it with --resume",
+    ]);
+    refused(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(&weights), "--metrics", s(&ck), "--data-dir", s(data.path())], &[
+        s(&ck),
+        "holds an unfinished convnet run",
+        "which --metrics would append to",
+    ]);
+    refused(&["convnet", "--resume", s(&ck), "--metrics", s(&ck), "--data-dir", s(data.path())], &[&format!("--metrics {} is the checkpoint --resume reads: appending records would break it", s(&ck))]);
+    assert_eq!(std::fs::read(&ck).unwrap(), before, "the run is intact");
+    // A file that holds no unfinished run is replaced, as `cp` would.
+    let out = tmp.path().join("t.safetensors");
+    std::fs::write(&out, b"old").unwrap();
+    let done = run(&["trace", "--model", "convnet", "--device", "cpu", "--weights", s(&weights), "--out", s(&out), "--data-dir", s(data.path())]);
+    assert!(done.status.success(), "{}", stderr_of(&done));
+    assert!(nnmnist::weights::Weights::load(&out).is_ok());
+}
+
+/// A resumed run replaces its own run's checkpoint (the one it resumes, or another file of
+/// the same run) and no other run's unfinished checkpoint.
+#[test]
+fn a_resumed_run_replaces_only_its_own_unfinished_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let (a, b) = (tmp.path().join("a.safetensors"), tmp.path().join("b.safetensors"));
+    unfinished_checkpoint("mlp", &a, data.path());
+    unfinished_checkpoint("mlp", &b, data.path());
+    let b_before = std::fs::read(&b).unwrap();
+    let err = format!("{:#}", run_cli(&["mlp", "--resume", s(&a), "--save", s(&b), "--data-dir", d], &never()).unwrap_err());
+    assert!(err.contains(&format!("{} holds an unfinished mlp run", s(&b))) && err.contains("which --save would replace"), "{err}");
+    assert_eq!(std::fs::read(&b).unwrap(), b_before, "the other run is intact");
+    // A copy of a, resumed onto a: the same run.
+    let copy = tmp.path().join("a-copy.safetensors");
+    std::fs::copy(&a, &copy).unwrap();
+    run_cli(&["mlp", "--resume", s(&copy), "--save", s(&a), "--data-dir", d], &never()).unwrap();
+    assert_eq!(Weights::load(&a).unwrap().state.unwrap().epochs_done, 2, "the run finished in its own file");
+}
+
+/// The resume hints (of a refused save onto an unfinished run, and of an interrupted run)
+/// name the file when pasted into bash, whatever its name holds: a newline, an escape, a
+/// tab, a single quote, an invisible character, bytes that are not UTF-8.
+#[test]
+fn resume_hints_paste_back_for_every_name() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let d = s(data.path());
+    let source = tmp.path().join("source.safetensors");
+    unfinished_checkpoint("mlp", &source, data.path());
+    // What bash makes of `word`: the bytes of the one argument it stands for.
+    let pasted = |word: &str| -> Vec<u8> {
+        let out = common::command("bash").args(["-c", &format!("printf %s {word}")]).output().unwrap();
+        assert!(out.status.success(), "{word}: {}", stderr_of(&out));
+        out.stdout
+    };
+    let names: [&[u8]; 7] = [b"we ird\nname.st", b"esc\x1b[2J.st", b"tab\there.st", b"it's.st", "bidi\u{202e}ts.st".as_bytes(), b"caf\xe9.st", b"back\\slash n\\n.st"];
+    for name in names {
+        let ck = tmp.path().join(OsStr::from_bytes(name));
+        std::fs::copy(&source, &ck).unwrap();
+        let out = output_with_patience(common::nnmnist().args(["mlp", "--train-size", "600", "--test-size", "100", "--data-dir", d, "--save"]).arg(&ck));
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let word = stderr.split_once("continue it with --resume ").and_then(|(_, rest)| rest.split_once(", or ")).map(|(w, _)| w).unwrap_or_else(|| panic!("no hint: {stderr}"));
+        assert_eq!(pasted(word), ck.as_os_str().as_bytes(), "{word} names another file");
+        assert!(!stderr.contains('\x1b') && stderr.lines().count() == 1, "the hint prints safely: {stderr:?}");
+        // The interrupted run's hint, for the names a flag can carry in process (UTF-8).
+        if let Some(utf8) = ck.to_str() {
+            std::fs::remove_file(&ck).unwrap();
+            let err = run_cli(&["mlp", "--train-size", "600", "--test-size", "100", "--save", utf8, "--data-dir", d], &stop_after(2)).unwrap_err().to_string();
+            let word = err.rsplit_once("continue with --resume ").map(|(_, w)| w).unwrap_or_else(|| panic!("no hint: {err}"));
+            assert_eq!(pasted(word), ck.as_os_str().as_bytes(), "{word} names another file");
+        }
+    }
 }
