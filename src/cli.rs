@@ -7,8 +7,7 @@ use crate::mlp::{Cost, Init};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Where the MNIST files are read from without `--data-dir`.
-pub const DEFAULT_DATA_DIR: &str = "data";
+use crate::data::DEFAULT_DIR as DEFAULT_DATA_DIR;
 
 const EXAMPLES: &str = "\
 Examples:

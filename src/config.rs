@@ -4,7 +4,7 @@
 //! ignores). Values are checked by the run driver, with the same code that checks a
 //! checkpoint's.
 use crate::classifier::ModelKind;
-use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, ShowArgs, TraceArgs};
+use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, TraceArgs};
 use crate::driver::{self, Files, RunSpec, Schedule, Start};
 use crate::signal::StopCondition;
 use crate::cmd::eval::EvalSpec;
@@ -19,7 +19,7 @@ pub enum Job {
     Convnet(RunSpec<convnet::Hyper, convnet::Options>),
     Mlp(RunSpec<mlp::Hyper, mlp::Options>),
     Eval(EvalSpec),
-    Show(ShowArgs),
+    Show(crate::cmd::show::ShowSpec),
     Trace(TraceSpec),
     Diff(DiffSpec),
 }
@@ -102,7 +102,7 @@ impl Job {
                     errors: a.errors,
                 })
             }
-            Command::Show(a) => Job::Show(a),
+            Command::Show(a) => Job::Show(crate::cmd::show::ShowSpec { index: a.index, weights: a.weights, data_dir: a.data_dir }),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
         })

@@ -21,6 +21,8 @@ use flate2::read::MultiGzDecoder;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+/// Where the MNIST files are read from without `--data-dir` (the repository's `data/`).
+pub const DEFAULT_DIR: &str = "data";
 pub const IMAGE_MAGIC: u32 = 0x0000_0803;
 pub const LABEL_MAGIC: u32 = 0x0000_0801;
 pub const ROWS: usize = 28;

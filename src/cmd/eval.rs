@@ -106,7 +106,7 @@ pub fn errors_table(ev: &Evaluation, n: usize, weights: &std::path::Path, data_d
         out.push_str(&format!("{:>6}  {:>5}  {:>10}  {:>10.1}%\n", m.index, m.label, m.prediction, 100.0 * m.confidence));
     }
     if let Some(m) = misses.first().filter(|_| n > 0) {
-        let data = if data_dir == std::path::Path::new(crate::cli::DEFAULT_DATA_DIR) { String::new() } else { format!(" --data-dir {}", shell_word(data_dir)) };
+        let data = if data_dir == std::path::Path::new(crate::data::DEFAULT_DIR) { String::new() } else { format!(" --data-dir {}", shell_word(data_dir)) };
         out.push_str(&format!("(see one: nnmnist show {} --weights {}{data})\n", m.index, shell_word(weights)));
     }
     out

@@ -9,7 +9,6 @@
 //! read well in any file.
 use crate::terminal::Shown;
 use crate::classifier::Classifier;
-use crate::cli::ShowArgs;
 use crate::data::{Mnist, COLS, PIXELS, ROWS};
 use crate::evaluation::argmax;
 use crate::terminal::print;
@@ -20,8 +19,16 @@ use std::io::IsTerminal;
 /// Shades from blank to full, for the plain drawing.
 const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
 
+/// What `nnmnist show` shows: test image `index` of `data_dir`, classified with `weights`.
+#[derive(Debug, Clone)]
+pub struct ShowSpec {
+    pub index: usize,
+    pub weights: Option<std::path::PathBuf>,
+    pub data_dir: std::path::PathBuf,
+}
+
 /// The `nnmnist show` command.
-pub fn run(args: &ShowArgs) -> Result<()> {
+pub fn run(args: &ShowSpec) -> Result<()> {
     // Weights first: a bad file is reported without waiting for the data.
     let model = match &args.weights {
         Some(path) => Some(Classifier::new(&Weights::load(path)?, None, tch::Device::Cpu)?),
