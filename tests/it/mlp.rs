@@ -237,7 +237,7 @@ fn weights_of_the_wrong_shape_are_refused_by_name() {
     // Deeper file than --sizes.
     checkpoint::save_to(&f, &Network::seeded(&[784, 30, 20, 10], Init::Normal, 0).entries(), None).unwrap();
     let msg = err_of(&["--init-from", f.to_str().unwrap(), "--train-size", "100"]);
-    assert!(msg.contains("shape") || msg.contains("more layers"), "{msg}");
+    assert!(msg.contains("tensor 2.weight has shape [20, 30], expected [10, 30] (its layers are 784,30,20,10: pass --sizes 784,30,20,10)"), "{msg}");
     // A plain weights file cannot be resumed; a missing file is named.
     checkpoint::save_to(&f, &Network::seeded(&[784, 30, 10], Init::Normal, 0).entries(), None).unwrap();
     let msg = err_of(&["--resume", f.to_str().unwrap()]);
@@ -369,5 +369,6 @@ fn eval_reads_sizes_from_the_file() {
     eval(&["--test-size", "300", "--metrics", m.to_str().unwrap()]).unwrap();
     let recs = nnmnist::metrics::read(&m).unwrap();
     assert_eq!((recs[0].test_total, recs[0].epoch, recs[0].train_loss), (300, 1, None));
-    assert!(eval(&["--test-size", "20000"]).is_err());
+    let err = format!("{:#}", eval(&["--test-size", "20000"]).unwrap_err());
+    assert!(err.contains(&format!("--test-size 20000 is larger than the 10000 test images in {}", data.display())), "{err}");
 }

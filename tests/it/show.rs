@@ -117,7 +117,9 @@ fn render_plain_and_colour() {
     }
     // Background is black (16), ink is a light grey of the 232-255 ramp.
     assert!(colour.contains("\x1b[38;5;16m\x1b[48;5;16m▀"));
-    assert!(colour.contains("\x1b[38;5;255m") || colour.contains("\x1b[38;5;254m"));
+    // Full ink is the ramp's brightest grey (255), on both halves of a cell.
+    let full = format!("│{}\x1b[0m│", "\x1b[38;5;255m\x1b[48;5;255m▀".repeat(28));
+    assert!(render(&[255; PIXELS], true).lines().skip(1).take(14).all(|l| l == full), "{}", render(&[255; PIXELS], true));
 
     // Plain shading: an all-ink image is all full blocks, a blank one all spaces, and a
     // top-ink / bottom-blank stripe is drawn as upper half blocks.
