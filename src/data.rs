@@ -221,36 +221,37 @@ fn same_contents(path: &Path, header: &[u8], body: &[u8]) -> Result<bool> {
     Ok(matches!(read_full(&mut r, &mut buf[..1]), Ok(0)))
 }
 
-/// The MNIST files of `dir` that exist, every copy of each (for refusing an output that
-/// would replace one).
-pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    ["train", "t10k"]
-        .into_iter()
-        .flat_map(|prefix| [("images", 3), ("labels", 1)].map(|(kind, dims)| find_copies(dir, prefix, kind, dims)))
-        .filter_map(Result::ok)
-        .flatten()
-        .collect()
+/// Every path of `dir` that nnmnist reads an MNIST file from, whether it exists or not:
+/// the four names of each of the four files (for refusing an output there: it would replace
+/// a file of the data, or become a second copy of one).
+pub fn names_in(dir: &Path) -> Vec<PathBuf> {
+    ["train", "t10k"].into_iter().flat_map(|prefix| [("images", 3), ("labels", 1)].map(|(kind, dims)| names(dir, prefix, kind, dims))).flatten().collect()
+}
+
+/// The names of one MNIST file in `dir`, in order of preference: `{prefix}-{kind}-idx{dims}-ubyte`,
+/// then `.gz`, then the same with `.idx` for `-idx`.
+fn names(dir: &Path, prefix: &str, kind: &str, dims: u32) -> [PathBuf; 4] {
+    let (dashed, dotted) = (format!("{prefix}-{kind}-idx{dims}-ubyte"), format!("{prefix}-{kind}.idx{dims}-ubyte"));
+    [dir.join(&dashed), dir.join(format!("{dashed}.gz")), dir.join(&dotted), dir.join(format!("{dotted}.gz"))]
 }
 
 /// Every copy of `{prefix}-{kind}-idx{dims}-ubyte` (or `{prefix}-{kind}.idx{dims}-ubyte`),
 /// raw or `.gz`, that exists, in that order of preference; at least one.
 fn find_copies(dir: &Path, prefix: &str, kind: &str, dims: u32) -> Result<Vec<PathBuf>> {
-    let stems = [format!("{prefix}-{kind}-idx{dims}-ubyte"), format!("{prefix}-{kind}.idx{dims}-ubyte")];
+    let candidates = names(dir, prefix, kind, dims);
     let mut found = Vec::new();
-    for stem in &stems {
-        for name in [stem.clone(), format!("{stem}.gz")] {
-            let path = dir.join(name);
-            // Present even as a broken or looping link: reading it then says what is wrong.
-            match std::fs::symlink_metadata(&path) {
-                Ok(_) => found.push(path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // Not "missing": the directory cannot be searched (permissions), say so.
-                Err(e) => bail!("data directory {}: cannot look for {} in it ({e})", dir.shown(), path.file_name().unwrap_or_default().shown()),
-            }
+    for path in &candidates {
+        // Present even as a broken or looping link: reading it then says what is wrong.
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => found.push(path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not "missing": the directory cannot be searched (permissions), say so.
+            Err(e) => bail!("data directory {}: cannot look for {} in it ({e})", dir.shown(), path.file_name().unwrap_or_default().shown()),
         }
     }
     if found.is_empty() {
-        bail!("{}: missing MNIST file {} (or {}.gz)", dir.shown(), stems[0], stems[0]);
+        let name = candidates[0].file_name().unwrap_or_default().shown().to_string();
+        bail!("{}: missing MNIST file {name} (or {name}.gz)", dir.shown());
     }
     Ok(found)
 }

@@ -33,8 +33,9 @@
 //!   the rename (in a sticky directory such as /tmp, another user's file cannot be replaced).
 //! - One run at a time: an advisory lock (`flock`) on `.NAME.lock` beside the target, held
 //!   for as long as the run lives, refuses a second run that would save to the same file.
-//!   The lock file is nnmnist's own (a regular file holding a process id, or empty); anything
-//!   else at its name is refused, untouched. It is removed when the run ends; one left by a
+//!   The lock file is nnmnist's own (a regular file of one name holding `nnmnist pid N`, or
+//!   empty while it is made); anything else at its name (a hard link, a file of other text)
+//!   is refused, untouched. It is removed when the run ends; one left by a
 //!   killed run holds no lock and is reused.
 //!
 //! An appended output (an [`Appended`]: `--metrics`) is opened for
@@ -256,17 +257,40 @@ enum LockError {
     NotOurs(String),
 }
 
-/// Takes the advisory lock on `path`, creating it, and writes our pid into it. Retries when
-/// the file it locked was removed by its previous holder in the meantime. Never another
-/// file's: not through a link (`O_NOFOLLOW`), nothing but a regular file (checked before the
-/// open and on the opened descriptor, the open never blocking), nothing that holds anything
-/// but a process id (read from that descriptor).
+/// Refuses what cannot be nnmnist's lock file: anything but a regular file, and a file
+/// with other names (a hard link: writing the pid would change the file under them).
+fn not_a_lock(meta: &fs::Metadata) -> Result<(), LockError> {
+    if !meta.is_file() {
+        return Err(LockError::NotOurs(format!("is {}, not nnmnist's lock file", kind_of(meta))));
+    }
+    if meta.nlink() > 1 {
+        return Err(LockError::NotOurs(format!("has {} hard links, so it is not nnmnist's lock file", meta.nlink())));
+    }
+    Ok(())
+}
+
+/// What a lock file holds: `nnmnist pid N`.
+const LOCK_TEXT: &str = "nnmnist pid ";
+
+/// The process id a lock file's `text` names: Some(None) for an empty file (one just made),
+/// None for anything that is not nnmnist's lock.
+fn lock_holder(text: &[u8]) -> Option<Option<u32>> {
+    if text.is_empty() {
+        return Some(None);
+    }
+    let pid = std::str::from_utf8(text).ok()?.strip_suffix('\n')?.strip_prefix(LOCK_TEXT)?;
+    pid.parse().ok().map(Some)
+}
+
+/// Takes the advisory lock on `path`, creating it, and writes `nnmnist pid N` into it.
+/// Retries when the file it locked was removed by its previous holder in the meantime. Never
+/// another file's: not through a link (`O_NOFOLLOW`), nothing but a regular file of one name
+/// (checked before the open and on the opened descriptor, the open never blocking), nothing
+/// that holds anything but nnmnist's lock text (read from that descriptor).
 fn lock(path: &Path) -> Result<File, LockError> {
     for _ in 0..100 {
         if let Ok(meta) = fs::symlink_metadata(path) {
-            if !meta.is_file() {
-                return Err(LockError::NotOurs(format!("is {}, not nnmnist's lock file", kind_of(&meta))));
-            }
+            not_a_lock(&meta)?;
         }
         let f = OpenOptions::new()
             .create(true)
@@ -277,20 +301,16 @@ fn lock(path: &Path) -> Result<File, LockError> {
             .open(path)
             .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { LockError::NotOurs("is a symbolic link, not nnmnist's lock file".into()) } else { LockError::Io(e) })?;
         let meta = f.metadata().map_err(LockError::Io)?;
-        if !meta.is_file() {
-            return Err(LockError::NotOurs(format!("is {}, not nnmnist's lock file", kind_of(&meta))));
-        }
+        not_a_lock(&meta)?;
         set_blocking(&f).map_err(LockError::Io)?;
         let mut text = Vec::new();
         (&f).take(64).read_to_end(&mut text).map_err(LockError::Io)?;
-        if text.len() >= 64 || !text.trim_ascii().iter().all(|b| b.is_ascii_digit()) {
-            return Err(LockError::NotOurs("holds something else than an nnmnist lock (a process id)".into()));
-        }
+        let Some(holder) = lock_holder(&text) else {
+            return Err(LockError::NotOurs("holds something else than an nnmnist lock (\"nnmnist pid N\")".into()));
+        };
         match f.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Held(std::str::from_utf8(&text).ok().and_then(|t| t.trim().parse().ok())));
-            }
+            Err(TryLockError::WouldBlock) => return Err(LockError::Held(holder)),
             Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
         }
         let same = match fs::symlink_metadata(path) {
@@ -299,7 +319,7 @@ fn lock(path: &Path) -> Result<File, LockError> {
         };
         if same {
             use std::os::unix::fs::FileExt;
-            let _ = f.set_len(0).and_then(|_| f.write_all_at(std::process::id().to_string().as_bytes(), 0));
+            let _ = f.set_len(0).and_then(|_| f.write_all_at(format!("{LOCK_TEXT}{}\n", std::process::id()).as_bytes(), 0));
             return Ok(f);
         }
     }
@@ -313,6 +333,20 @@ pub struct Appended {
     /// The log is the file stdout or stderr writes to (`/dev/stdout`, or `--metrics F > F`):
     /// it is written through that stream's own descriptor, so that the two share one offset.
     pub on_std_stream: bool,
+    /// The file did not exist and this open made it: removed again when it is dropped still
+    /// empty (a command refused after its outputs were checked leaves no file behind).
+    created: Option<PathBuf>,
+}
+
+impl Drop for Appended {
+    fn drop(&mut self) {
+        let Some(path) = &self.created else { return };
+        if let (Ok(mine), Ok(there)) = (self.file.metadata(), fs::symlink_metadata(path)) {
+            if mine.len() == 0 && mine.dev() == there.dev() && mine.ino() == there.ino() {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
 }
 
 impl Appended {
@@ -327,7 +361,7 @@ impl Appended {
                 // SAFETY: dup of a descriptor the process holds; the File owns the copy.
                 let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
                 if copy >= 0 {
-                    return Ok(Appended { file: unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(copy) }, on_std_stream: true });
+                    return Ok(Appended { file: unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(copy) }, on_std_stream: true, created: None });
                 }
             }
             if m.is_file() && !is_text(path) {
@@ -340,7 +374,22 @@ impl Appended {
             Ok(t) if !allowed(t) => bail!("cannot write metrics to {}: not a regular file (nor a terminal, /dev/null or a FIFO)", path.shown()),
             _ => {}
         }
-        let f = OpenOptions::new().create(true).append(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC).open(path).map_err(|e| {
+        // Made here (O_EXCL, at the end of any symbolic links, as `>>` would make it), or
+        // opened as it is: only a file this open made is ever removed.
+        let real = follow_links(path)?;
+        let open = |create: bool| {
+            let mut o = OpenOptions::new();
+            o.append(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC);
+            if create {
+                o.create_new(true);
+            }
+            o.open(&real)
+        };
+        let (opened, created) = match open(meta.is_err()) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (open(false), false),
+            other => (other, meta.is_err()),
+        };
+        let f = opened.map_err(|e| {
             if e.raw_os_error() == Some(libc::ENXIO) {
                 anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.shown())
             } else {
@@ -353,7 +402,7 @@ impl Appended {
         }
         // Blocking again: a slow reader must not make a write fail.
         set_blocking(&f).map_err(what)?;
-        Ok(Appended { file: f, on_std_stream: false })
+        Ok(Appended { file: f, on_std_stream: false, created: created.then_some(real) })
     }
 }
 
@@ -449,6 +498,15 @@ fn parent_dir(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_nnmnists_lock_text_is_a_lock() {
+        assert_eq!(lock_holder(b""), Some(None));
+        assert_eq!(lock_holder(b"nnmnist pid 4242\n"), Some(Some(4242)));
+        for other in [&b"4242"[..], b"4242\n", b"nnmnist pid 4242", b"nnmnist pid x\n", b"notes of mine", b" "] {
+            assert_eq!(lock_holder(other), None, "{:?}", String::from_utf8_lossy(other));
+        }
+    }
 
     #[test]
     fn the_sticky_bit_lets_only_the_owners_and_root_replace_a_file() {

@@ -13,7 +13,6 @@ use crate::files;
 use crate::outputs;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -73,7 +72,7 @@ impl EpochMetrics {
 
 /// The metrics file of a run, or nothing without `--metrics`.
 pub struct MetricsLog {
-    file: Option<(File, PathBuf)>,
+    file: Option<(files::Appended, PathBuf)>,
     /// Epochs this run has already recorded (a resumed run redoing them writes no duplicates).
     recorded: Vec<usize>,
     /// The file did not end with a newline: the first record starts a new line.
@@ -90,7 +89,8 @@ impl MetricsLog {
         let Some(p) = path else { return Ok(MetricsLog { file: None, recorded: Vec::new(), needs_newline: false, on_std_stream: false }) };
         let appended = plan.append("--metrics", p)?;
         let needs_newline = last_byte(p).is_some_and(|b| b != b'\n');
-        Ok(MetricsLog { file: Some((appended.file, p.to_path_buf())), recorded: Vec::new(), needs_newline, on_std_stream: appended.on_std_stream })
+        let on_std_stream = appended.on_std_stream;
+        Ok(MetricsLog { file: Some((appended, p.to_path_buf())), recorded: Vec::new(), needs_newline, on_std_stream })
     }
 
     /// For a resumed run: the records this file already holds of the same run (its `run`
@@ -119,7 +119,8 @@ impl MetricsLog {
     /// Appends `m` as one line and flushes, unless its epoch is already recorded (see
     /// [`MetricsLog::keep_recorded`]).
     pub fn write(&mut self, m: &EpochMetrics) -> Result<()> {
-        if let Some((f, path)) = &mut self.file {
+        if let Some((appended, path)) = &mut self.file {
+            let f = &mut appended.file;
             if self.recorded.contains(&m.epoch) {
                 return Ok(());
             }

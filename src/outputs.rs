@@ -36,8 +36,9 @@ enum Writing {
 pub struct Plan {
     /// What reads the files, for messages: "the run", "the trace", "the evaluation".
     reader: &'static str,
-    /// The files the command reads, each with its words: "the weights file --weights reads".
-    inputs: Vec<(String, PathBuf)>,
+    /// The files the command reads, each with its words ("the weights file --weights
+    /// reads") and, for a name with nothing there yet, what a file there would do.
+    inputs: Vec<(String, PathBuf, Option<&'static str>)>,
     /// The outputs opened so far: the flag, the path.
     outputs: Vec<(String, PathBuf)>,
     /// The checkpoint a resumed run continues and that run's id.
@@ -52,16 +53,22 @@ impl Plan {
 
     /// The command reads `path`; `what` names it ("the weights file --weights reads").
     pub fn reads(&mut self, what: impl Into<String>, path: &Path) -> &mut Plan {
-        self.inputs.push((what.into(), path.to_path_buf()));
+        self.inputs.push((what.into(), path.to_path_buf(), None));
         self
     }
 
-    /// The command reads the MNIST files of `dir` (every copy of each, see
-    /// [`crate::data::files_in`]).
+    /// The command reads the MNIST files of `dir`: every name it reads them under
+    /// ([`crate::data::names_in`]), a copy there or not (a file written under a free name
+    /// would be read as a second copy).
     pub fn reads_mnist(&mut self, dir: &Path) -> &mut Plan {
-        for f in crate::data::files_in(dir) {
-            let what = format!("the MNIST file {} that {} reads", f.shown(), self.reader);
-            self.inputs.push((what, f));
+        for f in crate::data::names_in(dir) {
+            if fs::symlink_metadata(&f).is_ok() {
+                let what = format!("the MNIST file {} that {} reads", f.shown(), self.reader);
+                self.inputs.push((what, f, None));
+            } else {
+                let what = format!("a name under which {} reads an MNIST file", self.reader);
+                self.inputs.push((what, f, Some("a file written there would be taken for MNIST data; write elsewhere")));
+            }
         }
         self
     }
@@ -69,7 +76,7 @@ impl Plan {
     /// The command continues the run whose checkpoint is `checkpoint` (its id `run`): that
     /// file, or another checkpoint of the same run, may be replaced by it.
     pub fn continues(&mut self, checkpoint: &Path, run: Option<&str>) -> &mut Plan {
-        self.inputs.push(("the checkpoint --resume reads".into(), checkpoint.to_path_buf()));
+        self.inputs.push(("the checkpoint --resume reads".into(), checkpoint.to_path_buf(), None));
         self.continued = Some((checkpoint.to_path_buf(), run.map(str::to_string)));
         self
     }
@@ -98,14 +105,15 @@ impl Plan {
     /// The checks that need no file opened: not an input, not another output.
     fn check(&self, flag: &str, path: &Path, how: Writing) -> Result<()> {
         let continued = self.continued.as_ref().map(|(p, _)| p.as_path());
-        for (what, input) in &self.inputs {
+        for (what, input, absent) in &self.inputs {
             if how == Writing::Replace && Some(input.as_path()) == continued {
                 continue;
             }
             if same_file(input, path) {
-                let harm = match how {
-                    Writing::Replace => "writing there would destroy it",
-                    Writing::Append => "appending records would break it",
+                let harm = match (absent, how) {
+                    (Some(harm), _) => harm,
+                    (None, Writing::Replace) => "writing there would destroy it",
+                    (None, Writing::Append) => "appending records would break it",
                 };
                 bail!("{flag} {} is {what}: {harm}", path.shown());
             }
@@ -134,14 +142,20 @@ impl Plan {
             Writing::Append => "append to",
         };
         bail!(
-            "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done), which {flag} would {verb}: continue it with --resume {}, or give {flag} another file (or delete this one) to start over",
+            "{} holds an unfinished {} run ({} of {epochs} epochs and {} batches done), which {flag} would {verb}: continue it with {}, or give {flag} another file (or delete this one) to start over",
             path.shown(),
             state.model,
             state.epochs_done,
             state.next_batch,
-            shell_word(path)
+            resume_flags(path, state.threads)
         );
     }
+}
+
+/// The flags that continue the run whose checkpoint is `checkpoint`, as a hint to paste:
+/// `--resume FILE`, and the libtorch thread count it ran with, for a resume bit for bit.
+pub fn resume_flags(checkpoint: &Path, threads: Option<usize>) -> String {
+    format!("--resume {}{}", shell_word(checkpoint), threads.map(|t| format!(" --threads {t}")).unwrap_or_default())
 }
 
 /// The run state of `path` when it is an nnmnist checkpoint (a regular, readable tensor

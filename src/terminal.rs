@@ -80,10 +80,14 @@ impl Display for Escaped<'_> {
     }
 }
 
-/// Unicode format characters that change how the text around them is shown: zero-width
-/// characters, bidirectional marks, embeddings, overrides and isolates, the byte-order mark.
+/// Characters that do not show as themselves: those `char::escape_debug` escapes (format
+/// characters, line and paragraph separators, tag characters, unassigned ones, and marks
+/// that combine with the character before them, variation selectors among them), and the
+/// blank fillers it prints (Hangul fillers). Zero-width characters, bidirectional marks and
+/// the byte-order mark are among the first.
 fn invisible(c: char) -> bool {
-    matches!(c as u32, 0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB)
+    let escaped = !c.is_ascii() && c.escape_debug().nth(1).is_some();
+    escaped || matches!(c as u32, 0x00AD | 0x061C | 0x115F | 0x1160 | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFEFF | 0xFFA0 | 0xFFF9..=0xFFFB)
 }
 
 /// `.shown()`: a name or path as [`Escaped`] text, for every message that prints one.
@@ -121,7 +125,8 @@ pub fn shell_word(path: &std::path::Path) -> String {
     if bytes.first() == Some(&b'-') {
         bytes.splice(0..0, *b"./");
     }
-    if !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(b)) {
+    // A leading `=` is a command lookup in zsh (`=ls`): quoted.
+    if !bytes.is_empty() && bytes[0] != b'=' && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(b)) {
         return String::from_utf8(bytes).unwrap_or_default();
     }
     let plain = std::str::from_utf8(&bytes).ok().filter(|t| !t.chars().any(|c| c.is_control() || invisible(c)));
@@ -160,6 +165,8 @@ mod tests {
         let hostile = "\x1b]0;owned\x07\x1b[2J\x1b[Hnnmnist: all good\n.weight";
         assert_eq!(hostile.shown().to_string(), "\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hnnmnist: all good\\n.weight");
         assert_eq!("a\u{202e}b\u{9b}c\td\x7f".shown().to_string(), "a\\u{202e}b\\u{9b}c\\td\\x7f");
+        // Separators, tag characters, variation selectors, fillers; printable letters stay.
+        assert_eq!("a\u{2028}b\u{e0041}c\u{fe0f}d\u{3164}é€".shown().to_string(), "a\\u{2028}b\\u{e0041}c\\u{fe0f}d\\u{3164}é€");
         assert_eq!("model.0.weight".shown().to_string(), "model.0.weight");
         assert_eq!(std::path::Path::new("dir/ünï cödé.st").shown().to_string(), "dir/ünï cödé.st");
     }
@@ -174,6 +181,9 @@ mod tests {
         assert_eq!(shell_word(Path::new("$(id)`id`")), "'$(id)`id`'");
         assert_eq!(shell_word(Path::new("we ird\n\x1b[2J\t'\\.st")), "$'we ird\\x0a\\x1b[2J\\x09\\'\\\\.st'");
         assert_eq!(shell_word(Path::new("a\u{202e}b")), "$'a\\xe2\\x80\\xaeb'");
+        assert_eq!(shell_word(Path::new("a\u{2028}b")), "$'a\\xe2\\x80\\xa8b'");
+        assert_eq!(shell_word(Path::new("=eq.st")), "'=eq.st'");
+        assert_eq!(shell_word(Path::new("a=b.st")), "a=b.st");
         assert_eq!(shell_word(Path::new("ünï cödé")), "'ünï cödé'");
         use std::os::unix::ffi::OsStrExt;
         assert_eq!(shell_word(Path::new(std::ffi::OsStr::from_bytes(b"caf\xe9"))), "$'caf\\xe9'");

@@ -32,7 +32,7 @@ use crate::evaluation::Evaluation;
 use crate::files::SaveTarget;
 use crate::outputs;
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::terminal::{self, shell_word};
+use crate::terminal;
 use crate::signal::StopCondition;
 use crate::weights::{Entry, RunState, Weights, CHECKPOINT_FORMAT};
 use anyhow::{bail, Context, Result};
@@ -426,7 +426,7 @@ impl Run<'_> {
             return Interrupted(format!("{place}; nothing saved (give --save FILE to be able to resume)")).into();
         };
         let p = target.path();
-        let resume = format!("--resume {}{}", shell_word(p), model.threads().map(|t| format!(" --threads {t}")).unwrap_or_default());
+        let resume = outputs::resume_flags(p, model.threads());
         match self.save(model, epoch, batch) {
             Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.shown())).into(),
             Err(e) => {

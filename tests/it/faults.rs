@@ -679,6 +679,32 @@ fn outputs_onto_the_data_files_are_refused() {
     refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&labels), "--data-dir", d], &["--out", "is the MNIST file"]);
     refused(&["eval", "--model", "mlp", "--weights", s(&w), "--metrics", s(&labels), "--data-dir", d], &["--metrics", "is the MNIST file"]);
     assert_eq!(std::fs::read(&labels).unwrap(), before, "the data is untouched");
+    // The names of copies that are not there: a file there would be read as one.
+    for free in [format!("{TEST_LABELS}.gz"), TEST_LABELS.replace("-idx", ".idx"), "train-images.idx3-ubyte.gz".to_string()] {
+        let p = data.path().join(&free);
+        let phrase = "is a name under which the run reads an MNIST file: a file written there would be taken for MNIST data";
+        refused(&["mlp", "--train-size", "600", "--save", s(&p), "--data-dir", d], &[&format!("--save {}", s(&p)), phrase]);
+        refused(&["mlp", "--train-size", "600", "--metrics", s(&p), "--data-dir", d], &[phrase]);
+        refused(&["trace", "--model", "mlp", "--weights", s(&w), "--out", s(&p), "--data-dir", d], &["is a name under which the trace reads an MNIST file"]);
+        assert!(!p.exists(), "{free}: nothing is written there");
+    }
+}
+
+/// A command refused after its outputs were checked (its data missing, too small) leaves no
+/// metrics file it made; a log that was there is kept as it was.
+#[test]
+fn a_refused_command_leaves_no_metrics_file_it_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_data(700);
+    let m = tmp.path().join("new.jsonl");
+    let missing = tmp.path().join("nowhere");
+    refused(&["mlp", "--epochs", "1", "--metrics", s(&m), "--data-dir", s(&missing)], &["does not exist"]);
+    assert!(!m.exists(), "no file is left by the refusal");
+    refused(&["mlp", "--epochs", "1", "--train-size", "99999", "--metrics", s(&m), "--data-dir", s(data.path())], &["--train-size 99999"]);
+    assert!(!m.exists(), "no file is left by the refusal");
+    std::fs::write(&m, "").unwrap();
+    refused(&["mlp", "--epochs", "1", "--metrics", s(&m), "--data-dir", s(&missing)], &["does not exist"]);
+    assert!(m.exists(), "an empty log the user made stays");
 }
 
 /// The lock is only ever nnmnist's own file: a link or somebody's file at its name is
@@ -696,6 +722,17 @@ fn the_lock_never_takes_over_another_file() {
     refused(&["mlp", "--save", s(&ck)], &["holds something else than an nnmnist lock"]);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert_eq!(std::fs::read_to_string(tmp.path().join(".q.st.lock")).unwrap(), "notes of mine");
+    // A pid file of the user's (digits), and a hard link to one: neither is written.
+    std::fs::write(tmp.path().join(".q.st.lock"), "4242\n").unwrap();
+    refused(&["mlp", "--save", s(&ck)], &["holds something else than an nnmnist lock"]);
+    assert_eq!(std::fs::read_to_string(tmp.path().join(".q.st.lock")).unwrap(), "4242\n");
+    std::fs::remove_file(tmp.path().join(".q.st.lock")).unwrap();
+    let pid_file = tmp.path().join("my.pid");
+    std::fs::write(&pid_file, "").unwrap();
+    std::fs::hard_link(&pid_file, tmp.path().join(".q.st.lock")).unwrap();
+    refused(&["mlp", "--save", s(&ck)], &[".q.st.lock has 2 hard links, so it is not nnmnist's lock file"]);
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), "", "the linked file is not written");
+    assert!(tmp.path().join(".q.st.lock").exists(), "nor removed");
 }
 
 /// stdout to a full disk is an error for a command whose product is stdout; metrics on a
@@ -1104,7 +1141,7 @@ fn a_refused_save_touches_nothing_beside_it() {
     refused(&["convnet", "--device", "cpu", "--threads", "1", "--train-size", "640", "--save", s(&ck), "--data-dir", s(data.path())], &[
         s(&ck),
         "holds an unfinished convnet run (0 of 2 epochs and 3 batches done)",
-        "continue it with --resume",
+        &format!("continue it with --resume {} --threads 1, or", s(&ck)),
     ]);
     assert_eq!(std::fs::read(&backup).unwrap(), checkpoint, "the backup survives the refusal");
     assert_eq!(std::fs::read(&ck).unwrap(), checkpoint, "the unfinished run is intact");
