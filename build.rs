@@ -34,8 +34,13 @@ fn main() {
     let version_py = libtorch.join("version.py");
     println!("cargo:rerun-if-changed={}", version_py.display());
     let build = fs::read_to_string(&version_py).ok().and_then(|text| torch_layout::parse_version_py(&text));
-    if build.is_none() {
-        println!("cargo:warning=cannot read torch's version from {}: NNMNIST_TORCH_VERSION and NNMNIST_TORCH_CUDA are empty", version_py.display());
+    match &build {
+        None => println!("cargo:warning=cannot read torch's version from {}: NNMNIST_TORCH_VERSION and NNMNIST_TORCH_CUDA are empty", version_py.display()),
+        Some(b) => {
+            if let Some(why) = torch_layout::version_mismatch(&b.version) {
+                fail(&format!("{why} (in {})", libtorch.display()));
+            }
+        }
     }
     let version = build.as_ref().map_or("", |b| b.version.as_str());
     let cuda = build.as_ref().and_then(|b| b.cuda.as_deref()).unwrap_or("");

@@ -15,6 +15,21 @@ pub struct TorchBuild {
     pub cuda: Option<String>,
 }
 
+/// The libtorch release tch 0.24.0 is written against: torch 2.11.x.
+pub const TORCH_SERIES: &str = "2.11";
+
+/// Why a torch build of version `version` ("2.11.0+cu130") cannot be built against, if it
+/// cannot: tch's C++ bindings match one libtorch release, and another one fails to compile
+/// (or links and misbehaves).
+pub fn version_mismatch(version: &str) -> Option<String> {
+    let release = version.split('+').next().unwrap_or(version);
+    let series: Vec<&str> = release.split('.').take(2).collect();
+    if series.join(".") == TORCH_SERIES {
+        return None;
+    }
+    Some(format!("this nnmnist (tch 0.24.0) needs libtorch {TORCH_SERIES}.x, and the torch it found is {version}"))
+}
+
 /// Parses torch/version.py (`__version__ = '2.11.0+cu130'`, `cuda: Optional[str] = '13.0'`).
 /// Returns None when the text has no `__version__` line.
 pub fn parse_version_py(text: &str) -> Option<TorchBuild> {
@@ -113,6 +128,17 @@ mod tests {
         "nvidia/cuda_runtime/include/cuda_runtime_api.h",
         "nvidia/cuda_runtime/lib/libcudart.so.12",
     ];
+
+    #[test]
+    fn only_torch_2_11_is_built_against() {
+        for ok in ["2.11.0", "2.11.0+cu130", "2.11.1+cpu", "2.11.0+cu126"] {
+            assert_eq!(version_mismatch(ok), None, "{ok}");
+        }
+        for other in ["2.12.0+cu130", "2.1.1", "2.10.0+cpu", "3.11.0", "2.110.0", ""] {
+            let why = version_mismatch(other).unwrap_or_else(|| panic!("{other} passed"));
+            assert!(why.contains("needs libtorch 2.11.x") && why.contains(&format!("found is {other}")), "{why}");
+        }
+    }
 
     #[test]
     fn version_py_of_a_cuda_and_a_cpu_build() {
