@@ -14,7 +14,6 @@ use crate::evaluation::argmax;
 use crate::terminal::print;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
-use std::io::IsTerminal;
 
 /// Shades from blank to full, for the plain drawing.
 const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
@@ -60,11 +59,10 @@ pub fn run(args: &ShowSpec) -> Result<()> {
     Ok(())
 }
 
-/// Colour unless NO_COLOR is set (to anything non-empty, see no-color.org) or stdout is not
-/// a terminal.
+/// Colour where stdout takes it ([`crate::terminal::colour`]: a terminal, NO_COLOR,
+/// CLICOLOR, CLICOLOR_FORCE, TERM=dumb).
 pub fn use_color() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !no_color && std::io::stdout().is_terminal()
+    crate::terminal::colour(&std::io::stdout())
 }
 
 /// Draws a 28x28 image (784 u8, row-major, 0 = background) as 14 framed lines of 28

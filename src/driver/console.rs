@@ -1,7 +1,8 @@
 //! Console output of a run: lines go to stdout; on a terminal a progress bar on stderr shows
-//! the batches of the current epoch.
+//! the batches of the current epoch. indicatif draws the bar only where stderr is a terminal
+//! that can move its cursor (not a file, a pipe, `TERM=dumb` or an unset TERM, whose logs
+//! would show its escape sequences raw); elsewhere the bar is hidden and costs nothing.
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 
 /// Stdout lines, with a progress bar on stderr when stderr is a terminal. Once stdout is
 /// closed (`| head`), the run goes on and prints nothing more there: the checkpoint and the
@@ -17,19 +18,17 @@ impl Console {
         Console::default()
     }
 
-    /// Starts the bar for one epoch of `batches` steps (no-op when stderr is not a terminal).
+    /// Starts the bar for one epoch of `batches` steps (hidden where stderr is no terminal).
     pub fn start_epoch(&mut self, label: &str, batches: usize) {
         self.finish();
-        if wants_bar(std::io::stderr().is_terminal(), std::env::var_os("TERM").as_deref()) {
-            let bar = ProgressBar::new(batches as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {elapsed_precise} (eta {eta}) {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(label.to_string());
-            self.bar = Some(bar);
-        }
+        let bar = ProgressBar::new(batches as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {elapsed_precise} (eta {eta}) {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        self.bar = Some(bar);
     }
 
     /// Advances the bar to `pos` batches done.
@@ -62,28 +61,8 @@ impl Console {
     }
 }
 
-/// A progress bar only on a terminal that can move its cursor: not on `TERM=dumb` (Emacs
-/// shells, some CI logs), which would show its escape sequences (`ESC[2K`) raw.
-fn wants_bar(stderr_is_terminal: bool, term: Option<&std::ffi::OsStr>) -> bool {
-    stderr_is_terminal && term.is_none_or(|t| t != "dumb")
-}
-
 impl Drop for Console {
     fn drop(&mut self) {
         self.finish();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wants_bar;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn no_bar_on_a_dumb_terminal_or_off_a_terminal() {
-        assert!(wants_bar(true, Some(OsStr::new("xterm-256color"))));
-        assert!(wants_bar(true, None));
-        assert!(!wants_bar(true, Some(OsStr::new("dumb"))));
-        assert!(!wants_bar(false, Some(OsStr::new("xterm"))));
     }
 }

@@ -24,4 +24,5 @@ mod pytorch_files;
 mod show;
 mod signals;
 mod tensor_files;
+mod terminal_output;
 mod torch_layout;
