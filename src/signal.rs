@@ -118,10 +118,9 @@ impl Stop {
                 crate::terminal::note(format_args!("{name}: stopping (nothing is being trained, so there is nothing to save)"));
             }
         }
-        // _exit, not exit: the main thread may be inside libtorch, and running its static
-        // destructors under it corrupts the heap.
-        // SAFETY: _exit ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(exit_code(sig)) }
+        // _exit (signal-hook's safe wrapper), not exit: the main thread may be inside
+        // libtorch, and running its static destructors under it corrupts the heap.
+        signal_hook::low_level::exit(exit_code(sig))
     }
 }
 
