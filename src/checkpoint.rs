@@ -47,8 +47,8 @@ fn serialize_with(entries: &[Entry], meta: &Option<HashMap<String, String>>) -> 
             Ok((e.name.clone(), TensorView::new(dtype, e.shape.clone(), b)?))
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-        .map_err(|e| anyhow!("cannot serialise tensors ({e:?})"))?;
-    safetensors::tensor::serialize(views, meta).map_err(|e| anyhow!("cannot serialise tensors ({e:?})"))
+        .map_err(|e| anyhow!("cannot serialise tensors ({e})"))?;
+    safetensors::tensor::serialize(views, meta.clone()).map_err(|e| anyhow!("cannot serialise tensors ({e})"))
 }
 
 /// Writes `entries` (and `state`, if any) to `target`.

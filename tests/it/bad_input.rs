@@ -233,7 +233,7 @@ fn write_with_dtype(path: &Path, dtype: safetensors::Dtype, bytes_per_value: usi
         .iter()
         .map(|(n, shape, dt, b)| (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), b).unwrap()))
         .collect();
-    std::fs::write(path, safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+    std::fs::write(path, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
 }
 
 #[test]

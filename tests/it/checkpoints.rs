@@ -132,7 +132,7 @@ proptest! {
         let _ = RunState::parse(&json);
         let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 1], &[0, 0, 0, 63]).unwrap();
         let meta = std::collections::HashMap::from([("nnmnist".to_string(), json)]);
-        let bytes = safetensors::tensor::serialize(vec![("0.weight".to_string(), view)], &Some(meta)).unwrap();
+        let bytes = safetensors::tensor::serialize(vec![("0.weight".to_string(), view)], Some(meta)).unwrap();
         let _ = Weights::from_bytes(Path::new("x"), &bytes);
     }
 }

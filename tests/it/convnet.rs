@@ -137,7 +137,7 @@ fn safetensors_round_trip() {
     // shapes and dtype F32, so `model.load_state_dict(load_file(f))` takes it.
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names = st.names().into_iter().cloned().collect::<Vec<_>>();
+    let mut names = st.names().into_iter().map(str::to_string).collect::<Vec<_>>();
     names.sort();
     let mut expected: Vec<String> = KEYS.iter().map(|(k, _)| k.to_string()).collect();
     expected.sort();

@@ -24,7 +24,7 @@ fn f64s(v: &[f64]) -> Vec<u8> {
 fn write(path: &Path, tensors: &[T], order: Option<&[&str]>) {
     let views: Vec<(String, TensorView)> = tensors.iter().map(|(n, d, shape, b)| (n.to_string(), TensorView::new(*d, shape.clone(), b).unwrap())).collect();
     let meta = order.map(|o| HashMap::from([("order".to_string(), serde_json::to_string(o).unwrap())]));
-    std::fs::write(path, safetensors::tensor::serialize(views, &meta).unwrap()).unwrap();
+    std::fs::write(path, safetensors::tensor::serialize(views, meta).unwrap()).unwrap();
 }
 
 /// A small "model": three float32 tensors.
@@ -112,7 +112,7 @@ fn the_recorded_order_decides_which_divergence_is_first_and_sort_name_overrides_
     let m = model();
     let views: Vec<(String, TensorView)> = m.iter().map(|(n, d, shape, b)| (n.to_string(), TensorView::new(*d, shape.clone(), b).unwrap())).collect();
     let meta = Some(HashMap::from([("order".to_string(), "by size".to_string())]));
-    std::fs::write(&a, safetensors::tensor::serialize(views, &meta).unwrap()).unwrap();
+    std::fs::write(&a, safetensors::tensor::serialize(views, meta).unwrap()).unwrap();
     let (code, out, err) = diff(&[s(&a), s(&b)]);
     assert_eq!(code, 0, "{out}");
     assert!(err.contains("its metadata \"order\" is not a JSON list of names"), "{err}");
