@@ -7,7 +7,8 @@
 //! view_metadata)`; a module class by `("module", class, source file, source)`.
 use super::pickle::{self, Budget, Value};
 use super::torch::{self, Listing};
-use super::{pickle_budget, DType, Source};
+use super::input::{pickle_budget, Source};
+use super::DType;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 

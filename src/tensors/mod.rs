@@ -11,6 +11,7 @@
 //! take at most [`pickle_budget`] of memory; a storage's claimed size is checked against the
 //! bytes the file has before anything is allocated, and allocations are fallible.
 pub mod dtype;
+mod input;
 mod legacy;
 pub mod pickle;
 pub mod safetensors;
@@ -18,7 +19,10 @@ pub mod torch;
 mod zip;
 
 pub use dtype::DType;
+pub use input::{alloc, pickle_budget};
 pub use torch::NESTED_KEYS;
+
+use input::Source;
 
 use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Result};
@@ -34,12 +38,6 @@ pub const META_KEY: &str = "nnmnist";
 /// list of names, e.g. `["model.0", "model.1", "loss", ...]`): a trace's causal order,
 /// which the data's order (by dtype, then name) loses.
 pub const ORDER_KEY: &str = "order";
-
-/// The memory that reading one file's pickles may take, for pickles of `real` bytes in the
-/// file (compressed, for a deflated zip entry): 32 MiB, plus 4 times what the file holds.
-pub fn pickle_budget(real: u64) -> u64 {
-    (32 << 20) + 4 * real
-}
 
 /// How a file was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,20 +160,6 @@ fn contiguous(shape: &[usize], strides: &[usize]) -> bool {
     }
     true
 }
-
-/// An empty buffer with room for `n` bytes, or an error (never an abort) when the memory
-/// cannot be had.
-pub fn alloc(n: u64) -> std::result::Result<Vec<u8>, String> {
-    let mut v = Vec::new();
-    usize::try_from(n).ok().and_then(|n| v.try_reserve_exact(n).ok()).ok_or_else(|| format!("cannot allocate {n} bytes for it"))?;
-    Ok(v)
-}
-
-/// Bytes nnmnist reads a tensor file from: a file, or bytes in memory.
-trait Input: Read + Seek + Send {}
-impl<T: Read + Seek + Send> Input for T {}
-
-type Source = Box<dyn Input>;
 
 /// What a tensor's bytes are read through.
 enum Reader {

@@ -15,7 +15,7 @@
 //! `zip` crate keeps the last, `torch.load` the first).
 use super::pickle::{self, Budget};
 use super::torch::{self, Listing};
-use super::{alloc, pickle_budget, Source};
+use super::input::{alloc, pickle_budget, Source};
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use zip::read::{ArchiveOffset, Config};
