@@ -25,7 +25,8 @@
 // Index loops over fixed-width lane arrays are the clearest way to write these kernels.
 #![allow(clippy::needless_range_loop)]
 use super::cost::{sigmoid, Cost};
-use super::network::{Network, Sgd};
+use super::network::Network;
+use super::rule::Sgd;
 use super::sparse::{unpack, SparseImages};
 use crate::evaluation::{argmax, Evaluation};
 
@@ -77,8 +78,20 @@ impl std::ops::DerefMut for Lanes {
 }
 
 /// Pads a width to a multiple of 8 lanes.
-pub(crate) fn round_up(n: usize) -> usize {
+fn round_up(n: usize) -> usize {
     n.div_ceil(8) * 8
+}
+
+/// About how many bytes training a network of `sizes` takes: the weights in f64 four times
+/// over (the reference layout, the fast layout, its transposed copy and the gradient), plus
+/// per-neuron buffers for batches of up to 256 images. The fast layout pads every layer's
+/// width to a multiple of 8 lanes, so a deep network of narrow layers costs 8 times its
+/// neuron count in buffers (60,000 one-neuron layers: about 3 GB).
+pub fn network_bytes(sizes: &[usize]) -> u128 {
+    let pad = |n: usize| round_up(n) as u128;
+    let weights: u128 = sizes.windows(2).map(|w| pad(w[0]) * pad(w[1])).sum();
+    let neurons: u128 = sizes.iter().map(|&n| pad(n)).sum();
+    8 * (4 * weights + 3 * 256 * neurons)
 }
 
 /// Which compiled copy of the kernels runs.

@@ -1,10 +1,12 @@
 //! The MLP's hyperparameters (nn.py's and network2.py's), their defaults and their checks:
-//! one set of checks for values from flags and from checkpoints.
+//! one set of checks for values from flags and from checkpoints; layer sizes as `--sizes`
+//! writes them ([`join_sizes`]).
 use super::cost::Cost;
+use super::fast::network_bytes;
+use super::rule::Init;
 use crate::data::{CLASSES, PIXELS};
 use crate::checks::{check_non_negative, check_positive};
 use anyhow::{bail, Result};
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 /// nn.py: `Network([784, 30, 10])`.
@@ -16,15 +18,6 @@ pub const DEFAULT_ETA: f64 = 3.0;
 pub const DEFAULT_LAMBDA: f64 = 0.0;
 /// nn.py trains on the first 50,000 training images (the rest is Nielsen's validation set).
 pub const DEFAULT_TRAIN_SIZE: usize = 50_000;
-
-#[derive(ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Init {
-    /// nn.py: every weight and bias from N(0, 1)
-    Normal,
-    /// network2.py: weights from N(0, 1/fan_in), biases from N(0, 1)
-    Scaled,
-}
 
 /// What a checkpoint stores of an MLP run besides the schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,7 +68,7 @@ pub fn check_sizes(sizes: &[usize]) -> Result<()> {
             let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
             bail!(
                 "--sizes {}: the network's weights and training buffers need about {:.1} GiB, and this machine has {:.1} GiB available",
-                super::join_sizes(sizes),
+                join_sizes(sizes),
                 gib(bytes),
                 gib(available as u128)
             );
@@ -84,16 +77,9 @@ pub fn check_sizes(sizes: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// About how many bytes training a network of `sizes` takes: the weights in f64 four times
-/// over (the reference layout, the fast layout, its transposed copy and the gradient), plus
-/// per-neuron buffers for batches of up to 256 images. The fast layout pads every layer's
-/// width to a multiple of 8 lanes, so a deep network of narrow layers costs 8 times its
-/// neuron count in buffers (60,000 one-neuron layers: about 3 GB).
-pub fn network_bytes(sizes: &[usize]) -> u128 {
-    let pad = |n: usize| super::fast::round_up(n) as u128;
-    let weights: u128 = sizes.windows(2).map(|w| pad(w[0]) * pad(w[1])).sum();
-    let neurons: u128 = sizes.iter().map(|&n| pad(n)).sum();
-    8 * (4 * weights + 3 * 256 * neurons)
+/// "784,30,10".
+pub fn join_sizes(sizes: &[usize]) -> String {
+    sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// The memory available to a new allocation (Linux's MemAvailable), if known.

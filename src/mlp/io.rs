@@ -1,7 +1,7 @@
 //! MLP weights as files: PyTorch's nn.Sequential(Linear, Sigmoid, Linear, ...) state_dict
 //! keys (`0.weight`, `0.bias`, `2.weight`, ...), F64 as nnmnist writes them, F32 or F64 read.
 use crate::terminal::Shown;
-use super::hyper::check_sizes;
+use super::hyper::{check_sizes, join_sizes};
 use super::network::Network;
 use crate::weights::{Entry, Weights};
 use anyhow::{anyhow, bail, Result};
@@ -46,11 +46,6 @@ impl Network {
 /// The state_dict keys of an MLP of `sizes`, in order.
 pub fn keys(sizes: &[usize]) -> Vec<String> {
     (0..sizes.len() - 1).flat_map(|i| [format!("{}.weight", 2 * i), format!("{}.bias", 2 * i)]).collect()
-}
-
-/// "784,30,10".
-pub fn join_sizes(sizes: &[usize]) -> String {
-    sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// The layer sizes of an MLP weights file, read from the shapes of `0.weight`, `2.weight`, ...

@@ -9,6 +9,7 @@
 //! - [`fast`]: [`fast::FastNet`], the same arithmetic laid out for speed (sparse first
 //!   layer, runtime-selected SIMD), bit for bit equal to [`Network`]; [`sparse`]: the images
 //!   as it reads them;
+//! - [`rule`]: how a network starts ([`Init`]) and each step's rule ([`Sgd`]);
 //! - [`hyper`]: the hyperparameters and their checks; [`io`]: weights files; [`shuffle`]:
 //!   the random streams;
 //! - [`model`]: the plug-in of the run driver ([`crate::driver`]), training either
@@ -21,12 +22,14 @@ pub mod io;
 pub mod matrix;
 pub mod model;
 pub mod network;
+pub mod rule;
 pub mod shuffle;
 pub mod sparse;
 
 pub use cost::{one_hot, pixels_f64, sigmoid, sigmoid_prime, Cost};
-pub use hyper::{check_sizes, Hyper, Init};
-pub use io::{infer_sizes, join_sizes, network_of};
+pub use hyper::{check_sizes, join_sizes, Hyper};
+pub use io::{infer_sizes, network_of};
 pub use model::{Engine, Mlp, Options};
-pub use network::{Network, Sgd};
+pub use network::Network;
+pub use rule::{Init, Sgd};
 pub use shuffle::epoch_order;

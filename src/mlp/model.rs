@@ -4,7 +4,8 @@
 use super::cost::Cost;
 use super::fast::FastNet;
 use super::hyper::{Hyper, DEFAULT_TRAIN_SIZE};
-use super::network::{mini_batch, Network, Sgd};
+use super::network::{mini_batch, Network};
+use super::rule::Sgd;
 use super::shuffle::epoch_order;
 use super::sparse::SparseImages;
 use crate::data::{Mnist, Split};
@@ -124,7 +125,7 @@ impl Model for Mlp {
     fn check_weights(hyper: &Hyper, weights: &Weights) -> Result<()> {
         Network::from_weights(weights, &hyper.sizes).map(|_| ()).map_err(|e| match super::io::infer_sizes(weights) {
             Ok(sizes) if sizes != hyper.sizes => {
-                let s = super::io::join_sizes(&sizes);
+                let s = super::hyper::join_sizes(&sizes);
                 // The hint is offered only where --sizes would then be accepted.
                 match super::hyper::check_sizes(&sizes) {
                     Ok(()) => anyhow::anyhow!("{e:#} (its layers are {s}: pass --sizes {s})"),

@@ -9,8 +9,8 @@
 //! of shape (m, sizes[0]): image j is row j (nn.py's (784, m) matrix, transposed in memory,
 //! the same numbers). Targets `y` are (m, 10) one-hot rows.
 use super::cost::{sigmoid, sigmoid_prime, Cost};
-use super::hyper::Init;
 use super::matrix::{add_row, dot, dot_at, dot_bt, sum_rows};
+use super::rule::{Init, Sgd};
 use crate::evaluation::argmax;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -22,16 +22,6 @@ pub struct Network {
     pub sizes: Vec<usize>,
     pub weights: Vec<Vec<f64>>,
     pub biases: Vec<Vec<f64>>,
-}
-
-/// The gradient-descent rule of a run (network2.py's `SGD` arguments): the learning rate
-/// `eta`, the cost, and L2 regularisation `lambda` over a training set of `n` images.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sgd {
-    pub eta: f64,
-    pub cost: Cost,
-    pub lambda: f64,
-    pub n: usize,
 }
 
 /// The activations of one forward pass over a mini-batch of `m` images:
