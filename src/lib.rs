@@ -34,6 +34,7 @@ pub mod mlp;
 pub mod outputs;
 pub mod nvidia;
 pub mod signal;
+pub mod system;
 pub mod tensors;
 pub mod terminal;
 pub mod torch_rng;

@@ -18,6 +18,7 @@ use crate::classifier::ModelKind;
 use crate::convnet::{self, images_tensor, labels_tensor, Net};
 use crate::data::{self, Mnist, Split};
 use crate::outputs::Plan;
+use crate::system::{available_memory, free_space};
 use crate::mlp::{self, one_hot, pixels_f64, Cost, Network};
 use crate::weights::{Entry, Weights};
 use anyhow::{bail, Context, Result};
@@ -86,7 +87,7 @@ pub fn trace_bytes(spec: &TraceSpec, weights: &Weights) -> Result<u128> {
 fn check_size(spec: &TraceSpec, weights: &Weights) -> Result<()> {
     let bytes = trace_bytes(spec, weights)?;
     let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
-    if let Some(available) = mlp::hyper::available_memory() {
+    if let Some(available) = available_memory() {
         if 3 * bytes > available as u128 {
             bail!(
                 "--batch-size {}: the trace holds about {:.1} GiB ({:.1} GiB of tensors, about three times over) and this machine has {:.1} GiB available: use a smaller --batch-size",
@@ -110,17 +111,6 @@ fn check_size(spec: &TraceSpec, weights: &Weights) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The bytes an unprivileged user may still write on the file system of `dir`, if known.
-fn free_space(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct it is given from a NUL-terminated path.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
-    }
 }
 
 /// Training images [start, start + N).

@@ -6,6 +6,7 @@ use super::fast::network_bytes;
 use super::rule::Init;
 use crate::data::{CLASSES, PIXELS};
 use crate::checks::{check_non_negative, check_positive};
+use crate::system::available_memory;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -80,12 +81,4 @@ pub fn check_sizes(sizes: &[usize]) -> Result<()> {
 /// "784,30,10".
 pub fn join_sizes(sizes: &[usize]) -> String {
     sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
-}
-
-/// The memory available to a new allocation (Linux's MemAvailable), if known.
-pub fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
 }
