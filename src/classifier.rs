@@ -1,7 +1,7 @@
 //! Saved weights of either network, ready to classify: what `eval` and `show` use.
-use crate::driver::Model;
 use crate::terminal::Shown;
-use crate::convnet::{self, images_tensor, labels_tensor, Net};
+use crate::convnet::eval;
+use crate::convnet::{images_tensor, labels_tensor, Net};
 use crate::data::{Split, CLASSES};
 use crate::evaluation::Evaluation;
 use crate::mlp::fast::FastNet;
@@ -20,11 +20,11 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// The model's name in checkpoints and metrics ([`Model::NAME`]).
+    /// The model's name in checkpoints and metrics ([`crate::driver::Model::NAME`]).
     pub fn name(self) -> &'static str {
         match self {
-            ModelKind::Convnet => <crate::convnet::Convnet as Model>::NAME,
-            ModelKind::Mlp => <crate::mlp::Mlp as Model>::NAME,
+            ModelKind::Convnet => crate::convnet::net::NAME,
+            ModelKind::Mlp => crate::mlp::network::NAME,
         }
     }
 }
@@ -63,7 +63,7 @@ impl Classifier {
                 let cost = weights
                     .state
                     .as_ref()
-                    .filter(|s| s.model == "mlp")
+                    .filter(|s| s.model == crate::mlp::network::NAME)
                     .and_then(|s| serde_json::from_value::<Cost>(s.hyper.get("cost")?.clone()).ok())
                     .unwrap_or(Cost::Quadratic);
                 Classifier::Mlp(network_of(weights)?, cost)
@@ -77,7 +77,7 @@ impl Classifier {
         match self {
             Classifier::Convnet(net) => {
                 let device = net.device();
-                convnet::eval::evaluate(net, &images_tensor(&test.images, device), &labels_tensor(&test.labels, device))
+                eval::evaluate(net, &images_tensor(&test.images, device), &labels_tensor(&test.labels, device))
             }
             Classifier::Mlp(net, cost) => {
                 let mut fast = FastNet::from_network(net, 256);

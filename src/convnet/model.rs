@@ -43,7 +43,7 @@ pub struct Convnet {
 }
 
 impl Model for Convnet {
-    const NAME: &'static str = "convnet";
+    const NAME: &'static str = super::net::NAME;
     fn diverged_hint(hyper: &Hyper) -> String {
         if hyper.weight_decay > 0.0 {
             format!("a smaller learning rate (--lr) or a smaller weight decay (--weight-decay, now {:?})", hyper.weight_decay)

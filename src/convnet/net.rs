@@ -28,6 +28,9 @@ use std::path::Path;
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
+/// The convnet's name in checkpoints, metrics and `--model`.
+pub const NAME: &str = "convnet";
+
 /// One layer of an `nn.Sequential`, as nn_convnet.py writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {

@@ -103,7 +103,7 @@ impl Mlp {
 }
 
 impl Model for Mlp {
-    const NAME: &'static str = "mlp";
+    const NAME: &'static str = super::network::NAME;
     fn diverged_hint(hyper: &Hyper) -> String {
         if hyper.lambda > 0.0 {
             // L2 multiplies the weights by 1 - eta*lambda/n each step: far from (0, 1], it is

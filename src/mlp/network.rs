@@ -15,6 +15,9 @@ use crate::evaluation::argmax;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+/// The MLP's name in checkpoints, metrics and `--model`.
+pub const NAME: &str = "mlp";
+
 /// A fully connected sigmoid network. `sizes` = neurons per layer, input first;
 /// `weights[i]`: (sizes[i+1], sizes[i]) row-major; `biases[i]`: (sizes[i+1]).
 #[derive(Clone, Debug, PartialEq)]
