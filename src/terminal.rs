@@ -90,11 +90,21 @@ fn invisible(c: char) -> bool {
     escaped || matches!(c as u32, 0x00AD | 0x061C | 0x115F | 0x1160 | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFEFF | 0xFFA0 | 0xFFF9..=0xFFFB)
 }
 
-/// Whether `stream` gets colour and other escape codes: anstream's rule, as clap's own
-/// help follows it: never with NO_COLOR set, always with CLICOLOR_FORCE, never with
-/// CLICOLOR=0, else only on a terminal that is not `TERM=dumb`.
-pub fn colour(stream: &impl anstream::stream::RawStream) -> bool {
-    anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
+/// Whether `stream` gets colour and other escape codes, the one rule for every stream
+/// nnmnist writes: never with NO_COLOR set (not empty); always with CLICOLOR_FORCE set (not
+/// empty); never with CLICOLOR=0; else only on a terminal whose TERM is set and is not
+/// `dumb`. These are anstream's tests (through anstyle-query), except that a `CI` variable
+/// does not turn colour on for a terminal that says it takes none.
+pub fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    if anstyle_query::no_color() {
+        false
+    } else if anstyle_query::clicolor_force() {
+        true
+    } else if anstyle_query::clicolor() == Some(false) {
+        false
+    } else {
+        stream.is_terminal() && anstyle_query::term_supports_color()
+    }
 }
 
 /// `.shown()`: a name or path as [`Escaped`] text, for every message that prints one.

@@ -39,7 +39,7 @@ fn show_colours_only_where_the_stream_takes_them() {
     assert!(on_a_terminal(&args, &term).contains("\x1b[38;5;"), "a colour terminal gets colour");
     assert!(!piped(&args, &term).contains(ESC), "a pipe gets none");
     assert!(piped(&args, &[("TERM", "xterm-256color"), ("CLICOLOR_FORCE", "1")]).contains("\x1b[38;5;"), "CLICOLOR_FORCE forces it");
-    for env in [&[("TERM", "dumb")][..], &[("TERM", "xterm-256color"), ("NO_COLOR", "1")], &[("TERM", "xterm-256color"), ("CLICOLOR", "0")], &[("TERM", "xterm"), ("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")]] {
+    for env in [&[("TERM", "dumb")][..], &[("TERM", "dumb"), ("CI", "true")], &[("TERM", "dumb"), ("CLICOLOR", "1")], &[("TERM", "xterm-256color"), ("NO_COLOR", "1")], &[("TERM", "xterm-256color"), ("CLICOLOR", "0")], &[("TERM", "xterm"), ("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")]] {
         let text = on_a_terminal(&args, env);
         assert!(!text.contains(ESC) && text.contains('█'), "{env:?}: the plain drawing, no escape code:\n{text}");
     }
@@ -51,7 +51,20 @@ fn the_progress_bar_is_drawn_only_on_a_terminal_that_moves_its_cursor() {
     let args = ["mlp", "--train-size", "3000", "--test-size", "100", "--epochs", "1", "--data-dir", s(&data)];
     let shown = on_a_terminal(&args, &[("TERM", "xterm-256color")]);
     assert!(shown.contains("batches") && shown.contains(ESC), "the bar on a terminal:\n{shown}");
-    let dumb = on_a_terminal(&args, &[("TERM", "dumb")]);
+    let dumb = on_a_terminal(&args, &[("TERM", "dumb"), ("CI", "true")]);
     assert!(!dumb.contains("batches") && !dumb.contains(ESC), "no bar on TERM=dumb:\n{dumb}");
     assert!(dumb.contains("Epoch 0:"), "{dumb}");
+}
+
+#[test]
+fn the_log_on_a_pipe_or_in_a_file_has_no_escape_code() {
+    let data = repo_data();
+    let mut cmd = common::nnmnist();
+    cmd.args(["mlp", "--train-size", "1000", "--test-size", "100", "--epochs", "1", "--data-dir", s(&data)]);
+    cmd.env("RUST_LOG", "nnmnist=info").env("TERM", "xterm-256color").env_remove("NO_COLOR").env_remove("CLICOLOR").env_remove("CLICOLOR_FORCE");
+    let out = cmd.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("INFO"), "RUST_LOG=nnmnist=info logs: {log}");
+    assert!(!log.contains(ESC), "no escape code in the log: {log:?}");
 }
