@@ -21,10 +21,14 @@ Examples:
 Logs go to stderr; set RUST_LOG=debug for more.";
 
 #[derive(Parser, Debug)]
-#[command(name = "nnmnist", version, about = "MNIST two ways: Nielsen's from-scratch MLP in plain Rust, and nn_convnet.py's convnet in tch (libtorch)", after_help = EXAMPLES)]
+#[command(name = "nnmnist", version, disable_version_flag = true, arg_required_else_help = true, about = "MNIST two ways: Nielsen's from-scratch MLP in plain Rust, and nn_convnet.py's convnet in tch (libtorch)", after_help = EXAMPLES)]
 pub struct Cli {
+    /// Print the version, libtorch's version and CUDA build, the CUDA devices seen, cuDNN and
+    /// the MLP's SIMD kernels (for a bug report)
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]

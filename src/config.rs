@@ -49,8 +49,10 @@ impl Job {
         }
     }
 
+    /// The job `cli` asks for (`--version` is answered before, in `main`).
     pub fn from_cli(cli: Cli) -> Result<Job> {
-        Ok(match cli.command {
+        let Some(command) = cli.command else { bail!("no command given: see nnmnist --help") };
+        Ok(match command {
             Command::Convnet(a) => {
                 let d = convnet::Hyper::default();
                 let hyper = convnet::Hyper { lr: a.lr.unwrap_or(d.lr), weight_decay: a.weight_decay.unwrap_or(d.weight_decay) };
