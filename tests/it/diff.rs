@@ -355,6 +355,42 @@ fn memory_stays_bounded_by_one_tensor() {
     assert!(peak - base < 48.0, "{peak:.0} MiB against {base:.0} MiB: more than a tensor at a time");
 }
 
+/// The CPU time (user and system, in seconds) `nnmnist diff FILE FILE` takes, its output
+/// discarded.
+fn cpu_seconds(file: &Path) -> f64 {
+    let mut child = crate::common::nnmnist().args(["diff", s(file), s(file)]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let (mut status, pid) = (0, child.id() as libc::pid_t);
+    // SAFETY: wait4 on our own child, not yet reaped, with a status and a rusage to fill.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut u), pid);
+        u
+    };
+    let _ = child.try_wait();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "diff {}: status {status}", file.display());
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The work of a diff grows with the number of tensors, not with its square: a file of
+/// 50,000 (empty) tensors against itself costs a few times what a file of 500 does (mostly
+/// the binary's start), where a name looked up by scanning every tensor would cost about a
+/// hundred times more.
+#[test]
+fn many_tensors_cost_time_in_proportion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |n: usize| {
+        let path = tmp.path().join(format!("many{n}.safetensors"));
+        let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        let tensors: Vec<T> = names.iter().map(|name| (name.as_str(), Dtype::F32, vec![0], Vec::new())).collect();
+        write(&path, &tensors, None);
+        path
+    };
+    let (few, many) = (cpu_seconds(&file(500)), cpu_seconds(&file(50_000)));
+    eprintln!("diff of a file with itself: {few:.2} s of CPU for 500 tensors, {many:.2} s for 50000");
+    assert!(many < 20.0 * few.max(0.05), "{many:.2} s for 50000 tensors against {few:.2} s for 500: more than in proportion");
+}
+
 /// scripts/reference/dump_tensors.py on nn_convnet.py's model writes the names `nnmnist
 /// trace` writes: one step from the same weights on the same batch, and `nnmnist diff`
 /// finds every one of the 27 tensors in both files, within tolerance, either way round.
