@@ -112,6 +112,31 @@ for name, legacy in (("whole_module", False), ("whole_module_legacy", True)):
     pairs[name] = dict(a=f"{name}.pt", b="whole_sd.safetensors", torch_equal=True, exit=0, phrase="tensors: 3 in all, 3 within", flags=[])
 
 
+# A value that is there twice is pickled once and read again through the memo: a
+# dictionary, a list, a submodule (tied weights); each place counts, as in the state_dict.
+shared = {"w": t([1.])}
+pair("shared_dict", {"a": shared, "b": shared}, {"a": {"w": t([1.])}, "b": {"w": t([1.])}}, 0)
+pair("shared_dict_legacy", {"a": shared, "b": shared}, {"a": {"w": t([1.])}, "b": {"w": t([1.])}}, 0, legacy=True)
+shared_list = [t([1.]), t([2.])]
+pair("shared_list", {"a": shared_list, "b": shared_list}, {"a": [t([1.]), t([2.])], "b": [t([1.]), t([3.])]}, 1,
+     "first divergence: b.1")
+
+
+class Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(2, 2)
+        self.b = self.a
+
+
+torch.manual_seed(3)
+tied = Tied()
+torch.save(tied, f"{out}/tied_module.pt")
+save_file({k: v.clone().contiguous() for k, v in tied.state_dict().items()}, f"{out}/tied_sd.safetensors")
+pairs["tied_module"] = dict(a="tied_module.pt", b="tied_sd.safetensors", torch_equal=True, exit=0,
+                            phrase="tensors: 4 in all, 4 within", flags=[])
+
+
 def safetensors_bytes(header, data):
     h = json.dumps(header).encode()
     return struct.pack("<Q", len(h)) + h + data
@@ -177,9 +202,13 @@ def torch_zip(path, pkl, storages=(), compress=zipfile.ZIP_STORED):
         z.writestr("archive/version", "3\n")
 
 
-# Memo puts that copy a 3000-element list 3000 times (6.6 KB).
+# Memo puts of a 3000-element list, 3000 of them (6.6 KB): no GET reads them, so nothing
+# is copied; a list of Nones, no tensors.
 torch_zip(f"{out}/memo_puts.pt", b"\x80\x02](" + b"N" * 3000 + b"e" + b"\x94" * 3000 + b".")
-hostile["memo_puts"] = dict(file="memo_puts.pt", phrase="more values than the")
+hostile["memo_puts"] = dict(file="memo_puts.pt", phrase="hold no tensors to compare", eval_phrase="missing tensor model.0.weight")
+# Memo gets that copy a 3000-element list 3000 times (12 KB).
+torch_zip(f"{out}/memo_gets.pt", b"\x80\x02](" + b"N" * 3000 + b"eq\x00(" + b"h\x00" * 3000 + b"l.")
+hostile["memo_gets"] = dict(file="memo_gets.pt", phrase="more values than the")
 # 16M stack slots from a deflated pickle of 16 KB.
 torch_zip(f"{out}/stack.pt", b"\x80\x02" + b"N" * 16_000_000 + b".", compress=zipfile.ZIP_DEFLATED)
 hostile["stack"] = dict(file="stack.pt", phrase="more values than the")
