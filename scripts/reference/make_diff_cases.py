@@ -137,6 +137,27 @@ pairs["tied_module"] = dict(a="tied_module.pt", b="tied_sd.safetensors", torch_e
                             phrase="tensors: 4 in all, 4 within", flags=[])
 
 
+def zip_entries(obj):
+    """The entries of torch.save's zip of `obj`: (name, bytes), in its order."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+        return [(n, z.read(n)) for n in z.namelist()]
+
+
+# A zip whose entries are in two folders: torch.load reads the first entry's folder and
+# refuses entries outside it (it has no verdict); nnmnist refuses it too, rather than read
+# the other folder's data.pkl.
+with zipfile.ZipFile(f"{out}/two_roots_a.pt", "w") as z:
+    for n, d in zip_entries({"w": t([1.])}):
+        z.writestr("first/" + n.split("/", 1)[1], d)
+    for n, d in zip_entries({"w": t([2.])}):
+        z.writestr(n.split("/", 1)[1], d)
+torch.save({"w": t([2.])}, f"{out}/two_roots_b.pt")
+pairs["two_roots"] = dict(a="two_roots_a.pt", b="two_roots_b.pt", torch_equal=False, exit=2,
+                          phrase="is outside the folder first/ of its first entry", flags=[])
+
+
 def safetensors_bytes(header, data):
     h = json.dumps(header).encode()
     return struct.pack("<Q", len(h)) + h + data
