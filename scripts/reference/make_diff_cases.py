@@ -260,6 +260,73 @@ def claimed(size, stride):
 # A shape whose byte count wraps 64 bits, over a storage of one element.
 torch_zip(f"{out}/wraps.pt", claimed((2 ** 61,), (1,)), [("0", struct.pack("<f", 1.0))])
 hostile["wraps"] = dict(file="wraps.pt", phrase="reaches element", eval_phrase="has shape [2305843009213693952]")
+
+
+class Described:
+    """A tensor over storage `key` of class `cls` that the persistent id says holds `numel`
+    elements."""
+
+    def __init__(self, cls, key, numel, size):
+        self.cls, self.key, self.numel, self.size = cls, key, numel, size
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, (self, 0, self.size, (1,), False, collections.OrderedDict())
+
+
+def described(obj, legacy=False):
+    """The pickle of `obj`, whose Described tensors' storages are persistent ids (with the
+    legacy format's sixth field, its view, when `legacy`)."""
+    buf = io.BytesIO()
+    pk = pickle.Pickler(buf, protocol=2)
+    seen = set()
+
+    def pid(o):
+        # The tensor itself is pickled by __reduce__; its first argument (itself again) is
+        # the storage.
+        if isinstance(o, Described) and id(o) in seen:
+            return ("storage", o.cls, o.key, "cpu", o.numel) + ((None,) if legacy else ())
+        if isinstance(o, Described):
+            seen.add(id(o))
+        return None
+
+    pk.persistent_id = pid
+    pk.dump(obj)
+    return buf.getvalue()
+
+
+def legacy_file(path, pkl, storages):
+    """PyTorch's legacy format around the object pickle `pkl`: storages (key, count, bytes)."""
+    with open(path, "wb") as f:
+        for v in (0x1950a86a20f9469cfc6c, 1001, dict(protocol_version=1001, little_endian=True,
+                                                     type_sizes=dict(short=2, int=4, long=4))):
+            pickle.dump(v, f, protocol=2)
+        f.write(pkl)
+        pickle.dump([k for k, _, _ in storages], f, protocol=2)
+        for _, count, data in storages:
+            f.write(struct.pack("<q", count) + data)
+
+
+four = struct.pack("<4f", 1, 2, 3, 4)
+# One storage read as float32 by one tensor and as int32 by another (torch.save refuses to
+# write that; torch.load reads both as float32): not compared, never "the same" as the
+# int32 reading of those bytes.
+both = {"a": Described(torch.FloatStorage, "0", 4, (4,)), "b": Described(torch.IntStorage, "0", 4, (4,))}
+torch_zip(f"{out}/two_dtypes_a.pt", described(both), [("0", four)])
+torch.save({"a": t([1., 2., 3., 4.]), "b": torch.frombuffer(bytearray(four), dtype=torch.int32)}, f"{out}/two_dtypes_b.pt")
+pairs["two_dtypes"] = dict(a="two_dtypes_a.pt", b="two_dtypes_b.pt", torch_equal=deep_equal(torch.load(f"{out}/two_dtypes_a.pt"), torch.load(f"{out}/two_dtypes_b.pt")),
+                           exit=2, phrase='its storage "0" is read as float32 and int32', flags=[])
+# The same in the legacy format, where the storage's size in the file depends on its dtype.
+legacy_file(f"{out}/two_dtypes_legacy.pt", described(both, legacy=True), [("0", 4, four)])
+pairs["two_dtypes_legacy"] = dict(a="two_dtypes_legacy.pt", b="two_dtypes_b.pt", torch_equal=False, exit=2,
+                                  phrase='storage "0" is named both as float32 and as int32', flags=[])
+# A storage that holds other than its persistent id says (torch.load refuses the file).
+torch_zip(f"{out}/numel_a.pt", described({"w": Described(torch.FloatStorage, "0", 2, (2,))}), [("0", four)])
+torch.save({"w": t([1., 2.])}, f"{out}/numel_b.pt")
+pairs["numel"] = dict(a="numel_a.pt", b="numel_b.pt", torch_equal=False, exit=2,
+                      phrase="holds 16 bytes, but the file describes it as 2 elements of float32", flags=[])
+legacy_file(f"{out}/numel_legacy_a.pt", described({"w": Described(torch.FloatStorage, "0", 2, (2,))}, legacy=True), [("0", 4, four)])
+pairs["numel_legacy"] = dict(a="numel_legacy_a.pt", b="numel_b.pt", torch_equal=False, exit=2,
+                             phrase="holds 16 bytes, but the file describes it as 2 elements of float32", flags=[])
 # A real torch.save of a 2**40-element expansion (1.6 KB), against itself: the same.
 torch.save({"w": torch.zeros(1).expand(2 ** 40)}, f"{out}/expand40.pt")
 

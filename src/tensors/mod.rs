@@ -87,6 +87,9 @@ struct Place {
     /// In elements, from the storage's start.
     offset: usize,
     strides: Vec<usize>,
+    /// The storage's element count as the file describes it (a `.pt`'s persistent id), which
+    /// must be what the storage holds.
+    claimed: Option<u64>,
 }
 
 /// A run of bytes holding a storage's elements.
@@ -295,6 +298,9 @@ impl TensorFile {
             (Storage::ZipEntry(name), Reader::Zip(archive)) => (zip::entry_size(archive, name, self.len)?, format!("its storage {name}")),
             (Storage::ZipEntry(_), Reader::Plain(_)) => return Err("its storage is in no zip".into()),
         };
+        if let Some(n) = place.claimed.filter(|&n| n.checked_mul(esize) != Some(stored)) {
+            return Err(format!("{name} holds {stored} bytes, but the file describes it as {n} elements of {}: torch.load refuses such a file", dtype.name()));
+        }
         let held = stored / esize;
         if numel == 0 {
             return Ok(View { dtype, shape: shape.to_vec(), strides: place.strides.clone(), bytes: Vec::new() });
@@ -320,14 +326,29 @@ impl TensorFile {
     }
 }
 
-/// The tensors of a `.pt` listing, each storage key resolved to its bytes by `find`.
+/// The tensors of a `.pt` listing, each storage key resolved to its bytes by `find`. A
+/// storage that tensors read as two dtypes is read by none of them: torch.load reads it as
+/// the dtype of the first it meets (torch.save refuses to write such a file).
 fn placed(described: Vec<torch::Described>, find: impl Fn(&str) -> Option<Storage>) -> Vec<Tensor> {
+    let mut dtypes: HashMap<String, Vec<DType>> = HashMap::new();
+    for d in &described {
+        if let (Ok(s), Some(dtype)) = (&d.storage, d.dtype) {
+            let seen = dtypes.entry(s.key.clone()).or_default();
+            if !seen.contains(&dtype) {
+                seen.push(dtype);
+            }
+        }
+    }
     described
         .into_iter()
         .map(|d| {
             let place = d.storage.and_then(|s| {
+                if let Some(seen) = dtypes.get(&s.key).filter(|seen| seen.len() > 1) {
+                    let names: Vec<&str> = seen.iter().map(|d| d.name()).collect();
+                    return Err(format!("its storage {:?} is read as {} by the file's tensors, and torch.load would read it as one of them only", s.key, names.join(" and ")));
+                }
                 let storage = find(&s.key).ok_or_else(|| format!("its storage {:?} is missing from the file", s.key))?;
-                Ok(Place { storage, offset: s.offset, strides: s.strides })
+                Ok(Place { storage, offset: s.offset, strides: s.strides, claimed: s.numel })
             });
             Tensor { name: d.name, shape: d.shape, dtype: d.dtype, outside_state_dict: d.outside, place }
         })
@@ -350,7 +371,7 @@ fn open_safetensors(src: &mut Source, len: u64) -> std::result::Result<Safetenso
         .into_iter()
         .map(|e| {
             let strides = row_major(&e.shape);
-            let place = Ok(Place { storage: Storage::Range { start: data + e.start, len: e.end - e.start }, offset: 0, strides });
+            let place = Ok(Place { storage: Storage::Range { start: data + e.start, len: e.end - e.start }, offset: 0, strides, claimed: None });
             Tensor { name: e.name, shape: e.shape, dtype: Some(e.dtype), outside_state_dict: false, place }
         })
         .collect();

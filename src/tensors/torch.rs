@@ -347,8 +347,3 @@ fn strided(name: &str, args: &[Value]) -> Result<Described, Unreadable> {
     }
     Ok(Described { name: name.to_string(), shape, dtype: Some(dtype), storage: Ok(StorageView { key, offset, strides, numel }), outside: false })
 }
-
-/// The dtype of each storage key that a tensor of the listing uses.
-pub fn storage_dtypes(tensors: &[Described]) -> std::collections::HashMap<&str, DType> {
-    tensors.iter().filter_map(|t| Some((t.storage.as_ref().ok()?.key.as_str(), t.dtype?))).collect()
-}
