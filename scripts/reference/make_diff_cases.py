@@ -192,6 +192,26 @@ for name, (header, n, phrase) in bad_headers.items():
         f.write(struct.pack("<Q", len(h)) + h + bytes(n))
     pairs[name] = dict(a=f"{name}.safetensors", b="st_good.safetensors", torch_equal=False, exit=2, phrase=phrase, flags=[],
                        library_rejects=library_rejects(path))
+
+
+def st_pair(name, a, b, exit, phrase=""):
+    """A pair of safetensors files (header, data) each, with the verdict of torch.equal on
+    what the safetensors library reads from them."""
+    from safetensors.torch import load_file
+    for side, (header, data) in (("a", a), ("b", b)):
+        with open(f"{out}/{name}_{side}.safetensors", "wb") as f:
+            f.write(safetensors_bytes(header, data))
+    ta, tb = (load_file(f"{out}/{name}_{side}.safetensors") for side in "ab")
+    pairs[name] = dict(a=f"{name}_a.safetensors", b=f"{name}_b.safetensors", torch_equal=deep_equal(ta, tb), exit=exit,
+                       phrase=phrase, flags=[])
+
+
+# A bool stored as a byte other than 0 or 1 is true, as torch reads it.
+bools = {"m": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}
+st_pair("bool_bytes", (bools, b"\x01\x02"), (bools, b"\x01\x01"), 0)
+# A field of an entry that the format does not name is ignored, as the library ignores it.
+st_pair("st_extra_field", ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "note": "x"}}, struct.pack("<f", 1.0)),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, struct.pack("<f", 1.0)), 0)
 # One 40 GB tensor claimed by a few bytes.
 with open(f"{out}/st_40gb.safetensors", "wb") as f:
     f.write(safetensors_bytes({"w": {"dtype": "F32", "shape": [10 ** 10], "data_offsets": [0, 4 * 10 ** 10]}}, b""))
