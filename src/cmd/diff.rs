@@ -524,6 +524,11 @@ trait Writer {
     fn summary(&mut self, s: &Summary) -> Result<()>;
 }
 
+/// The widest the table's name column gets (a longer name overflows its row).
+const MAX_NAME_WIDTH: usize = 64;
+/// The widest the table's shape column gets.
+const MAX_SHAPE_WIDTH: usize = 32;
+
 /// The table: a header, one line per row, the counts and the first divergence.
 struct Table {
     name_w: usize,
@@ -543,8 +548,10 @@ impl Table {
             }
             seen
         };
-        let name_w = order.iter().map(|n| n.shown().to_string().chars().count()).max().unwrap_or(0).max(6);
-        let shape_w = order.iter().filter_map(|n| fa.get(n).or(fb.get(n))).map(|t| shape_text(&t.shape).len()).max().unwrap_or(0).max(5);
+        // Columns as wide as their longest cell, up to a bound: a longer name or shape
+        // overflows its own row only (a name of a megabyte would otherwise pad every row).
+        let name_w = order.iter().map(|n| n.shown().to_string().chars().count()).max().unwrap_or(0).clamp(6, MAX_NAME_WIDTH);
+        let shape_w = order.iter().filter_map(|n| fa.get(n).or(fb.get(n))).map(|t| shape_text(&t.shape).len()).max().unwrap_or(0).clamp(5, MAX_SHAPE_WIDTH);
         let mut out = String::new();
         let _ = writeln!(out, "A: {}", spec.a.shown());
         let _ = writeln!(out, "B: {} (expected)", spec.b.shown());

@@ -355,6 +355,23 @@ fn memory_stays_bounded_by_one_tensor() {
     assert!(peak - base < 48.0, "{peak:.0} MiB against {base:.0} MiB: more than a tensor at a time");
 }
 
+/// A name or shape longer than the table's columns overflows its own row, without padding
+/// the others to its width (a name of 70,000 characters, beyond what a format width may
+/// be, made diff panic).
+#[test]
+fn long_names_and_shapes_overflow_their_own_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("long.safetensors");
+    let long = "x".repeat(70_000);
+    let dims = vec![1; 40_000];
+    write(&file, &[(long.as_str(), Dtype::F32, vec![1], f32s(&[1.0])), ("short", Dtype::F32, dims, f32s(&[2.0]))], None);
+    let (code, out, err) = diff(&[s(&file), s(&file)]);
+    assert_eq!(code, 0, "{err}");
+    let short = row(&out, "short");
+    assert!(short.len() < 80_000 + 200 && !short.contains(&" ".repeat(100)), "the short name is not padded to the long one: {}", &short[..200]);
+    assert!(row(&out, &long).contains("0 of 1"));
+}
+
 /// The CPU time (user and system, in seconds) `nnmnist diff FILE FILE` takes, its output
 /// discarded.
 fn cpu_seconds(file: &Path) -> f64 {
