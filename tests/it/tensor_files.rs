@@ -206,3 +206,17 @@ fn mutants_never_panic_and_stay_bounded() {
     assert_eq!(code, Some(0), "a mutant made the reader panic or abort (seed {seed}); run the child with NNMNIST_MUTANTS={} to see which", dir.display());
     assert!(rss - base < HEADROOM_KIB, "mutants (seed {seed}): peak {rss} KiB against {base} KiB without them");
 }
+
+/// A message that lists a file's tensors lists the first 30 and counts the rest: a file of
+/// 100,000 tensors gave a line of megabytes.
+#[test]
+fn a_message_lists_a_few_names_and_counts_the_rest() {
+    let n = 100_000;
+    let header: serde_json::Map<String, Value> = (0..n).map(|i| (format!("t{i:06}"), serde_json::json!({"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}))).collect();
+    let json = serde_json::to_vec(&header).unwrap();
+    let bytes = [&(json.len() as u64).to_le_bytes()[..], &json].concat();
+    let w = Weights::from_bytes(Path::new("many.safetensors"), &bytes).unwrap();
+    let err = format!("{:#}", w.get("model.0.weight", &[8, 1, 3, 3]).unwrap_err());
+    assert!(err.contains("t000000, t000001") && err.ends_with(&format!("and {} more)", n - 30)), "{}", &err[..err.len().min(500)]);
+    assert!(err.len() < 1000, "{} bytes", err.len());
+}
