@@ -122,6 +122,39 @@ pair("shared_list", {"a": shared_list, "b": shared_list}, {"a": [t([1.]), t([2.]
      "first divergence: b.1")
 
 
+# A defaultdict is a dictionary; a subclass of dict holding no tensor is passed over, as any
+# value that is no tensor.
+pair("defaultdict", {"d": collections.defaultdict(list, {"t": t([1.])})}, {"d": {"t": t([2.])}}, 1, "first divergence: d.t")
+
+
+class Config(dict):
+    pass
+
+
+pair("dict_subclass", {"cfg": Config(lr=0.1), "w": t([1.])}, {"cfg": Config(lr=0.1), "w": t([1.])}, 0)
+
+
+class Loaded:
+    """A value that unpickles as torch.load(path): a tensor the file does not describe."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return torch.load, (self.path,)
+
+
+torch.save(t([1.]), f"{out}/loaded_1.pt")
+torch.save(t([2.]), f"{out}/loaded_2.pt")
+cwd = os.getcwd()
+os.chdir(out)
+pair("call_of_torch", {"w": t([1.]), "x": Loaded("loaded_1.pt")}, {"w": t([1.]), "x": Loaded("loaded_2.pt")}, 2,
+     "is built by calling torch.serialization.load", equal=False)
+pairs["call_of_torch"]["torch_equal"] = deep_equal(torch.load("call_of_torch_a.pt", weights_only=False),
+                                                   torch.load("call_of_torch_b.pt", weights_only=False))
+os.chdir(cwd)
+
+
 class Tied(torch.nn.Module):
     def __init__(self):
         super().__init__()

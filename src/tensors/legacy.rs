@@ -103,8 +103,8 @@ fn storage_dtypes(top: &Value) -> Result<HashMap<&str, DType>, String> {
                 scan(v, out, clash)
             }),
             Value::List(items) | Value::Tuple(items) => items.iter().for_each(|v| scan(v, out, clash)),
-            Value::Object { args, state, .. } => {
-                args.iter().for_each(|v| scan(v, out, clash));
+            Value::Object { args, state, items, .. } => {
+                args.iter().chain(items).for_each(|v| scan(v, out, clash));
                 if let Some(s) = state {
                     scan(s, out, clash);
                 }

@@ -61,8 +61,10 @@ pub enum Value {
     /// A persistent id (BINPERSID): in `torch.save`'s files, a storage reference.
     Persistent(Box<Value>),
     /// The result of calling `callee` with `args` (REDUCE, NEWOBJ), which is not run; `state`
-    /// is what BUILD gave it (an object's `__dict__`: a module's `_parameters`, `_modules`...).
-    Object { callee: String, args: Vec<Value>, state: Option<Box<Value>> },
+    /// is what BUILD gave it (an object's `__dict__`: a module's `_parameters`, `_modules`...);
+    /// `items` what SETITEMS (keys and values in turn) or APPENDS gave it, the contents of a
+    /// dict's or a list's subclass.
+    Object { callee: String, args: Vec<Value>, state: Option<Box<Value>>, items: Vec<Value> },
 }
 
 /// A dictionary in insertion order. A key set twice keeps its first place and its last
@@ -565,10 +567,11 @@ impl Parser<'_, '_> {
             },
             _ => return Err(format!("a call of something that is no global (byte {pos})")),
         };
-        if callee == "collections.OrderedDict" && args.is_empty() {
+        // A defaultdict is a dictionary: its default factory (the argument) plays no part.
+        if (callee == "collections.OrderedDict" && args.is_empty()) || callee == "collections.defaultdict" {
             self.push(Value::Dict(Dict::default()))
         } else {
-            self.push_holding(Value::Object { callee, args, state: None }, inner)
+            self.push_holding(Value::Object { callee, args, state: None, items: Vec::new() }, inner)
         }
     }
 
@@ -579,12 +582,21 @@ impl Parser<'_, '_> {
         // The dictionary's index holds a copy of each string key.
         let keys: u64 = items.iter().step_by(2).map(|k| if let Value::Str(s) = k { NODE + s.len() as u64 } else { 0 }).sum();
         self.charge(keys)?;
-        let Value::Dict(d) = self.top_holding(inner)? else { return Err("SETITEM(S) on a value that is not a dictionary".into()) };
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            d.insert(k, v);
+        match self.top_holding(inner)? {
+            Value::Dict(d) => {
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    d.insert(k, v);
+                }
+                Ok(())
+            }
+            // A subclass of dict: its items kept with it, as they come.
+            Value::Object { items: kept, .. } => {
+                kept.extend(items);
+                Ok(())
+            }
+            _ => Err("SETITEM(S) on a value that is neither a dictionary nor an object".into()),
         }
-        Ok(())
     }
 
     fn run(&mut self) -> Result<Value, String> {
@@ -688,8 +700,8 @@ impl Parser<'_, '_> {
                         self.pop_mark()?
                     };
                     match self.top_holding(inner)? {
-                        Value::List(l) => l.extend(items),
-                        _ => return Err(format!("APPEND(S) on a value that is no list (byte {at})")),
+                        Value::List(l) | Value::Object { items: l, .. } => l.extend(items),
+                        _ => return Err(format!("APPEND(S) on a value that is neither a list nor an object (byte {at})")),
                     }
                 }
                 Op::Pop => {
