@@ -144,6 +144,11 @@ class Loaded:
         return torch.load, (self.path,)
 
 
+# Instances of torch's own classes that are no tensors (made by NEWOBJ, not called), and its
+# value types: passed over (every tensor of the pair is equal; the objects are not ==).
+objs = lambda: {"scaler": torch.amp.GradScaler("cpu"), "loss": torch.nn.CrossEntropyLoss(), "dev": torch.device("cpu"),
+                "size": torch.Size([2]), "w": t([1.])}
+pair("torch_objects", objs(), objs(), 0, "tensors: 1 in all, 1 within", equal=True)
 torch.save(t([1.]), f"{out}/loaded_1.pt")
 torch.save(t([2.]), f"{out}/loaded_2.pt")
 cwd = os.getcwd()

@@ -63,8 +63,10 @@ pub enum Value {
     /// The result of calling `callee` with `args` (REDUCE, NEWOBJ), which is not run; `state`
     /// is what BUILD gave it (an object's `__dict__`: a module's `_parameters`, `_modules`...);
     /// `items` what SETITEMS (keys and values in turn) or APPENDS gave it, the contents of a
-    /// dict's or a list's subclass.
-    Object { callee: String, args: Vec<Value>, state: Option<Box<Value>>, items: Vec<Value> },
+    /// dict's or a list's subclass; `new` that it is an instance of the class `callee` made
+    /// without running its code (NEWOBJ: `callee.__new__(callee, *args)`), not the result of
+    /// a call (REDUCE).
+    Object { callee: String, args: Vec<Value>, state: Option<Box<Value>>, items: Vec<Value>, new: bool },
 }
 
 /// A dictionary in insertion order. A key set twice keeps its first place and its last
@@ -552,7 +554,7 @@ impl Parser<'_, '_> {
         Ok(())
     }
 
-    fn call(&mut self, callee: Value, args: Vec<Value>, inner: Size) -> Result<(), String> {
+    fn call(&mut self, callee: Value, args: Vec<Value>, inner: Size, new: bool) -> Result<(), String> {
         let pos = self.ops.pos;
         let callee = match callee {
             Value::Global(g) => g,
@@ -571,7 +573,7 @@ impl Parser<'_, '_> {
         if (callee == "collections.OrderedDict" && args.is_empty()) || callee == "collections.defaultdict" {
             self.push(Value::Dict(Dict::default()))
         } else {
-            self.push_holding(Value::Object { callee, args, state: None, items: Vec::new() }, inner)
+            self.push_holding(Value::Object { callee, args, state: None, items: Vec::new(), new }, inner)
         }
     }
 
@@ -669,7 +671,7 @@ impl Parser<'_, '_> {
                     let (args, size) = self.pop_sized()?;
                     let callee = self.pop()?;
                     let Value::Tuple(args) = args else { return Err(format!("a call (REDUCE, NEWOBJ) without an argument tuple (byte {at})")) };
-                    self.call(callee, args, Size { depth: size.depth.saturating_sub(1), bytes: size.bytes })?
+                    self.call(callee, args, Size { depth: size.depth.saturating_sub(1), bytes: size.bytes }, !matches!(op, Op::Reduce))?
                 }
                 Op::Build => {
                     let (state, size) = self.pop_sized()?;

@@ -153,7 +153,7 @@ fn walk<'a>(v: &'a Value, name: String, at: String, depth: usize, out: &mut Foun
             Ok(())
         }
         Value::Object { callee, .. } if holds_tensor(v) => Err(format!("tensors at {} are inside a {callee} object, which nnmnist cannot name", shown_at(&at))),
-        Value::Object { callee, .. } if may_build_tensor(callee) => Err(opaque(callee, &at)),
+        Value::Object { callee, new, .. } if may_build_tensor(callee, *new) => Err(opaque(callee, *new, &at)),
         Value::Persistent(_) if holds_tensor(v) => Err(format!("tensors at {} are inside a persistent id", shown_at(&at))),
         _ => Ok(()),
     }
@@ -181,7 +181,7 @@ fn walk_module<'a>(state: &'a Dict, name: &str, at: &str, depth: usize, out: &mu
                 (Value::Str(k), v) if is_tensor(v) && field == "_buffers" && non_persistent.contains(&k.as_str()) => {}
                 (Value::Str(k), v) if is_tensor(v) => out.push((child(name, k), here, v)),
                 _ if holds_tensor(v) => return Err(format!("the module entry at {here} is no tensor nnmnist can name")),
-                (_, Value::Object { callee, .. }) if may_build_tensor(callee) => return Err(opaque(callee, &here)),
+                (_, Value::Object { callee, new, .. }) if may_build_tensor(callee, *new) => return Err(opaque(callee, *new, &here)),
                 _ => {}
             }
         }
@@ -203,16 +203,25 @@ fn walk_module<'a>(state: &'a Dict, name: &str, at: &str, depth: usize, out: &mu
 /// (a checkpoint's `torch.Size`, `torch.device`).
 const TORCH_VALUES: [&str; 7] = ["torch.Size", "torch.device", "torch.dtype", "torch.layout", "torch.memory_format", "torch.finfo", "torch.iinfo"];
 
-/// Whether a call of `callee` (which nnmnist never runs) may build a tensor that the file
-/// does not describe as one: any function of torch's (`torch.tensor`, `torch.zeros`...)
-/// but the tensor rebuilds nnmnist reads and [`TORCH_VALUES`].
-fn may_build_tensor(callee: &str) -> bool {
-    callee.starts_with("torch.") && !TORCH_VALUES.contains(&callee)
+/// Whether a value the pickle builds (nnmnist never runs it) may be a tensor that the file
+/// does not describe as one: a call of any of torch's functions (`torch.load`, ...) but the
+/// tensor rebuilds nnmnist reads and [`TORCH_VALUES`]; an instance made of one of torch's
+/// tensor classes (`new`: NEWOBJ of `torch.Tensor`, `torch.nn.parameter.Parameter`...). An
+/// instance of another class (a `GradScaler`, a module) is none.
+fn may_build_tensor(callee: &str, new: bool) -> bool {
+    let Some(path) = callee.strip_prefix("torch.") else { return false };
+    if new {
+        let class = path.rsplit('.').next().unwrap_or(path);
+        ["Tensor", "Parameter", "Buffer"].iter().any(|k| class.contains(k))
+    } else {
+        !TORCH_VALUES.contains(&callee)
+    }
 }
 
-/// Why the value at `at`, built by calling `callee`, is not passed over.
-fn opaque(callee: &str, at: &str) -> String {
-    format!("the value at {} is built by calling {callee}, which nnmnist does not run: it may be a tensor that nnmnist cannot read", shown_at(at))
+/// Why the value at `at`, built by `callee`, is not passed over.
+fn opaque(callee: &str, new: bool, at: &str) -> String {
+    let how = if new { "an instance of" } else { "built by calling" };
+    format!("the value at {} is {how} {callee}, which nnmnist does not run: it may be a tensor that nnmnist cannot read", shown_at(at))
 }
 
 /// Whether any tensor lies inside `v`.
@@ -308,7 +317,7 @@ fn describe(name: String, v: &Value) -> Described {
         },
         "torch._tensor._rebuild_from_type_v2" => match (args.first(), args.get(2)) {
             // A tensor subclass: (function, class, arguments of the function, state).
-            (Some(Value::Global(f)), Some(Value::Tuple(a))) => describe(name, &Value::Object { callee: f.clone(), args: a.clone(), state: None, items: Vec::new() }),
+            (Some(Value::Global(f)), Some(Value::Tuple(a))) => describe(name, &Value::Object { callee: f.clone(), args: a.clone(), state: None, items: Vec::new(), new: false }),
             _ => unreadable(vec![], None, "a tensor subclass nnmnist cannot read".into()),
         },
         "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor_v3" | "torch._utils._rebuild_tensor" => strided(&name, args).unwrap_or_else(|(shape, dtype, why)| unreadable(shape, dtype, why)),
