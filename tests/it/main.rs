@@ -16,6 +16,7 @@ mod convnet_parity;
 mod cuda_graph;
 mod data;
 mod diff;
+mod digit;
 mod faults;
 mod layering;
 mod mlp;
