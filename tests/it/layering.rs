@@ -93,6 +93,7 @@ const LAYERS: &[&str] = &[
     "cmd::diff",
     "cmd::eval",
     "cmd::show",
+    "cmd::predict",
     "cmd::trace",
     "cmd",
     "cli",

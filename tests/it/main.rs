@@ -21,6 +21,7 @@ mod faults;
 mod layering;
 mod mlp;
 mod mlp_parity;
+mod predict;
 mod pytorch_files;
 mod show;
 mod signals;
