@@ -159,11 +159,11 @@ fn json_lines(image: &Path, networks: &[Network], readings: &[(usize, Vec<f64>)]
     Ok(out)
 }
 
-/// What the preprocessing found, in a few words: "dark on light, 1200x900 (reduced 3x), 2 specks erased".
+/// What the preprocessing found, in a few words: "dark on light, 1200x900, reduced 3x, 2 specks erased".
 fn found(input: &Input) -> String {
     let mut s = format!("{}, {}x{}", input.polarity.name().replace('-', " "), input.width, input.height);
     if input.reduce > 1 {
-        s.push_str(&format!(" (reduced {}x)", input.reduce));
+        s.push_str(&format!(", reduced {}x", input.reduce));
     }
     match input.specks {
         0 => {}
@@ -176,7 +176,7 @@ fn found(input: &Input) -> String {
 /// The image's line, then a row per network: its weights, the digit, the ten probabilities
 /// as percentages.
 fn table(image: &Path, input: &Input, networks: &[Network], readings: &[(usize, Vec<f64>)]) -> String {
-    let mut out = format!("{} ({})\n", image.shown(), found(input));
+    let mut out = format!("{}: {}\n", image.shown(), found(input));
     if networks.is_empty() {
         return out;
     }

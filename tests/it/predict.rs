@@ -122,16 +122,31 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
+/// A small JPEG whose frame header (SOF0) is made to say `width` x `height`.
+fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut bytes).write_image(&[128u8; 64], 8, 8, image::ExtendedColorType::L8).unwrap();
+    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG has SOF0");
+    // FF C0, length (2), precision (1), height (2), width (2).
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
+}
+
 #[test]
 fn bad_images_are_refused_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let good = png(real().test.image(0));
+    // A digit in ink barely darker than the paper: 221 on 230, 4% of the paper's level.
+    let faint: Vec<u8> = real().test.image(0).iter().map(|&p| if p > 128 { 221 } else { 230 }).collect();
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
         ("blank.png", png(&[255u8; PIXELS]), "no digit found in image {}: no pixel differs from the paper's level by more than 0.030 (0 black, 1 white): a blank image".into()),
         ("notes.png", b"my shopping list\n".to_vec(), "cannot read image {}: not a PNG, JPEG or PNM (PGM, PPM) image: its first bytes are none of their signatures".into()),
         ("empty.png", Vec::new(), "cannot read image {}: not a PNG, JPEG or PNM (PGM, PPM) image: its first bytes are none of their signatures".into()),
         ("cut.png", good[..good.len() / 2].to_vec(), String::new()),
         ("huge.png", png_claiming(20000, 20000), "cannot read image {}: 20000x20000 pixels, over the limit of 40000000 (40 megapixels): scale it down first".into()),
+        ("faint.png", png(&faint), "no digit found in image {}: the ink stands only 0.039 from the paper, within its noise or fainter than 0.05: no digit to read".into()),
+        ("huge.jpg", jpeg_claiming(20000, 20000), "cannot read image {}: 20000x20000 pixels, over the limit of 40000000 (40 megapixels): scale it down first".into()),
         ("huge.pgm", b"P5\n20000 20000\n255\n\0\0\0".to_vec(), "cannot read image {}: 20000x20000 pixels, over the limit of 40000000 (40 megapixels): scale it down first".into()),
         ("picture.gif", b"GIF89a\x01\0\x01\0\0\0\0".to_vec(), "cannot read image {}: a GIF image; nnmnist reads PNG, JPEG and PNM (PGM, PPM)".into()),
     ];
@@ -153,7 +168,13 @@ fn bad_images_are_refused_naming_the_file() {
         let e = nnmnist::digit::decode(bytes, "the upload").unwrap_err();
         assert!(format!("{e:#}").contains("the upload: "), "{e:#}");
     }
-    // A directory, a missing file: the file rule's messages.
+    // A directory, a missing file, a FIFO (never waited on): the file rule's messages.
+    let fifo = tmp.path().join("fifo.png");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (code, _, stderr) = nnmnist(&["predict", s(&fifo), "--weights", s(&weights)]);
+    assert_eq!((code, stderr), (Some(1), format!("error: cannot read image {}: it is a FIFO, not a regular file\n", fifo.display())));
     let (code, _, stderr) = nnmnist(&["predict", s(tmp.path()), "--weights", s(&weights)]);
     assert_eq!((code, stderr), (Some(1), format!("error: cannot read image {}: it is a directory, not a regular file\n", tmp.path().display())));
     let missing = tmp.path().join("missing.png");
@@ -238,7 +259,7 @@ fn json_lines_have_the_documented_shape() {
     assert_eq!(code, Some(0));
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows.len(), 4, "{text}");
-    assert_eq!(rows[0], format!("{} (light on dark, 28x28)", images[0].display()));
+    assert_eq!(rows[0], format!("{}: light on dark, 28x28", images[0].display()));
     assert!(rows[1].starts_with("  network  weights") && rows[1].ends_with("      9"), "{text}");
     for (row, v) in rows[2..].iter().zip([&lines[0], &lines[1]]) {
         let cells: Vec<&str> = row.split_whitespace().collect();
