@@ -96,6 +96,7 @@ const LAYERS: &[&str] = &[
     "cmd::predict",
     "cmd::trace",
     "cmd",
+    "version",
     "cli",
     "config",
     "main",
