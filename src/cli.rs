@@ -264,13 +264,3 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::cmd::diff::OutputFormat,
 }
-
-impl Command {
-    /// The exit status of an error: 2 for `diff` (as diff(1): 1 means "different"), else 1.
-    pub fn error_status(&self) -> u8 {
-        match self {
-            Command::Diff(_) => 2,
-            _ => 1,
-        }
-    }
-}

@@ -6,6 +6,7 @@
 use crate::classifier::ModelKind;
 use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, TraceArgs};
 use crate::driver::{self, Files, RunSpec, Schedule, Start};
+use crate::outcome::Outcome;
 use crate::signal::StopCondition;
 use crate::cmd::eval::EvalSpec;
 use crate::cmd::trace::TraceSpec;
@@ -27,14 +28,14 @@ pub enum Job {
 impl Job {
     /// Runs the job; a training run asks `stop` before every batch. libtorch's process-wide
     /// settings the job asks for are applied first, here and nowhere else.
-    pub fn run(self, stop: &dyn StopCondition) -> Result<()> {
+    pub fn run(self, stop: &dyn StopCondition) -> Result<Outcome> {
         self.process_settings().apply()?;
         match self {
             Job::Convnet(spec) => driver::train::<convnet::Convnet>(spec, stop),
             Job::Mlp(spec) => driver::train::<mlp::Mlp>(spec, stop),
-            Job::Eval(spec) => crate::cmd::eval::run(&spec),
-            Job::Show(args) => crate::cmd::show::run(&args),
-            Job::Trace(spec) => crate::cmd::trace::run(&spec),
+            Job::Eval(spec) => crate::cmd::eval::run(&spec).map(|()| Outcome::Done),
+            Job::Show(args) => crate::cmd::show::run(&args).map(|()| Outcome::Done),
+            Job::Trace(spec) => crate::cmd::trace::run(&spec).map(|()| Outcome::Done),
             Job::Diff(spec) => crate::cmd::diff::run(&spec),
         }
     }

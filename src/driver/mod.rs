@@ -10,7 +10,7 @@
 //!    loaded, both through [`outputs::Plan`], the one rule of every output (one loader, one
 //!    size check, one wording: [`crate::data`]).
 //! 3. The epoch loop asks the injected [`StopCondition`] before every batch; a stop saves
-//!    where the run is and returns [`Interrupted`]. After each epoch's training the
+//!    where the run is and ends it as [`Outcome::Interrupted`]. After each epoch's training the
 //!    checkpoint is written first, then the test set is evaluated and the metrics record
 //!    appended, so any fault after training leaves that epoch on disk.
 //!
@@ -30,6 +30,7 @@ use crate::checkpoint;
 use crate::data::{self, Mnist, Split};
 use crate::evaluation::Evaluation;
 use crate::files::SaveTarget;
+use crate::outcome::{Interrupted, Outcome};
 use crate::outputs;
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::terminal;
@@ -100,19 +101,6 @@ pub trait Model: Sized {
         Ok(None)
     }
 }
-
-/// The error a training loop returns after a stop, once it has saved what it could; `main`
-/// turns it into the status of the signal that asked for it.
-#[derive(Debug)]
-pub struct Interrupted(pub String);
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Interrupted {}
 
 /// What a checkpoint stores as `hyper`: the schedule and the model's hyperparameters, as one
 /// JSON object.
@@ -214,8 +202,9 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
     Ok(begin)
 }
 
-/// Trains the run `spec` describes. `stop` is asked before every batch.
-pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopCondition) -> Result<()> {
+/// Trains the run `spec` describes. `stop` is asked before every batch; a stop saves where
+/// the run is and ends it as [`Outcome::Interrupted`].
+pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopCondition) -> Result<Outcome> {
     let begin = resolve::<M>(&mut spec)?;
     let mut s = spec.schedule.clone();
     if begin.epoch >= s.epochs {
@@ -224,7 +213,7 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
             "nothing to do: the checkpoint holds {} epochs{inside} of this run, and --epochs is {}; pass --epochs N (N > {}) to train further",
             begin.epoch, s.epochs, begin.epoch
         ));
-        return Ok(());
+        return Ok(Outcome::Done);
     }
     // Every output through one rule (`outputs::Plan`): the checkpoint, then the log.
     let mut plan = outputs::Plan::new("the run");
@@ -285,11 +274,13 @@ pub fn train<M: Model>(mut spec: RunSpec<M::Hyper, M::Options>, stop: &dyn StopC
     stop.training(true);
     let result = run.epochs(&mut model, &*transcript, &mut console, &mut metrics, stop, begin.epoch, begin.batch);
     stop.training(false);
-    result?;
+    if let Some(stopped) = result? {
+        return Ok(Outcome::Interrupted(stopped));
+    }
     if let Some(line) = transcript.done_line() {
         console.line(line);
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// The data of a run with its one size check: the MNIST files, the training and test images
@@ -346,7 +337,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     #[allow(clippy::too_many_arguments)]
-    fn epochs<M: Model>(&self, model: &mut M, transcript: &dyn Transcript, console: &mut Console, metrics: &mut MetricsLog, stop: &dyn StopCondition, first_epoch: usize, first_batch: usize) -> Result<()> {
+    fn epochs<M: Model>(&self, model: &mut M, transcript: &dyn Transcript, console: &mut Console, metrics: &mut MetricsLog, stop: &dyn StopCondition, first_epoch: usize, first_batch: usize) -> Result<Option<Interrupted>> {
         for epoch in first_epoch..self.s.epochs {
             let first = if epoch == first_epoch { first_batch } else { 0 };
             model.start_epoch(epoch);
@@ -361,7 +352,7 @@ impl Run<'_> {
                     // whatever they hold (the stop, not a bad loss, is what this reports).
                     let _ = self.deferred_lines(model, transcript, console, epoch);
                     console.finish();
-                    return Err(self.stopped(model, epoch, batch));
+                    return Ok(Some(self.stopped(model, epoch, batch)));
                 }
                 if let Some(loss) = model.train_batch(batch)? {
                     self.check_finite(loss, epoch, Some(batch))?;
@@ -385,7 +376,7 @@ impl Run<'_> {
             let record = EpochMetrics::new(M::NAME, model.device_name(), self.s.seed, epoch + 1, &ev);
             metrics.write(&EpochMetrics { train_loss: Some(train_loss), train_seconds, eval_seconds, run: Some(self.run.clone()), ..record })?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Checks and prints the losses the model read only at the end of the epoch.
@@ -418,23 +409,23 @@ impl Run<'_> {
         checkpoint::save(target, &model.entries(), Some(&state))
     }
 
-    /// Saves (where there is somewhere to) and builds the error of a stop before batch
-    /// `batch` of epoch `epoch` (both 0-based).
-    fn stopped<M: Model>(&self, model: &M, epoch: usize, batch: usize) -> anyhow::Error {
+    /// Saves (where there is somewhere to) and says what a stop before batch `batch` of
+    /// epoch `epoch` (both 0-based) leaves.
+    fn stopped<M: Model>(&self, model: &M, epoch: usize, batch: usize) -> Interrupted {
         let place = format!("interrupted in epoch {} of {}, after {batch} of {} batches", epoch + 1, self.s.epochs, self.batches);
         let Some(target) = self.save else {
-            return Interrupted(format!("{place}; nothing saved (give --save FILE to be able to resume)")).into();
+            return Interrupted(format!("{place}; nothing saved (give --save FILE to be able to resume)"));
         };
         let p = target.path();
         let resume = outputs::resume_flags(p, model.threads());
         match self.save(model, epoch, batch) {
-            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.shown())).into(),
+            Ok(()) => Interrupted(format!("{place}; saved to {}; continue with {resume}", p.shown())),
             Err(e) => {
                 let kept = match Weights::load(p).ok().and_then(|w| w.state) {
                     Some(st) => format!("{} still holds the checkpoint of {} epoch(s) and {} batch(es); continue from it with {resume}", p.shown(), st.epochs_done, st.next_batch),
                     None => "no checkpoint was saved before".to_string(),
                 };
-                Interrupted(format!("{place}; saving failed ({e:#}): {kept}")).into()
+                Interrupted(format!("{place}; saving failed ({e:#}): {kept}"))
             }
         }
     }

@@ -297,7 +297,7 @@ impl Transcript for DeferringLines {
     }
 }
 
-fn deferring_run(nan_at: Option<usize>) -> (anyhow::Result<()>, Vec<String>) {
+fn deferring_run(nan_at: Option<usize>) -> (anyhow::Result<nnmnist::outcome::Outcome>, Vec<String>) {
     let data = common::small_data(200);
     let log = Rc::new(RefCell::new(Vec::new()));
     let spec = RunSpec {

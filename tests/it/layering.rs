@@ -25,11 +25,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// The layers are docs/layout.md's ("What may import what", whose table lists these in this
 /// order: a test checks it); a new module is placed here and there.
 const LAYERS: &[&str] = &[
-    // 1. Foundations: a terminal, the machine's memory and disk, single values' checks, the random source.
+    // 1. Foundations: a terminal, the machine's memory and disk, single values' checks, the random source, how a command ends.
     "terminal",
     "system",
     "checks",
     "torch_rng",
+    "outcome",
     // 2, 3. Files, and the tensor files read through them.
     "files",
     "tensors::dtype",

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 use crate::common::{never, real as mnist, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
-use nnmnist::driver::Interrupted;
+use nnmnist::outcome::Interrupted;
 use nnmnist::mlp::fast::{FastNet, Simd};
 use nnmnist::mlp::sparse::SparseImages;
 use nnmnist::mlp::{self, epoch_order, network_of, one_hot, pixels_f64, sigmoid, Cost, Init, Network, Sgd};
