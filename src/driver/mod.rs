@@ -33,7 +33,7 @@ use crate::files::SaveTarget;
 use crate::outcome::{Interrupted, Outcome};
 use crate::outputs;
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::terminal;
+use crate::terminal::{self, shell_word};
 use crate::signal::StopCondition;
 use crate::weights::{Entry, RunState, Weights, CHECKPOINT_FORMAT};
 use anyhow::{bail, Context, Result};
@@ -93,13 +93,6 @@ pub trait Model: Sized {
     fn threads(&self) -> Option<usize> {
         None
     }
-    /// What resuming `state`, a checkpoint of an older format than [`CHECKPOINT_FORMAT`]
-    /// (`format` = `state.format()`), means for this model: Ok(None) when nothing changes,
-    /// Ok(Some(warning)) to resume saying what changes, Err to refuse (saying why and what
-    /// to do instead). The messages do not name the file; the caller adds it.
-    fn older_checkpoint(_format: u32, _state: &RunState) -> Result<Option<String>> {
-        Ok(None)
-    }
 }
 
 /// What a checkpoint stores as `hyper`: the schedule and the model's hyperparameters, as one
@@ -116,6 +109,24 @@ struct Stored<H> {
 pub fn check<M: Model>(schedule: &Schedule, hyper: &M::Hyper) -> Result<()> {
     schedule.check()?;
     M::check_hyper(hyper)
+}
+
+/// Refuses to resume a checkpoint of another format than [`CHECKPOINT_FORMAT`]: its fields
+/// or its seed's draws mean something else. Its weights are weights all the same, and
+/// `--init-from` starts a new run from them.
+fn check_format(state: &RunState, path: &std::path::Path) -> Result<()> {
+    let p = path.shown();
+    match state.format {
+        Some(CHECKPOINT_FORMAT) => Ok(()),
+        Some(newer) if newer > CHECKPOINT_FORMAT => {
+            bail!("{p}: a checkpoint of format {newer}, written by a newer nnmnist: this one resumes format {CHECKPOINT_FORMAT} only; --init-from {} starts a new run from its weights", shell_word(path))
+        }
+        older => bail!(
+            "{p}: a checkpoint of format {}, written by an earlier nnmnist (whose MLP drew its random numbers from ChaCha8, not libtorch): this one resumes format {CHECKPOINT_FORMAT} only; --init-from {} starts a new run from its weights",
+            older.unwrap_or(1),
+            shell_word(path)
+        ),
+    }
 }
 
 /// Where a run begins, resolved from its spec.
@@ -153,17 +164,7 @@ fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Begin> 
         Start::Resume(path) => {
             let weights = Weights::load(&path)?;
             let state = weights.run_state(M::NAME)?.clone();
-            let format = state.format();
-            if format > CHECKPOINT_FORMAT {
-                bail!("{}: a checkpoint of format {format}, written by a newer nnmnist (this one reads formats 1 to {CHECKPOINT_FORMAT})", path.shown());
-            }
-            if format < CHECKPOINT_FORMAT {
-                match M::older_checkpoint(format, &state) {
-                    Ok(None) => {}
-                    Ok(Some(warning)) => terminal::note(format_args!("warning: {}: {warning}", path.shown())),
-                    Err(e) => bail!("{}: {e:#}", path.shown()),
-                }
-            }
+            check_format(&state, &path)?;
             let bad = || format!("{}: its run state is not valid", path.shown());
             let stored: Stored<M::Hyper> = serde_json::from_value(state.hyper.clone()).with_context(bad)?;
             check::<M>(&stored.schedule, &stored.hyper).with_context(bad)?;

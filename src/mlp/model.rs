@@ -11,7 +11,7 @@ use super::sparse::SparseImages;
 use crate::data::{Mnist, Split};
 use crate::driver::{Model, RunSpec, Transcript};
 use crate::evaluation::{argmax, Evaluation};
-use crate::weights::{Entry, RunState, Weights};
+use crate::weights::{Entry, Weights};
 use anyhow::Result;
 
 /// Which implementation trains.
@@ -136,23 +136,6 @@ impl Model for Mlp {
             // What makes the file unreadable as an MLP (a gap in its layers) says more.
             Err(why) => anyhow::anyhow!("{e:#} ({why:#})"),
         })
-    }
-
-    /// Format 1 drew the batch orders from ChaCha8 (see [`crate::weights::CHECKPOINT_FORMAT`]):
-    /// between epochs the run goes on with libtorch's orders (said in a warning); inside an
-    /// epoch the rest of it would not be the rest of the order it began, so it is refused.
-    fn older_checkpoint(format: u32, state: &RunState) -> Result<Option<String>> {
-        let why = format!(
-            "a checkpoint of format {format}, written by an earlier nnmnist whose MLP drew its batch order from ChaCha8; this one draws it from libtorch's generator, as nn_torch.py does"
-        );
-        if state.next_batch > 0 {
-            anyhow::bail!(
-                "{why}, so the rest of epoch {} would not follow the order its first {} batches came from: it cannot be resumed inside an epoch (--init-from it to start a new run from its weights)",
-                state.epochs_done + 1,
-                state.next_batch
-            );
-        }
-        Ok(Some(format!("{why}: its weights and its {} epoch(s) carry over, and the epochs still to come see other batches than that version would have shown", state.epochs_done)))
     }
 
     /// nn.py keeps the last, smaller batch.
