@@ -5,7 +5,7 @@
 //! checkpoint's.
 use crate::classifier::ModelKind;
 use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, TraceArgs};
-use crate::driver::{self, Files, RunSpec, Schedule, Start};
+use crate::driver::{self, Files, Hyper as _, RunSpec, Schedule, Start};
 use crate::outcome::Outcome;
 use crate::signal::StopCondition;
 use crate::cmd::eval::EvalSpec;
@@ -43,10 +43,9 @@ impl Job {
     /// The libtorch threads and deterministic kernels this job asks for.
     fn process_settings(&self) -> ProcessSettings {
         match self {
-            Job::Convnet(spec) => ProcessSettings { threads: spec.options.threads, deterministic: spec.options.deterministic.then_some(spec.options.device) },
             Job::Eval(spec) => ProcessSettings { threads: spec.threads, deterministic: None },
             Job::Trace(spec) => ProcessSettings { threads: spec.threads, deterministic: spec.deterministic.then_some(spec.device) },
-            Job::Mlp(_) | Job::Show(_) | Job::Diff(_) => ProcessSettings::default(),
+            Job::Convnet(_) | Job::Mlp(_) | Job::Show(_) | Job::Diff(_) => ProcessSettings::default(),
         }
     }
 
