@@ -7,7 +7,7 @@
 //! 2. The save target is checked and locked and the metrics file opened before the data is
 //!    loaded ([`outputs`], through the one rule of every output), then the data is loaded
 //!    with one size check ([`start::load_data`]).
-//! 3. The epoch loop ([`Epochs`]) asks the injected [`StopCondition`] before every batch; a
+//! 3. The epoch loop (`Epochs`) asks the injected [`StopCondition`] before every batch; a
 //!    stop saves where the run is and ends it as [`Outcome::Interrupted`]. After each
 //!    epoch's training the checkpoint is written first, then the test set is evaluated and
 //!    the metrics record appended, so any fault after training leaves that epoch on disk.

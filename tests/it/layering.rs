@@ -68,9 +68,10 @@ const LAYERS: &[&str] = &[
     "convnet::cuda_graph",
     "convnet::determinism",
     "convnet::eval",
-    // 7. Trained weights of either network, ready to classify.
+    // 7. The seam between the commands and the networks: what either network is to them.
     "classifier",
-    // 8. The run driver, and the models plugged into it.
+    // 8. The run driver, then each network behind both seams (the driver's and the
+    // commands'), and the one list of the networks.
     "driver::transcript",
     "driver::console",
     "driver::spec",
@@ -80,10 +81,15 @@ const LAYERS: &[&str] = &[
     "driver",
     "mlp::hyper",
     "mlp::model",
+    "mlp::kind",
+    "mlp::trace",
     "mlp",
     "convnet::hyper",
     "convnet::model",
+    "convnet::kind",
+    "convnet::trace",
     "convnet",
+    "networks",
     // 9, 10. The commands; the flags, their resolution and the entry point.
     "cmd::diff",
     "cmd::eval",
