@@ -55,8 +55,10 @@ impl Job {
         }
     }
 
+    /// The job `cli` asks for (`--version` is answered before, in `main`).
     pub fn from_cli(cli: Cli) -> Result<Job> {
-        Ok(match cli.command {
+        let Some(command) = cli.command else { bail!("no command given: see nnmnist --help") };
+        Ok(match command {
             Command::Convnet(a) => {
                 let d = convnet::Hyper::default();
                 let hyper = convnet::Hyper { lr: a.lr.unwrap_or(d.lr), weight_decay: a.weight_decay.unwrap_or(d.weight_decay) };
@@ -65,7 +67,7 @@ impl Job {
                 let mut given = given_common(&a.common);
                 put(&mut given, "lr", a.lr);
                 put(&mut given, "weight_decay", a.weight_decay);
-                let spec = run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given);
+                let spec = run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given)?;
                 Job::Train(Box::new(Training::<convnet::Convnet>(spec)))
             }
             Command::Mlp(a) => {
@@ -84,7 +86,7 @@ impl Job {
                 put(&mut given, "cost", a.cost);
                 put(&mut given, "lambda", a.lambda);
                 put(&mut given, "init", a.init);
-                let spec = run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given);
+                let spec = run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given)?;
                 Job::Train(Box::new(Training::<mlp::Mlp>(spec)))
             }
             Command::Eval(a) => {
@@ -98,7 +100,7 @@ impl Job {
                 Job::Eval(EvalSpec {
                     model: a.model,
                     weights: a.weights,
-                    data_dir: a.data_dir,
+                    data_dir: crate::data::resolve_dir(a.data_dir)?,
                     device,
                     metrics: a.metrics,
                     test_size: a.test_size,
@@ -106,7 +108,7 @@ impl Job {
                     errors: a.errors,
                 })
             }
-            Command::Show(a) => Job::Show(ShowSpec { index: a.index, weights: a.weights, model: a.model, data_dir: a.data_dir }),
+            Command::Show(a) => Job::Show(ShowSpec { index: a.index, weights: a.weights, model: a.model, data_dir: crate::data::resolve_dir(a.data_dir)? }),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
         })
@@ -125,7 +127,8 @@ fn trace_spec(a: TraceArgs) -> Result<TraceSpec> {
         networks::check_device(m, &device)?;
         steps.of(m)?;
     }
-    Ok(TraceSpec { model: a.model, weights: a.weights, out: a.out, batch_size: a.batch_size, batch_start: a.batch_start, data_dir: a.data_dir, device, steps })
+    let data_dir = crate::data::resolve_dir(a.data_dir)?;
+    Ok(TraceSpec { model: a.model, weights: a.weights, out: a.out, batch_size: a.batch_size, batch_start: a.batch_start, data_dir, device, steps })
 }
 
 /// `--device` and `--threads` resolved (see [`crate::device::device_and_threads`]).
@@ -139,7 +142,7 @@ fn device_flags(d: &DeviceArgs) -> device::Flags {
 }
 
 /// The schedule and files of a training command, with the model's defaults.
-fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, options: O, given: Map<String, Value>) -> RunSpec<H, O> {
+fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, options: O, given: Map<String, Value>) -> Result<RunSpec<H, O>> {
     let schedule = Schedule {
         epochs: c.epochs.unwrap_or(epochs),
         batch_size: c.batch_size.unwrap_or(batch_size),
@@ -153,8 +156,8 @@ fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, op
         (None, Some(p)) => Start::InitFrom(p.clone()),
         (None, None) => Start::Fresh,
     };
-    let files = Files { data_dir: c.data_dir.clone(), save: c.save.clone(), metrics: c.metrics.clone() };
-    RunSpec { schedule, hyper, options, files, start, given }
+    let files = Files { data_dir: crate::data::resolve_dir(c.data_dir.clone())?, save: c.save.clone(), metrics: c.metrics.clone() };
+    Ok(RunSpec { schedule, hyper, options, files, start, given })
 }
 
 /// The schedule's flags that were given, by stored field name.

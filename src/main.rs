@@ -16,8 +16,12 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", nnmnist::version::report());
+        return ExitCode::SUCCESS;
+    }
     // As diff(1): its 1 means "different", so its trouble is 2; every other command's is 1.
-    let trouble = if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 };
+    let trouble = if matches!(cli.command, Some(Command::Diff(_))) { 2 } else { 1 };
     let stop = Stop::install();
     // A stopped run exits with its signal's status (SIGINT's where no signal arrived: a
     // stop asked for in process).

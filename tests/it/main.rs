@@ -27,3 +27,4 @@ mod signals;
 mod tensor_files;
 mod terminal_output;
 mod torch_layout;
+mod version;
