@@ -20,6 +20,7 @@ mod faults;
 mod layering;
 mod mlp;
 mod mlp_parity;
+mod networks;
 mod pytorch_files;
 mod show;
 mod signals;
