@@ -9,7 +9,6 @@
 //! (the fixture convnet in nn_convnet.py's model, the fixture MLP in nn_torch.py's) against
 //! nnmnist's on its own input. Each check reports its largest difference and where.
 use crate::common::{self, python, root};
-use nnmnist::classifier::Classifier;
 use nnmnist::cmd::show::render;
 use nnmnist::data::{COLS, PIXELS};
 use nnmnist::digit;
@@ -120,8 +119,8 @@ fn rust_and_python_preprocessing_agree_on_real_world_like_images() {
     let images = make_images(tmp.path());
     let files: Vec<PathBuf> = images.iter().map(|(f, _, _)| f.clone()).collect();
     let records = reference(&files);
-    let convnet = Classifier::new(&Weights::load(&convnet_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
-    let mlp = Classifier::new(&Weights::load(&mlp_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
+    let convnet = nnmnist::networks::load(&Weights::load(&convnet_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
+    let mlp = nnmnist::networks::load(&Weights::load(&mlp_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
 
     // Index 0: lossless files, 1: JPEG.
     let mut pixels: [Worst<u8>; 2] = Default::default();
@@ -151,6 +150,7 @@ fn rust_and_python_preprocessing_agree_on_real_world_like_images() {
         }
         let mut row = format!("{name:<22} {kind:<37} {d_max:>11}");
         for (model, classifier) in [("convnet", &convnet), ("mlp", &mlp)] {
+            assert_eq!(classifier.kind().name(), model);
             let p_ours = classifier.probabilities(&ours.pixels).unwrap();
             let p_theirs: Vec<f64> = record[model].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             let (d, at) = (0..10).map(|k| ((p_ours[k] - p_theirs[k]).abs(), k)).fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a });

@@ -21,6 +21,7 @@ mod faults;
 mod layering;
 mod mlp;
 mod mlp_parity;
+mod networks;
 mod predict;
 mod pytorch_files;
 mod show;
