@@ -2,8 +2,8 @@
 //! once into typed configuration, where the defaults live as named constants and every
 //! value is checked. A flag that is a hyperparameter is an `Option` here, so that the
 //! configuration knows which ones were given (a resumed run warns about those it ignores).
-use crate::classifier::ModelKind;
 use crate::mlp::{Cost, Init};
+use crate::networks::{ModelKind, StepFlags};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -14,9 +14,10 @@ Examples:
   nnmnist convnet --resume convnet.safetensors   # continue an interrupted run
   nnmnist mlp                              # nn.py: 784,30,10 sigmoid MLP, 30 epochs
   nnmnist mlp --sizes 784,100,10 --cost cross-entropy --init scaled --lambda 5.0 --eta 0.5
-  nnmnist eval --model convnet --weights convnet.safetensors --confusion --errors 10
-  nnmnist eval --model convnet --weights model.pth      # PyTorch's torch.save files too
+  nnmnist eval --weights convnet.safetensors --confusion --errors 10
+  nnmnist eval --weights model.pth         # PyTorch's torch.save files too
   nnmnist show 0 --weights convnet.safetensors
+  nnmnist predict my_seven.jpg --weights convnet.safetensors --weights mlp.safetensors --show
 
 Logs go to stderr; set RUST_LOG=debug for more.";
 
@@ -41,6 +42,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Draw test image N in the terminal, with the prediction of given weights
     Show(ShowArgs),
+    /// Read your own digit: each image (PNG, JPEG, PGM/PPM; a photo or a scan) through
+    /// MNIST's own preprocessing, then the digit and the ten probabilities of each network
+    #[command(after_help = PREDICT_HELP)]
+    Predict(PredictArgs),
     /// One training step on one batch, writing every layer's output, the loss, each
     /// gradient and the weights after the step to a safetensors file (for scripts/compare --layers)
     Trace(TraceArgs),
@@ -62,6 +67,20 @@ Examples:
   nnmnist diff port.safetensors reference.pth
   nnmnist diff rust_trace.safetensors torch_trace.safetensors --only 'grad.*'
   nnmnist diff a.safetensors b.safetensors --exact --sort name";
+
+const PREDICT_HELP: &str = "\
+The preprocessing, as MNIST was made, after what a photo or a scan needs: colour over white
+by its alpha, grey; the paper's level found (a gradient of light, grey paper) and dark ink
+on light paper told from light on dark (inverted to MNIST's white on black); the paper's
+level and the ink's stretched to 0 and 1, below the noise 0; specks that are not strokes
+erased; the digit's bounding box scaled to fit 20x20 keeping its aspect ratio (anti-aliased);
+placed in 28x28 with its centre of mass at the centre. Images of at most 40 megapixels. See
+docs/usage.md.
+
+Examples:
+  nnmnist predict seven.jpg --weights convnet.safetensors
+  nnmnist predict scans/*.png --weights convnet.safetensors --weights model.pth --format json
+  nnmnist predict seven.jpg --weights mlp.safetensors --show --save-input inputs/";
 
 /// `--data-dir`'s help, the same for every command.
 const DATA_DIR_HELP: &str = "Directory holding the four MNIST IDX files (raw or .gz) [default: ./data if it holds them, else the data/ of the repository nnmnist was built from]";
@@ -162,9 +181,9 @@ pub struct MlpArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Which network the weights are for
+    /// Which network the weights are for [default: told from the tensor names]
     #[arg(long, value_enum)]
-    pub model: ModelKind,
+    pub model: Option<ModelKind>,
     /// Weights to evaluate (ours or PyTorch's: safetensors, or torch.save's .pt/.pth)
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
@@ -191,18 +210,43 @@ pub struct EvalArgs {
 pub struct ShowArgs {
     /// Index of the test image (0-9999)
     pub index: usize,
-    /// Weights to classify it with (convnet or MLP, recognised by their keys)
+    /// Weights to classify it with (ours or PyTorch's)
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
+    /// Which network the weights are for [default: told from the tensor names]
+    #[arg(long, value_enum, requires = "weights")]
+    pub model: Option<ModelKind>,
     #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
     pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Images of one handwritten digit each: PNG, JPEG, PGM or PPM, any size, grey or colour
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Weights to read them with, convnet or MLP (told by their tensor names; ours or
+    /// PyTorch's: safetensors, or torch.save's .pt/.pth); repeatable
+    #[arg(long, value_name = "FILE")]
+    pub weights: Vec<PathBuf>,
+    /// Output: text (a table per image) or json (one object per line for each image and
+    /// network: image, model, weights, digit, probabilities)
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::cmd::predict::PredictFormat,
+    /// Draw each 28x28 input as the networks see it (as `nnmnist show` does), with a bar
+    /// chart per network
+    #[arg(long)]
+    pub show: bool,
+    /// Write each 28x28 input as a PNG into DIR (an existing directory), as NAME.28x28.png
+    #[arg(long, value_name = "DIR")]
+    pub save_input: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct TraceArgs {
-    /// Which network
+    /// Which network [default: told from the tensor names of --weights]
     #[arg(long, value_enum)]
-    pub model: ModelKind,
+    pub model: Option<ModelKind>,
     /// The weights to start from (ours or PyTorch's)
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
@@ -219,27 +263,9 @@ pub struct TraceArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Deterministic kernels on CUDA (see `nnmnist convnet --help`)
-    #[arg(long)]
-    pub deterministic: bool,
-    /// convnet: SGD learning rate [default: 0.05]
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-    /// convnet: SGD weight decay [default: 0.001]
-    #[arg(long, allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
-    /// mlp: learning rate [default: 3.0]
-    #[arg(long, allow_negative_numbers = true)]
-    pub eta: Option<f64>,
-    /// mlp: L2 regularisation [default: 0]
-    #[arg(long = "lambda", allow_negative_numbers = true)]
-    pub lambda: Option<f64>,
-    /// mlp: cost function [default: quadratic]
-    #[arg(long, value_enum)]
-    pub cost: Option<Cost>,
-    /// mlp: the training-set size n of the L2 term (1 - eta*lambda/n) [default: 50000]
-    #[arg(long, value_name = "N")]
-    pub train_size_n: Option<usize>,
+    /// Each network's step: the flags of the one traced apply
+    #[command(flatten)]
+    pub step: StepFlags,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -267,14 +293,4 @@ pub struct DiffArgs {
     /// Output: table (for people) or json (one object per row, then a summary, for scripts)
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::cmd::diff::OutputFormat,
-}
-
-impl Command {
-    /// The exit status of an error: 2 for `diff` (as diff(1): 1 means "different"), else 1.
-    pub fn error_status(&self) -> u8 {
-        match self {
-            Command::Diff(_) => 2,
-            _ => 1,
-        }
-    }
 }
