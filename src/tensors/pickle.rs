@@ -171,24 +171,25 @@ pub fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Value, String> {
 
 /// Reads the pickle at the start of `bytes`: its value and the bytes it took.
 pub fn parse_prefix(bytes: &[u8], budget: &mut Budget) -> Result<(Value, usize), String> {
-    let gotten = gotten_keys(bytes);
-    budget.charge(16 * gotten.len() as u64)?;
+    let gotten = gotten_keys(bytes, budget)?;
     let mut parser = Parser { ops: Ops { bytes, pos: 0 }, stack: Vec::new(), memo: HashMap::new(), gotten, watches: HashMap::new(), watched: 0, budget };
     let v = parser.run()?;
     Ok((v, parser.ops.pos))
 }
 
 /// The memo keys that the pickle's GETs read (up to its STOP, or to where it cannot be
-/// read): only those entries need to follow their values.
-fn gotten_keys(bytes: &[u8]) -> HashSet<u32> {
+/// read): only those entries need to follow their values. Each key kept is charged.
+fn gotten_keys(bytes: &[u8], budget: &mut Budget) -> Result<HashSet<u32>, String> {
     let mut ops = Ops { bytes, pos: 0 };
     let mut keys = HashSet::new();
     loop {
         match ops.next() {
-            Ok((_, Op::Get(k))) => {
-                keys.insert(k);
+            Ok((at, Op::Get(k))) => {
+                if keys.insert(k) {
+                    budget.charge(16).map_err(|e| format!("{e} (at byte {at} of its pickle)"))?;
+                }
             }
-            Ok((_, Op::Stop)) | Err(_) => return keys,
+            Ok((_, Op::Stop)) | Err(_) => return Ok(keys),
             Ok(_) => {}
         }
     }
