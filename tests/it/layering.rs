@@ -62,12 +62,14 @@ const LAYERS: &[&str] = &[
     "mlp::fast",
     "mlp::hyper",
     "mlp::io",
+    "mlp::inside",
     "convnet::hyper",
     "convnet::net",
     "convnet::step",
     "convnet::cuda_graph",
     "convnet::determinism",
     "convnet::eval",
+    "convnet::inside",
     // 7. Trained weights of either network, ready to classify.
     "classifier",
     // 8. The run driver, and the models plugged into it.

@@ -17,6 +17,7 @@ mod cuda_graph;
 mod data;
 mod diff;
 mod faults;
+mod inside;
 mod layering;
 mod mlp;
 mod mlp_parity;
