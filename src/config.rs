@@ -4,10 +4,11 @@
 //! ignores). Values are checked by the run driver, with the same code that checks a
 //! checkpoint's.
 use crate::classifier::ModelKind;
-use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, TraceArgs};
+use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, PredictArgs, TraceArgs};
 use crate::driver::{self, Files, RunSpec, Schedule, Start};
 use crate::signal::StopCondition;
 use crate::cmd::eval::EvalSpec;
+use crate::cmd::predict::{PredictFormat, PredictSpec};
 use crate::cmd::trace::TraceSpec;
 use crate::cmd::diff::DiffSpec;
 use crate::{convnet, mlp};
@@ -20,6 +21,7 @@ pub enum Job {
     Mlp(RunSpec<mlp::Hyper, mlp::Options>),
     Eval(EvalSpec),
     Show(crate::cmd::show::ShowSpec),
+    Predict(PredictSpec),
     Trace(TraceSpec),
     Diff(DiffSpec),
 }
@@ -34,6 +36,7 @@ impl Job {
             Job::Mlp(spec) => driver::train::<mlp::Mlp>(spec, stop),
             Job::Eval(spec) => crate::cmd::eval::run(&spec),
             Job::Show(args) => crate::cmd::show::run(&args),
+            Job::Predict(spec) => crate::cmd::predict::run(&spec),
             Job::Trace(spec) => crate::cmd::trace::run(&spec),
             Job::Diff(spec) => crate::cmd::diff::run(&spec),
         }
@@ -45,6 +48,8 @@ impl Job {
             Job::Convnet(spec) => ProcessSettings { threads: spec.options.threads, deterministic: spec.options.deterministic.then_some(spec.options.device) },
             Job::Eval(spec) => ProcessSettings { threads: spec.threads, deterministic: None },
             Job::Trace(spec) => ProcessSettings { threads: spec.threads, deterministic: spec.deterministic.then_some(spec.device) },
+            // One image at a time: a second libtorch thread would only wait (and spin) for the first.
+            Job::Predict(_) => ProcessSettings { threads: Some(1), deterministic: None },
             Job::Mlp(_) | Job::Show(_) | Job::Diff(_) => ProcessSettings::default(),
         }
     }
@@ -105,10 +110,22 @@ impl Job {
                 })
             }
             Command::Show(a) => Job::Show(crate::cmd::show::ShowSpec { index: a.index, weights: a.weights, data_dir: crate::data::resolve_dir(a.data_dir)? }),
+            Command::Predict(a) => Job::Predict(predict_spec(a)?),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
         })
     }
+}
+
+/// `nnmnist predict`: something to show for each image, and no drawing in a JSON stream.
+fn predict_spec(a: PredictArgs) -> Result<PredictSpec> {
+    if a.weights.is_empty() && !a.show && a.save_input.is_none() {
+        bail!("give the networks to read the images with: --weights FILE (repeatable); or --show / --save-input DIR to see the 28x28 inputs alone");
+    }
+    if a.show && a.format == PredictFormat::Json {
+        bail!("--show draws for people and --format json writes for scripts: choose one (--save-input DIR writes the inputs as PNG)");
+    }
+    Ok(PredictSpec { images: a.images, weights: a.weights, format: a.format, show: a.show, save_input: a.save_input })
 }
 
 /// `nnmnist trace`: the model's step flags (a flag of the other model is refused, not
