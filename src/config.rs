@@ -24,6 +24,7 @@ pub enum Job {
     Predict(PredictSpec),
     Trace(TraceSpec),
     Diff(DiffSpec),
+    Serve(crate::serve::ServeSpec),
 }
 
 impl Job {
@@ -39,6 +40,7 @@ impl Job {
             Job::Predict(spec) => crate::cmd::predict::run(&spec),
             Job::Trace(spec) => crate::cmd::trace::run(&spec),
             Job::Diff(spec) => crate::cmd::diff::run(&spec),
+            Job::Serve(spec) => crate::serve::run(&spec, stop),
         }
     }
 
@@ -50,6 +52,9 @@ impl Job {
             Job::Trace(spec) => ProcessSettings { threads: spec.threads, deterministic: spec.deterministic.then_some(spec.device) },
             // One image at a time: a second libtorch thread would only wait (and spin) for the first.
             Job::Predict(_) => ProcessSettings { threads: Some(1), deterministic: None },
+            // One libtorch thread per request (requests run side by side on the server's
+            // threads); the PyTorch side takes the same count, so the convnet's sums match.
+            Job::Serve(_) => ProcessSettings { threads: Some(1), deterministic: None },
             Job::Mlp(_) | Job::Show(_) | Job::Diff(_) => ProcessSettings::default(),
         }
     }
@@ -113,6 +118,7 @@ impl Job {
             Command::Predict(a) => Job::Predict(predict_spec(a)?),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
+            Command::Serve(a) => Job::Serve(crate::serve::ServeSpec { host: a.host, port: a.port, weights: a.weights, seed: a.seed.unwrap_or(0), pytorch: a.pytorch, data_dir: crate::data::resolve_dir(a.data_dir)? }),
         })
     }
 }

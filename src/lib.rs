@@ -33,6 +33,7 @@ pub mod files;
 pub mod metrics;
 pub mod mlp;
 pub mod outputs;
+pub mod serve;
 pub mod nvidia;
 pub mod signal;
 pub mod system;
