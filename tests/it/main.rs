@@ -24,6 +24,7 @@ mod mlp;
 mod mlp_parity;
 mod predict;
 mod pytorch_files;
+mod serve;
 mod show;
 mod signals;
 mod tensor_files;
