@@ -20,8 +20,9 @@ pub const ASSETS: [Asset; 5] = [
     Asset { path: "/view.js", media_type: "text/javascript; charset=utf-8", text: include_str!("page/view.js") },
 ];
 
-/// The page may load and connect to this server only (and draw images it made itself).
-pub const POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The page may load and connect to this server only (and read and draw the images it made
+/// itself: the PNG it sent, behind its "The image sent" link, is a blob: URL).
+pub const POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 impl Asset {
     /// The file as a response.

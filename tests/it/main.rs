@@ -9,6 +9,7 @@
 mod common;
 
 mod bad_input;
+mod browser;
 mod checkpoints;
 mod compare_layers;
 mod convnet;

@@ -34,7 +34,13 @@ impl Server {
     /// `nnmnist serve --port 0 ARGS`, once it says it is listening (at most `patience` for
     /// that line: a server that never says it fails the test, with its output).
     pub fn start(args: &[&str], patience: Duration) -> Server {
+        Server::start_in(&root(), args, patience)
+    }
+
+    /// [`Server::start`] in the directory `dir` (where relative paths in `args` are).
+    pub fn start_in(dir: &std::path::Path, args: &[&str], patience: Duration) -> Server {
         let mut child = common::nnmnist()
+            .current_dir(dir)
             .args(["serve", "--port", "0"])
             .args(args)
             .stdin(Stdio::null())

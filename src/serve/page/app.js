@@ -98,7 +98,9 @@ function showModel(col, m) {
   view.bars(col.bars, m.probabilities, m.digit);
   if (m.pytorch) {
     const same = m.pytorch.digit === m.digit ? "the same digit" : `digit ${m.pytorch.digit}`;
-    col.parity.textContent = `PyTorch: ${same}; largest |logit difference| ${m.pytorch.max_abs_diff}`;
+    const diff = m.pytorch.max_abs_diff;
+    const size = diff === 0 ? "0, the same to the bit" : diff.toExponential(1);
+    col.parity.textContent = `PyTorch: ${same}; largest |logit difference| ${size}`;
     col.parity.dataset.diff = String(m.pytorch.max_abs_diff);
   }
   view.signed(col.saliency, m.saliency, 28, 28);
