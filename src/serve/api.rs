@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -145,12 +145,36 @@ async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<B
     let is_json = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
     let _permit = app.busy.acquire().await.map_err(internal)?;
     let worker = app.clone();
-    let answer = tokio::task::spawn_blocking(move || read_body(&worker, &body, is_json)).await.map_err(internal)??;
-    Ok(json(answer))
+    let (answer, timing) = tokio::task::spawn_blocking(move || read_body(&worker, &body, is_json)).await.map_err(internal)??;
+    let mut response = json(answer);
+    if let Ok(value) = HeaderValue::from_str(&timing.header()) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    Ok(response)
 }
 
-/// The body to the networks' readings, as JSON bytes.
-fn read_body(app: &App, body: &[u8], is_json: bool) -> Result<Vec<u8>, ApiError> {
+/// Where a request's time went, as a `Server-Timing` header (which browsers' developer
+/// tools show, and scripts/bench_serve reports): each step's milliseconds.
+#[derive(Default)]
+struct Timing(Vec<(&'static str, f64)>);
+
+impl Timing {
+    /// Runs `step`, timing it as `name`.
+    fn time<T>(&mut self, name: &'static str, step: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = step();
+        self.0.push((name, start.elapsed().as_secs_f64() * 1e3));
+        out
+    }
+
+    fn header(&self) -> String {
+        self.0.iter().map(|(name, ms)| format!("{name};dur={ms:.3}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The body to the networks' readings, as JSON bytes, and where the time went.
+fn read_body(app: &App, body: &[u8], is_json: bool) -> Result<(Vec<u8>, Timing), ApiError> {
+    let mut timing = Timing::default();
     let (input, preprocessing) = if is_json {
         let given: Pixels = serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("malformed JSON: {e}; expected {{\"pixels\": [784 numbers 0-255]}}")))?;
         if given.pixels.len() != PIXELS {
@@ -158,18 +182,19 @@ fn read_body(app: &App, body: &[u8], is_json: bool) -> Result<Vec<u8>, ApiError>
         }
         (given.pixels, None)
     } else {
-        let digit = crate::digit::decode(body, "the image posted").map_err(|e| ApiError::bad(format!("{e:#}")))?;
+        let digit = timing.time("preprocess", || crate::digit::decode(body, "the image posted")).map_err(|e| ApiError::bad(format!("{e:#}")))?;
         let found = super::preprocessing::describe(&digit);
         (digit.pixels.to_vec(), Some(found))
     };
-    let mut models = app.networks.iter().map(|n| n.read(&input)).collect::<Result<Vec<_>>>().map_err(internal)?;
+    let mut models = app.networks.iter().map(|n| timing.time(n.model, || n.read(&input))).collect::<Result<Vec<_>>>().map_err(internal)?;
     if let Some(pytorch) = &app.pytorch {
-        let theirs = pytorch.logits(&input).map_err(internal)?;
+        let theirs = timing.time("pytorch", || pytorch.logits(&input)).map_err(internal)?;
         for (reading, theirs) in models.iter_mut().zip(&theirs) {
             reading.pytorch = Some(parity(theirs, &reading.logits));
         }
     }
-    serde_json::to_vec(&Prediction { input, preprocessing, models }).map_err(internal)
+    let answer = timing.time("json", || serde_json::to_vec(&Prediction { input, preprocessing, models })).map_err(internal)?;
+    Ok((answer, timing))
 }
 
 /// 500, for what is the server's fault, not the request's.

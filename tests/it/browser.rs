@@ -24,6 +24,7 @@ use crate::serve::Server;
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
+use image::GenericImageView;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -200,10 +201,17 @@ async fn drive(client: &Client, server: &Server, weights: &[&str; 2], dir: &Path
     assert!(after > before, "the page showed no answer to the drawing");
     assert_eq!(js(client, "return document.getElementById('status').classList.contains('error')").await, false, "{}", client.find(Locator::Id("status")).await?.text().await?);
 
-    // The PNG the page sent for what it shows, which is what the pad holds now.
+    // The PNG the page sent for what it shows, which is what the pad holds now, reduced to
+    // 140x140 as the page's Pad.png(140) does.
     let sent = js_bytes(client, "fetch(document.getElementById('sent').href).then((r) => r.blob())").await;
-    let pad_png = js_bytes(client, "new Promise((done) => document.getElementById('pad').toBlob(done, 'image/png'))").await;
+    let pad_png = js_bytes(
+        client,
+        "new Promise((done) => { const c = document.createElement('canvas'); c.width = c.height = 140; const x = c.getContext('2d');
+         x.imageSmoothingEnabled = true; x.imageSmoothingQuality = 'high'; x.drawImage(document.getElementById('pad'), 0, 0, 140, 140); c.toBlob(done, 'image/png'); })",
+    )
+    .await;
     assert_eq!(sent, pad_png, "the answer shown is not for the drawing as it ends");
+    assert_eq!(image::load_from_memory(&sent)?.dimensions(), (140, 140));
     let png = dir.join("drawn.png");
     std::fs::write(&png, &sent)?;
 

@@ -96,8 +96,14 @@ export class Pad {
     this.empty = false;
   }
 
-  // The pad as a PNG Blob.
-  png() {
-    return new Promise((resolve, reject) => this.canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("the canvas gave no PNG"))), "image/png"));
+  // The pad as a PNG Blob of size x size pixels (smoothly reduced).
+  png(size) {
+    const small = document.createElement("canvas");
+    small.width = small.height = size;
+    const ctx = small.getContext("2d");
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(this.canvas, 0, 0, size, size);
+    return new Promise((resolve, reject) => small.toBlob((b) => (b ? resolve(b) : reject(new Error("the canvas gave no PNG"))), "image/png"));
   }
 }
