@@ -1,7 +1,7 @@
 //! Parity of the tch convnet with PyTorch, on fixtures PyTorch wrote.
 //!
 //! The fixture tests/fixtures/convnet/parity.safetensors is rebuilt by
-//!     .venv/bin/python scripts/reference/make_convnet_fixtures.py
+//!     .venv/bin/python -m scripts.reference.make_convnet_fixtures
 //! (its docstring lists every tensor). It holds PyTorch's initial weights for seed 1234, the
 //! logits, loss and every parameter's gradient for 16 test images, and 3 SGD steps (lr 0.05,
 //! weight decay 0.001) on 3 batches of 64 training images: the step losses and the weights
@@ -26,7 +26,7 @@ use nnmnist::convnet::eval::evaluate;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
-const REBUILD: &str = ".venv/bin/python scripts/reference/make_convnet_fixtures.py";
+const REBUILD: &str = ".venv/bin/python -m scripts.reference.make_convnet_fixtures";
 const SEED: u64 = 1234;
 const LR: f64 = 0.05;
 const WD: f64 = 0.001;

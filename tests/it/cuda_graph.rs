@@ -203,9 +203,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn gpu_check_levels() {
     let code = r#"
-import sys
-sys.path.insert(0, "scripts")
-import gpu_check as g
+from scripts import gpu_check as g
 print(g.level(0.19, g.EPOCH_GOAL, g.EPOCH_ACCEPTABLE), g.level(0.2, 0.2, 0.25), g.level(0.23, 0.2, 0.25), g.level(0.26, 0.2, 0.25))
 print(g.level(5.9, g.RUN_GOAL, g.RUN_ACCEPTABLE), g.level(7.5, g.RUN_GOAL, g.RUN_ACCEPTABLE), g.level(8.1, g.RUN_GOAL, g.RUN_ACCEPTABLE))
 lo, hi = g.PYTORCH_RANGE

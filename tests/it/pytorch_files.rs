@@ -3,7 +3,7 @@
 //! tests/fixtures/pt/ are written by PyTorch itself, with PyTorch's own evaluation of each in
 //! expected.json:
 //!
-//!     .venv/bin/python scripts/reference/make_pt_fixtures.py
+//!     .venv/bin/python -m scripts.reference.make_pt_fixtures
 //!
 //! Tolerance: the correct count exactly; the average loss within 1e-5 absolute, as for the
 //! safetensors state_dict in tests/it/convnet_parity.rs (measured: the convnet's losses agree to
@@ -14,7 +14,7 @@ use nnmnist::weights::{Data, Weights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const REBUILD: &str = ".venv/bin/python scripts/reference/make_pt_fixtures.py";
+const REBUILD: &str = ".venv/bin/python -m scripts.reference.make_pt_fixtures";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pt")
@@ -162,12 +162,15 @@ fn assert_same_values(a: &Weights, b: &Weights) {
     }
 }
 
-/// Runs `make_pt_fixtures.py FLAG DIR` (torch.save writes every file) into a fresh directory.
+/// Runs `scripts.reference.make_pt_fixtures FLAG DIR` (torch.save writes every file) into a fresh directory.
 fn made_by_torch(flag: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let script = common::root().join("scripts/reference/make_pt_fixtures.py");
-    let out = common::command(common::python()).arg(&script).args([flag, common::s(dir.path())]).output().unwrap();
-    assert!(out.status.success(), "{} {flag}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    let out = common::command(common::python())
+        .args(["-m", "scripts.reference.make_pt_fixtures", flag, common::s(dir.path())])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "make_pt_fixtures {flag}: {}", String::from_utf8_lossy(&out.stderr));
     dir
 }
 
