@@ -206,7 +206,7 @@ fn weights_difference(a: &Path, b: &Path) -> f64 {
 /// `nn_torch.py --threads 1`, both run now: the same correct count on the 10,000 test images,
 /// the test cost within 1e-9 relative and every weight within TOL (relative to max(1, the
 /// tensor's largest magnitude)). Both sides add the same terms in different orders, so they
-/// agree to rounding (2e-15 to 5e-15 when this was written), not bit for bit. The rates are ones
+/// agree to rounding (measured: 2e-15 to 5e-15), not bit for bit. The rates are ones
 /// where training is stable: at --eta 3 with the cross-entropy cost a rounding difference
 /// grows tenfold every ten batches, and PyTorch with 1 and 2 threads already disagrees after
 /// 5,000 images (README, "Parity").
