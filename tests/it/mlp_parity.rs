@@ -188,16 +188,18 @@ fn initial_weights_and_batch_orders_equal_nn_torch_py_bit_for_bit() {
 }
 
 /// The largest difference between two weights files' tensors, relative to max(1, the
-/// largest magnitude of each tensor).
+/// largest magnitude of each tensor); both hold the same tensors, with the same number of
+/// values each.
 fn weights_difference(a: &Path, b: &Path) -> f64 {
-    let (a, b) = (Weights::load(a).unwrap(), Weights::load(b).unwrap());
-    assert_eq!(a.key_list(), b.key_list());
-    a.entries
-        .values()
-        .map(|e| {
-            let (x, y) = (e.to_f64(), b.entries[&e.name].to_f64());
+    let read = |p: &Path| -> std::collections::BTreeMap<String, Vec<f64>> { Weights::load(p).unwrap().read_all().unwrap().into_iter().map(|e| (e.name.clone(), e.to_f64())).collect() };
+    let (a, b) = (read(a), read(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .map(|(name, x)| {
+            let y = &b[name];
+            assert!(!x.is_empty() && x.len() == y.len(), "{name}: {} values against {}", x.len(), y.len());
             let scale = y.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-            x.iter().zip(&y).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
+            x.iter().zip(y).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
         })
         .fold(0.0, f64::max)
 }
