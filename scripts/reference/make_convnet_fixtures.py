@@ -20,7 +20,6 @@ images), with PyTorch's own test result on all 10,000 test images in the metadat
 """
 import contextlib
 import os
-import sys
 
 import torch
 from safetensors.torch import save_file

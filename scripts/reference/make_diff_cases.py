@@ -21,7 +21,6 @@ import os
 import pickle
 import random
 import struct
-import sys
 import tarfile
 import zipfile
 

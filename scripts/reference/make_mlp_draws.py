@@ -13,8 +13,6 @@ epoch e, `order.S.e`, int64 (n). It calls nn_torch.py's
 own functions (build, init_normal, epoch_order), so it draws what a training run draws.
 """
 import argparse
-import os
-import sys
 
 import torch
 from safetensors.torch import save_file

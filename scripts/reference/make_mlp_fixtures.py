@@ -20,7 +20,6 @@ so that no output saturates and every float64 quantity is well conditioned), flo
   (eta 0.5, lambda 5.0, n 50000).
 """
 import os
-import sys
 
 import numpy as np
 import torch

@@ -14,8 +14,6 @@ like `nnmnist mlp`; --metrics writes nnmnist's JSON-lines schema (implementation
     .venv/bin/python -m scripts.reference.nn_numpy --epochs 1
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
