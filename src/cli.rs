@@ -7,8 +7,6 @@ use crate::mlp::{Cost, Init};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-use crate::data::DEFAULT_DIR as DEFAULT_DATA_DIR;
-
 const EXAMPLES: &str = "\
 Examples:
   nnmnist convnet                          # nn_convnet.py: 20 epochs, CUDA when available
@@ -23,10 +21,14 @@ Examples:
 Logs go to stderr; set RUST_LOG=debug for more.";
 
 #[derive(Parser, Debug)]
-#[command(name = "nnmnist", version, about = "MNIST two ways: Nielsen's from-scratch MLP in plain Rust, and nn_convnet.py's convnet in tch (libtorch)", after_help = EXAMPLES)]
+#[command(name = "nnmnist", version, disable_version_flag = true, arg_required_else_help = true, about = "MNIST two ways: Nielsen's from-scratch MLP in plain Rust, and nn_convnet.py's convnet in tch (libtorch)", after_help = EXAMPLES)]
 pub struct Cli {
+    /// Print the version, libtorch's version and CUDA build, the CUDA devices seen, cuDNN and
+    /// the MLP's SIMD kernels (for a bug report)
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +63,9 @@ Examples:
   nnmnist diff rust_trace.safetensors torch_trace.safetensors --only 'grad.*'
   nnmnist diff a.safetensors b.safetensors --exact --sort name";
 
+/// `--data-dir`'s help, the same for every command.
+const DATA_DIR_HELP: &str = "Directory holding the four MNIST IDX files (raw or .gz) [default: ./data if it holds them, else the data/ of the repository nnmnist was built from]";
+
 /// Options every training command shares.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
@@ -73,9 +78,8 @@ pub struct CommonArgs {
     /// Seed of every random source (initialisation and shuffling) [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Directory holding the four MNIST IDX files (raw or .gz)
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
+    pub data_dir: Option<PathBuf>,
     /// Append one JSON object per epoch to FILE
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
@@ -164,8 +168,8 @@ pub struct EvalArgs {
     /// Weights to evaluate (ours or PyTorch's: safetensors, or torch.save's .pt/.pth)
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Append the result as one JSON object to FILE
@@ -190,8 +194,8 @@ pub struct ShowArgs {
     /// Weights to classify it with (convnet or MLP, recognised by their keys)
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -211,8 +215,8 @@ pub struct TraceArgs {
     /// ... starting at this index of the training set, in file order
     #[arg(long, default_value_t = 0)]
     pub batch_start: usize,
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Deterministic kernels on CUDA (see `nnmnist convnet --help`)

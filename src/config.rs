@@ -49,8 +49,10 @@ impl Job {
         }
     }
 
+    /// The job `cli` asks for (`--version` is answered before, in `main`).
     pub fn from_cli(cli: Cli) -> Result<Job> {
-        Ok(match cli.command {
+        let Some(command) = cli.command else { bail!("no command given: see nnmnist --help") };
+        Ok(match command {
             Command::Convnet(a) => {
                 let d = convnet::Hyper::default();
                 let hyper = convnet::Hyper { lr: a.lr.unwrap_or(d.lr), weight_decay: a.weight_decay.unwrap_or(d.weight_decay) };
@@ -59,7 +61,7 @@ impl Job {
                 let mut given = given_common(&a.common);
                 put(&mut given, "lr", a.lr);
                 put(&mut given, "weight_decay", a.weight_decay);
-                Job::Convnet(run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given))
+                Job::Convnet(run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given)?)
             }
             Command::Mlp(a) => {
                 let d = mlp::Hyper::default();
@@ -77,7 +79,7 @@ impl Job {
                 put(&mut given, "cost", a.cost);
                 put(&mut given, "lambda", a.lambda);
                 put(&mut given, "init", a.init);
-                Job::Mlp(run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given))
+                Job::Mlp(run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given)?)
             }
             Command::Eval(a) => {
                 let (device, threads) = match a.model {
@@ -93,7 +95,7 @@ impl Job {
                 Job::Eval(EvalSpec {
                     model: a.model,
                     weights: a.weights,
-                    data_dir: a.data_dir,
+                    data_dir: crate::data::resolve_dir(a.data_dir)?,
                     device,
                     threads,
                     metrics: a.metrics,
@@ -102,7 +104,7 @@ impl Job {
                     errors: a.errors,
                 })
             }
-            Command::Show(a) => Job::Show(crate::cmd::show::ShowSpec { index: a.index, weights: a.weights, data_dir: a.data_dir }),
+            Command::Show(a) => Job::Show(crate::cmd::show::ShowSpec { index: a.index, weights: a.weights, data_dir: crate::data::resolve_dir(a.data_dir)? }),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
         })
@@ -150,7 +152,7 @@ fn trace_spec(a: TraceArgs) -> Result<TraceSpec> {
         out: a.out,
         batch_size,
         batch_start: a.batch_start,
-        data_dir: a.data_dir,
+        data_dir: crate::data::resolve_dir(a.data_dir)?,
         device,
         threads,
         deterministic: a.deterministic,
@@ -195,7 +197,7 @@ impl ProcessSettings {
 }
 
 /// The schedule and files of a training command, with the model's defaults.
-fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, options: O, given: Map<String, Value>) -> RunSpec<H, O> {
+fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, options: O, given: Map<String, Value>) -> Result<RunSpec<H, O>> {
     let schedule = Schedule {
         epochs: c.epochs.unwrap_or(epochs),
         batch_size: c.batch_size.unwrap_or(batch_size),
@@ -209,8 +211,8 @@ fn run_spec<H, O>(c: &CommonArgs, epochs: usize, batch_size: usize, hyper: H, op
         (None, Some(p)) => Start::InitFrom(p.clone()),
         (None, None) => Start::Fresh,
     };
-    let files = Files { data_dir: c.data_dir.clone(), save: c.save.clone(), metrics: c.metrics.clone() };
-    RunSpec { schedule, hyper, options, files, start, given }
+    let files = Files { data_dir: crate::data::resolve_dir(c.data_dir.clone())?, save: c.save.clone(), metrics: c.metrics.clone() };
+    Ok(RunSpec { schedule, hyper, options, files, start, given })
 }
 
 /// The schedule's flags that were given, by stored field name.

@@ -21,8 +21,13 @@ use flate2::read::MultiGzDecoder;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-/// Where the MNIST files are read from without `--data-dir` (the repository's `data/`).
+/// The data directory in the current directory, tried first without `--data-dir`.
 pub const DEFAULT_DIR: &str = "data";
+/// The environment variable that names the data directory when `--data-dir` is not given.
+pub const DIR_VARIABLE: &str = "NNMNIST_DATA_DIR";
+/// The repository's own `data/`, where the binary was built from: tried after `./data`, so
+/// that the binary finds MNIST from any directory.
+pub const REPOSITORY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 pub const IMAGE_MAGIC: u32 = 0x0000_0803;
 pub const LABEL_MAGIC: u32 = 0x0000_0801;
 pub const ROWS: usize = 28;
@@ -219,6 +224,32 @@ fn same_contents(path: &Path, header: &[u8], body: &[u8]) -> Result<bool> {
         }
     }
     Ok(matches!(read_full(&mut r, &mut buf[..1]), Ok(0)))
+}
+
+/// The data directory of a command: `given` (from `--data-dir` or [`DIR_VARIABLE`], which
+/// clap reads) as it is, else [`DEFAULT_DIR`] if it holds MNIST's four files, else
+/// [`REPOSITORY_DIR`] if that does; otherwise an error that names what was tried.
+pub fn resolve_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => first_holding_mnist(&[PathBuf::from(DEFAULT_DIR), PathBuf::from(REPOSITORY_DIR)], &["in the current directory", "the repository nnmnist was built from"]),
+    }
+}
+
+/// The first of `tried` that holds MNIST's four files, else an error naming each, with what
+/// it is (`what`, in the same order).
+fn first_holding_mnist(tried: &[PathBuf], what: &[&str]) -> Result<PathBuf> {
+    if let Some(dir) = tried.iter().find(|dir| holds_mnist(dir)) {
+        return Ok(dir.clone());
+    }
+    let named: Vec<String> = tried.iter().zip(what).map(|(dir, what)| format!("{} ({what})", dir.shown())).collect();
+    bail!("no --data-dir given and no MNIST data found: neither {} holds the four MNIST files; give --data-dir DIR or set {DIR_VARIABLE}", named.join(" nor "))
+}
+
+/// Whether each of MNIST's four files is in `dir` under one of its names (raw or `.gz`);
+/// their contents are checked when they are read.
+fn holds_mnist(dir: &Path) -> bool {
+    names_in(dir).chunks(4).all(|names| names.iter().any(|name| name.symlink_metadata().is_ok()))
 }
 
 /// Every path of `dir` that nnmnist reads an MNIST file from, whether it exists or not:
@@ -422,5 +453,27 @@ impl<'a> IdxFile<'a> {
             }
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_directory_holding_mnist_is_taken_and_the_error_names_each_one_tried() {
+        let empty = tempfile::tempdir().unwrap();
+        let partial = tempfile::tempdir().unwrap();
+        std::fs::write(partial.path().join("t10k-labels-idx1-ubyte"), b"").unwrap();
+        let repo = PathBuf::from(REPOSITORY_DIR);
+        let tried = [empty.path().to_path_buf(), partial.path().to_path_buf(), repo.clone()];
+        assert_eq!(first_holding_mnist(&tried, &["a", "b", "c"]).unwrap(), repo);
+        let err = first_holding_mnist(&tried[..2], &["a", "b"]).unwrap_err().to_string();
+        let expected = format!(
+            "no --data-dir given and no MNIST data found: neither {} (a) nor {} (b) holds the four MNIST files; give --data-dir DIR or set NNMNIST_DATA_DIR",
+            empty.path().display(),
+            partial.path().display()
+        );
+        assert_eq!(err, expected);
     }
 }

@@ -48,7 +48,6 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The bytes the temporary name `.NAME.XXXXXX` adds to NAME.
@@ -78,15 +77,8 @@ pub fn kind_of(meta: &fs::Metadata) -> &'static str {
 
 /// Clears `O_NONBLOCK` on a descriptor opened with it, once its type is known.
 fn set_blocking(f: &File) -> std::io::Result<()> {
-    let fd = f.as_raw_fd();
-    // SAFETY: fcntl on a descriptor `f` owns.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let flags = rustix::fs::fcntl_getfl(f)?;
+    Ok(rustix::fs::fcntl_setfl(f, flags - rustix::fs::OFlags::NONBLOCK)?)
 }
 
 /// Opens `path` for reading when it is a regular file (symbolic links followed), and
@@ -357,11 +349,9 @@ impl Appended {
         let what = |e: std::io::Error| anyhow::Error::new(e).context(format!("cannot open metrics file {} for appending", path.shown()));
         let meta = fs::metadata(path);
         if let Ok(m) = &meta {
-            if let Some(fd) = std_stream(m) {
-                // SAFETY: dup of a descriptor the process holds; the File owns the copy.
-                let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-                if copy >= 0 {
-                    return Ok(Appended { file: unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(copy) }, on_std_stream: true, created: None });
+            if let Some(stream) = std_stream(m) {
+                if let Ok(file) = stream.duplicate() {
+                    return Ok(Appended { file, on_std_stream: true, created: None });
                 }
             }
             if m.is_file() && !is_text(path) {
@@ -406,13 +396,42 @@ impl Appended {
     }
 }
 
-/// Stdout's or stderr's descriptor, if `meta` is the file it writes to.
-pub fn std_stream(meta: &fs::Metadata) -> Option<i32> {
-    [1, 2].into_iter().find(|&fd| {
-        // SAFETY: fstat fills the struct it is given.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        unsafe { libc::fstat(fd, &mut st) == 0 && st.st_dev as u64 == meta.dev() && st.st_ino as u64 == meta.ino() }
-    })
+/// One of the process's standard output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StdStream {
+    Stdout,
+    Stderr,
+}
+
+impl StdStream {
+    pub fn name(self) -> &'static str {
+        match self {
+            StdStream::Stdout => "stdout",
+            StdStream::Stderr => "stderr",
+        }
+    }
+
+    /// `fstat` of the stream's descriptor.
+    fn stat(self) -> std::io::Result<rustix::fs::Stat> {
+        Ok(match self {
+            StdStream::Stdout => rustix::fs::fstat(std::io::stdout())?,
+            StdStream::Stderr => rustix::fs::fstat(std::io::stderr())?,
+        })
+    }
+
+    /// A copy of the stream's descriptor (close-on-exec, never 0-2), owned by the caller.
+    fn duplicate(self) -> std::io::Result<File> {
+        let copy = match self {
+            StdStream::Stdout => rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)?,
+            StdStream::Stderr => rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), 3)?,
+        };
+        Ok(File::from(copy))
+    }
+}
+
+/// The standard stream that writes to the file `meta`, if one does.
+pub fn std_stream(meta: &fs::Metadata) -> Option<StdStream> {
+    [StdStream::Stdout, StdStream::Stderr].into_iter().find(|s| s.stat().is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino()))
 }
 
 /// Whether the start of a regular file reads as text (no NUL byte in its first 64 KiB, in
@@ -427,13 +446,9 @@ fn is_text(path: &Path) -> bool {
 
 /// The longest file name the file system of `dir` takes (255 where it does not say).
 fn name_max(dir: &Path) -> usize {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 255 };
-    // SAFETY: pathconf reads a NUL-terminated path.
-    let n = unsafe { libc::pathconf(c.as_ptr(), libc::_PC_NAME_MAX) };
-    if n > 0 {
-        n as usize
-    } else {
-        255
+    match rustix::fs::statvfs(dir) {
+        Ok(st) if st.f_namemax > 0 => usize::try_from(st.f_namemax).unwrap_or(usize::MAX),
+        _ => 255,
     }
 }
 
@@ -442,8 +457,7 @@ fn name_max(dir: &Path) -> usize {
 /// may replace a file.
 fn rename_refused(dir: &Path, meta: &fs::Metadata) -> Option<String> {
     let d = fs::metadata(dir).ok()?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     sticky_refuses(d.permissions().mode(), d.uid(), meta.uid(), me).then(|| {
         format!(
             "it belongs to another user (uid {}) in the sticky directory {}, where only its owner may replace it; choose another name",

@@ -38,4 +38,5 @@ pub mod system;
 pub mod tensors;
 pub mod terminal;
 pub mod torch_rng;
+pub mod version;
 pub mod weights;

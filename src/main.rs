@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
-    let error_status = cli.command.error_status();
+    if cli.version {
+        print!("{}", nnmnist::version::report());
+        return ExitCode::SUCCESS;
+    }
+    let error_status = cli.command.as_ref().map_or(1, |c| c.error_status());
     let stop = Stop::install();
     let result = Job::from_cli(cli).and_then(|job| job.run(&stop));
     let code = |sig: Option<i32>| ExitCode::from(signal::exit_code(sig.unwrap_or(signal::SIGINT)) as u8);

@@ -174,8 +174,8 @@ fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
         return Ok(());
     }
     match std_stream(&target) {
-        Some(fd) => {
-            let stream = if fd == 1 { "stdout" } else { "stderr" };
+        Some(stream) => {
+            let stream = stream.name();
             bail!("{flag} {} is the file {stream} is written to: replacing it would lose the console's lines; save elsewhere", path.shown())
         }
         None => Ok(()),

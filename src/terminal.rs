@@ -44,16 +44,14 @@ pub fn print(text: impl Display) -> anyhow::Result<()> {
 /// read-write on a closed standard descriptor before `main`, so every write "succeeds";
 /// a shell's `>/dev/null` opens it write-only. So: stdout is /dev/null, opened read-write.
 fn stdout_was_closed() -> bool {
+    use rustix::fs::{FileType, OFlags};
     use std::os::unix::fs::MetadataExt;
     let Ok(null) = std::fs::metadata("/dev/null") else { return false };
-    // SAFETY: fstat fills the struct it is given; fcntl(F_GETFL) only reads flags.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(1, &mut st) == 0
-            && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
-            && st.st_rdev as u64 == null.rdev()
-            && (libc::fcntl(1, libc::F_GETFL) & libc::O_ACCMODE) == libc::O_RDWR
-    }
+    let stdout = std::io::stdout();
+    let Ok(st) = rustix::fs::fstat(&stdout) else { return false };
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+        && st.st_rdev == null.rdev()
+        && rustix::fs::fcntl_getfl(&stdout).is_ok_and(|flags| flags & OFlags::RWMODE == OFlags::RDWR)
 }
 
 /// A name or path that came from a file or a flag, ready to print: every control character

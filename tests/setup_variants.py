@@ -7,7 +7,7 @@ package sources are local PEP 503 indexes of tiny fake wheels written here: a "r
 (PIP_INDEX_URL: the requirements, the CUDA header packages and the registry's torch==2.11.0)
 and PyTorch's index (NNMNIST_TORCH_INDEX/<variant>: torch==2.11.0+<variant>, plus a decoy
 numpy). Each fake package records which index it came from, so the checks read where pip
-took it from. No network, no 4 GB torch, a few seconds a run.
+took it from. No network, no real torch (4.9 GB in .venv, docs/cuda.md), a few seconds a run.
 
 Run by scripts/test; alone: python3 tests/setup_variants.py
 """

@@ -102,6 +102,17 @@ pub enum Simd {
     Baseline,
 }
 
+impl std::fmt::Display for Simd {
+    /// The instruction set the kernels are compiled for: "AVX-512", "AVX2", "baseline x86-64".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Simd::Avx512 => "AVX-512",
+            Simd::Avx2 => "AVX2",
+            Simd::Baseline => "baseline (no AVX2)",
+        })
+    }
+}
+
 impl Simd {
     /// The widest the CPU supports, or `NNMNIST_SIMD` (avx512, avx2, baseline) if set and
     /// supported.

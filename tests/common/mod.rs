@@ -48,10 +48,11 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
 }
 
 /// The nnmnist binary as a child process ([`command`]: default signal dispositions), with
-/// `RUST_LOG` removed so that its stderr is what a user sees.
+/// `RUST_LOG` removed so that its stderr is what a user sees, and `NNMNIST_DATA_DIR` removed
+/// so that the data directory is the one a test names.
 pub fn nnmnist() -> std::process::Command {
     let mut cmd = command(bin());
-    cmd.env_remove("RUST_LOG");
+    cmd.env_remove("RUST_LOG").env_remove("NNMNIST_DATA_DIR");
     cmd
 }
 

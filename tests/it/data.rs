@@ -385,3 +385,55 @@ fn gzip_with_several_members_reads_as_zcat_does_and_counts_are_compared_first() 
     std::fs::write(&images, common::idx(nnmnist::data::IMAGE_MAGIC, &[5_000_000, 28, 28], &[0; 784])).unwrap();
     refused(&["show", "0", "--data-dir", s(data.path())], &["holds 5000000 images but", "holds 100 labels"]);
 }
+
+/// The label line `nnmnist show 0` prints, run in `cwd` with `data_dir` as `--data-dir` (if
+/// any) and `env` as NNMNIST_DATA_DIR (if any): (success, stdout + stderr).
+fn show_label(cwd: &Path, data_dir: Option<&Path>, env: Option<&Path>) -> (bool, String) {
+    let mut cmd = nnmnist();
+    cmd.args(["show", "0"]).current_dir(cwd);
+    if let Some(dir) = data_dir {
+        cmd.args(["--data-dir", s(dir)]);
+    }
+    if let Some(dir) = env {
+        cmd.env("NNMNIST_DATA_DIR", dir);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_data_directory_is_the_flag_then_the_variable_then_dot_data_then_the_repositorys() {
+    // Test image 0 is a 7; a copy of the data whose first test label says 3 tells which
+    // directory was read.
+    let m = real();
+    let mut relabelled = m.test.take(10);
+    relabelled.labels[0] = 3;
+    let elsewhere = data_dir_of(&m.train.take(10), &relabelled);
+    let cwd = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+
+    // Nothing given, no ./data: the repository's data/.
+    let (ok, text) = show_label(cwd.path(), None, None);
+    assert!(ok && text.contains("Test image 0: label 7"), "{text}");
+    // The variable.
+    let (ok, text) = show_label(cwd.path(), None, Some(elsewhere.path()));
+    assert!(ok && text.contains("Test image 0: label 3"), "{text}");
+    // The flag before the variable.
+    let (ok, text) = show_label(cwd.path(), Some(elsewhere.path()), Some(empty.path()));
+    assert!(ok && text.contains("Test image 0: label 3"), "{text}");
+    // A variable naming a directory without MNIST is an error about that directory, not a
+    // silent fall back.
+    let (ok, text) = show_label(cwd.path(), None, Some(empty.path()));
+    assert!(!ok && text.contains(&format!("{}: missing MNIST file t10k-images-idx3-ubyte", empty.path().display())), "{text}");
+    // ./data before the repository's, once it holds the four files.
+    std::fs::create_dir(cwd.path().join("data")).unwrap();
+    let (ok, text) = show_label(cwd.path(), None, None);
+    assert!(ok && text.contains("Test image 0: label 7"), "an empty ./data is passed over: {text}");
+    for entry in std::fs::read_dir(elsewhere.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), cwd.path().join("data").join(entry.file_name())).unwrap();
+    }
+    let (ok, text) = show_label(cwd.path(), None, None);
+    assert!(ok && text.contains("Test image 0: label 3"), "{text}");
+}

@@ -85,6 +85,7 @@ const LAYERS: &[&str] = &[
     "cmd::show",
     "cmd::trace",
     "cmd",
+    "version",
     "cli",
     "config",
     "main",

@@ -29,4 +29,5 @@ mod signals;
 mod tensor_files;
 mod terminal_output;
 mod torch_layout;
+mod version;
 mod weights;
