@@ -105,12 +105,19 @@ pub fn s(p: &Path) -> &str {
 }
 
 /// `nnmnist ARGS...` run in process, as the binary resolves and runs it, with `stop` asked
-/// before every batch of a training run.
+/// before every batch of a training run. A run the stop interrupted comes back as the error
+/// [`nnmnist::outcome::Interrupted`] (for `unwrap_err` and `downcast_ref`), `diff`'s
+/// "different" as an error saying so: Ok is a command that did all it was asked.
 pub fn run_cli(args: &[&str], stop: &dyn nnmnist::signal::StopCondition) -> anyhow::Result<()> {
     use clap::Parser;
+    use nnmnist::outcome::Outcome;
     let argv: Vec<&str> = std::iter::once("nnmnist").chain(args.iter().copied()).collect();
     let cli = nnmnist::cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    nnmnist::config::Job::from_cli(cli)?.run(stop)
+    match nnmnist::config::Job::from_cli(cli)?.run(stop)? {
+        Outcome::Done => Ok(()),
+        Outcome::Different => Err(anyhow::anyhow!("the files differ")),
+        Outcome::Interrupted(i) => Err(anyhow::Error::msg(i)),
+    }
 }
 
 /// A stop condition that never stops.

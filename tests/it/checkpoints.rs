@@ -1,10 +1,10 @@
 //! Checkpoints and `--resume`, for both models: hand-edited checkpoints through the one run
 //! driver, where every stored value goes through the checks its flag gets, so both models
-//! refuse the same faults with the same message (a zero batch size, a position past the end
-//! of an epoch); a property test shows the checkpoint reader never panics, whatever the bytes
-//! or the run-state JSON. End to end through the binary: a resume keeps to the images and
-//! the data of its run and says when it will not repeat bit for bit; the resume hints paste
-//! back as shell words.
+//! refuse the same faults with the same message (a `batch_size` of 0 is no division by zero,
+//! a position past the end of an epoch no loss of 0.0); a property test shows the checkpoint
+//! reader never panics, whatever the bytes or the run-state JSON. End to end through the
+//! binary: a resume keeps to the images and the data of its run and says when it will not
+//! repeat bit for bit; the resume hints paste back as shell words.
 use crate::common;
 use crate::common::*;
 use nnmnist::checkpoint;
@@ -95,8 +95,8 @@ fn mlp_checkpoint_with_sizes_that_do_not_fit_mnist_is_refused() {
     assert!(resume_err("mlp", &ck).contains("its run state is not valid: --sizes must end at 10"));
 }
 
-/// The binary refuses a convnet checkpoint with batch_size 0 with a message and exit 1 (no
-/// division by zero).
+/// The binary refuses a convnet checkpoint with batch_size 0 with a message and exit 1, not
+/// a panic (a division by zero).
 #[test]
 fn binary_refuses_a_zero_batch_checkpoint_without_panicking() {
     let tmp = tempfile::tempdir().unwrap();
@@ -139,43 +139,34 @@ proptest! {
     }
 }
 
-/// Checkpoints say their format. An MLP checkpoint of format 1 (no `format`: written when
-/// the MLP drew its batch orders from ChaCha8) resumes between epochs with a warning saying
-/// what changes, and is refused inside an epoch; a newer format is refused; the convnet's
-/// format-1 checkpoints resume as before (its draws did not change).
+/// Checkpoints say their format. One of another format (1: no `format` at all; a newer
+/// one) is refused for both models, naming the file, its format, which nnmnist wrote it and
+/// the `--init-from` that starts a new run from its weights, which it then does.
 #[test]
-fn checkpoints_of_other_formats_are_resumed_or_refused_with_a_clear_word() {
+fn checkpoints_of_other_formats_are_refused_with_a_clear_word() {
     let tmp = tempfile::tempdir().unwrap();
     let data = common::repo_data();
-    let good = checkpoint_of("mlp", tmp.path());
-    assert_eq!(Weights::load(&good).unwrap().state.unwrap().format, Some(nnmnist::weights::CHECKPOINT_FORMAT));
-    let old = |s: &mut Value| {
-        s.as_object_mut().unwrap().remove("format").unwrap();
-    };
-
-    let between = edited(&good, "old", old);
-    let out = common::command(common::bin()).args(["mlp", "--resume", common::s(&between), "--epochs", "2", "--data-dir", common::s(&data)]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains(&format!("warning: {}: a checkpoint of format 1", between.display())) && stderr.contains("other batches"), "{stderr}");
-    let state = Weights::load(&between).unwrap().state.unwrap();
-    assert_eq!((state.epochs_done, state.format), (2, Some(nnmnist::weights::CHECKPOINT_FORMAT)), "the resumed run is saved in the current format");
-
-    let inside = edited(&good, "inside", |s| {
-        old(s);
-        s["hyper"]["epochs"] = json!(2);
-        s["next_batch"] = json!(3);
-    });
-    let err = resume_err("mlp", &inside);
-    assert!(err.contains(common::s(&inside)) && err.contains("cannot be resumed inside an epoch") && err.contains("--init-from"), "{err}");
-
-    let newer = edited(&good, "newer", |s| s["format"] = json!(3));
-    let err = resume_err("mlp", &newer);
-    assert!(err.contains(&format!("{}: a checkpoint of format 3, written by a newer nnmnist", newer.display())), "{err}");
-
-    let convnet = edited(&checkpoint_of("convnet", tmp.path()), "old", old);
-    run_cli(&["convnet", "--resume", common::s(&convnet), "--epochs", "2", "--data-dir", common::s(&data), "--threads", "1"], &never()).unwrap();
-    assert_eq!(Weights::load(&convnet).unwrap().state.unwrap().epochs_done, 2);
+    for model in ["mlp", "convnet"] {
+        let good = checkpoint_of(model, tmp.path());
+        assert_eq!(Weights::load(&good).unwrap().state.unwrap().format, Some(nnmnist::weights::CHECKPOINT_FORMAT));
+        let old = edited(&good, "old", |s| {
+            s.as_object_mut().unwrap().remove("format").unwrap();
+        });
+        let newer = edited(&good, "newer", |s| s["format"] = json!(3));
+        for (ck, wrote) in [(&old, "a checkpoint of format 1, written by an earlier nnmnist"), (&newer, "a checkpoint of format 3, written by a newer nnmnist")] {
+            let err = resume_err(model, ck);
+            let want = format!("{}: {wrote}", ck.display());
+            assert!(err.starts_with(&want), "{model}: {err}");
+            assert!(err.ends_with(&format!("this one resumes format 2 only; --init-from {} starts a new run from its weights", ck.display())), "{model}: {err}");
+        }
+        let save = tmp.path().join(format!("{model}-from-old.safetensors"));
+        let mut argv = vec![model, "--init-from", common::s(&old), "--epochs", "1", "--train-size", "640", "--test-size", "100", "--batch-size", "64", "--data-dir", common::s(&data), "--save", common::s(&save)];
+        if model == "convnet" {
+            argv.extend(["--device", "cpu", "--threads", "1"]);
+        }
+        run_cli(&argv, &never()).unwrap();
+        assert_eq!(Weights::load(&save).unwrap().state.unwrap().format, Some(nnmnist::weights::CHECKPOINT_FORMAT));
+    }
 }
 
 // ---------------------------------------------------------------- resumed through the binary

@@ -10,7 +10,7 @@ use crate::common::{never, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
 use nnmnist::weights::RunState;
 use nnmnist::convnet::{images_tensor, Net};
-use nnmnist::driver::Interrupted;
+use nnmnist::outcome::Interrupted;
 use nnmnist::metrics;
 use nnmnist::tensors::{DType, TensorFile};
 use nnmnist::weights::{Data, Entry, Weights};

@@ -21,6 +21,7 @@ mod layering;
 mod metrics_log;
 mod mlp;
 mod mlp_parity;
+mod networks;
 mod outputs;
 mod pytorch_files;
 mod saving;

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 use crate::common::{never, real as mnist, repo_data as data_dir, run_cli, stop_after};
 use nnmnist::checkpoint;
-use nnmnist::driver::Interrupted;
+use nnmnist::outcome::Interrupted;
 use nnmnist::mlp::fast::{FastNet, Simd};
 use nnmnist::mlp::sparse::SparseImages;
 use nnmnist::mlp::{self, epoch_order, network_of, one_hot, pixels_f64, sigmoid, Cost, Init, Network, Sgd};
@@ -44,8 +44,7 @@ fn gradient_check(sizes: &[usize], x: &[f64], labels: &[usize], cost: Cost) {
     for (j, &l) in labels.iter().enumerate() {
         y[j * k + l] = 1.0;
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let net = Network::new(sizes, Init::Normal, &mut rng);
+    let net = Network::seeded(sizes, Init::Normal, 7);
     let (nabla_b, nabla_w) = net.backprop(x, &y, m, cost);
     let h = 1e-5;
     // worst = the largest |numeric - backprop| / tolerance; it must stay <= 1.
