@@ -17,6 +17,7 @@ Examples:
   nnmnist eval --weights convnet.safetensors --confusion --errors 10
   nnmnist eval --weights model.pth         # PyTorch's torch.save files too
   nnmnist show 0 --weights convnet.safetensors
+  nnmnist predict my_seven.jpg --weights convnet.safetensors --weights mlp.safetensors --show
 
 Logs go to stderr; set RUST_LOG=debug for more.";
 
@@ -41,6 +42,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Draw test image N in the terminal, with the prediction of given weights
     Show(ShowArgs),
+    /// Read your own digit: each image (PNG, JPEG, PGM/PPM; a photo or a scan) through
+    /// MNIST's own preprocessing, then the digit and the ten probabilities of each network
+    #[command(after_help = PREDICT_HELP)]
+    Predict(PredictArgs),
     /// One training step on one batch, writing every layer's output, the loss, each
     /// gradient and the weights after the step to a safetensors file (for scripts/compare --layers)
     Trace(TraceArgs),
@@ -62,6 +67,20 @@ Examples:
   nnmnist diff port.safetensors reference.pth
   nnmnist diff rust_trace.safetensors torch_trace.safetensors --only 'grad.*'
   nnmnist diff a.safetensors b.safetensors --exact --sort name";
+
+const PREDICT_HELP: &str = "\
+The preprocessing, as MNIST was made, after what a photo or a scan needs: colour over white
+by its alpha, grey; the paper's level found (a gradient of light, grey paper) and dark ink
+on light paper told from light on dark (inverted to MNIST's white on black); the paper's
+level and the ink's stretched to 0 and 1, below the noise 0; specks that are not strokes
+erased; the digit's bounding box scaled to fit 20x20 keeping its aspect ratio (anti-aliased);
+placed in 28x28 with its centre of mass at the centre. Images of at most 40 megapixels. See
+docs/usage.md.
+
+Examples:
+  nnmnist predict seven.jpg --weights convnet.safetensors
+  nnmnist predict scans/*.png --weights convnet.safetensors --weights model.pth --format json
+  nnmnist predict seven.jpg --weights mlp.safetensors --show --save-input inputs/";
 
 /// `--data-dir`'s help, the same for every command.
 const DATA_DIR_HELP: &str = "Directory holding the four MNIST IDX files (raw or .gz) [default: ./data if it holds them, else the data/ of the repository nnmnist was built from]";
@@ -199,6 +218,28 @@ pub struct ShowArgs {
     pub model: Option<ModelKind>,
     #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Images of one handwritten digit each: PNG, JPEG, PGM or PPM, any size, grey or colour
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Weights to read them with, convnet or MLP (told by their tensor names; ours or
+    /// PyTorch's: safetensors, or torch.save's .pt/.pth); repeatable
+    #[arg(long, value_name = "FILE")]
+    pub weights: Vec<PathBuf>,
+    /// Output: text (a table per image) or json (one object per line for each image and
+    /// network: image, model, weights, digit, probabilities)
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::cmd::predict::PredictFormat,
+    /// Draw each 28x28 input as the networks see it (as `nnmnist show` does), with a bar
+    /// chart per network
+    #[arg(long)]
+    pub show: bool,
+    /// Write each 28x28 input as a PNG into DIR (an existing directory), as NAME.28x28.png
+    #[arg(long, value_name = "DIR")]
+    pub save_input: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

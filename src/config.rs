@@ -5,9 +5,10 @@
 //! checkpoint's. A command that reads weights (`eval`, `show`, `trace`) may leave the
 //! network to the file: what depends on it (its device, its step) is settled once the file
 //! has told it, and where `--model` says it, here.
-use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, TraceArgs};
+use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, PredictArgs, TraceArgs};
 use crate::cmd::diff::DiffSpec;
 use crate::cmd::eval::EvalSpec;
+use crate::cmd::predict::{PredictFormat, PredictSpec};
 use crate::cmd::show::ShowSpec;
 use crate::cmd::trace::TraceSpec;
 use crate::driver::{self, Files, Model, RunSpec, Schedule, Start};
@@ -24,6 +25,7 @@ pub enum Job {
     Train(Box<dyn Train>),
     Eval(EvalSpec),
     Show(ShowSpec),
+    Predict(PredictSpec),
     Trace(TraceSpec),
     Diff(DiffSpec),
 }
@@ -50,6 +52,7 @@ impl Job {
             Job::Train(run) => run.train(stop),
             Job::Eval(spec) => crate::cmd::eval::run(&spec).map(|()| Outcome::Done),
             Job::Show(spec) => crate::cmd::show::run(&spec).map(|()| Outcome::Done),
+            Job::Predict(spec) => crate::cmd::predict::run(&spec).map(|()| Outcome::Done),
             Job::Trace(spec) => crate::cmd::trace::run(&spec).map(|()| Outcome::Done),
             Job::Diff(spec) => crate::cmd::diff::run(&spec),
         }
@@ -109,10 +112,22 @@ impl Job {
                 })
             }
             Command::Show(a) => Job::Show(ShowSpec { index: a.index, weights: a.weights, model: a.model, data_dir: crate::data::resolve_dir(a.data_dir)? }),
+            Command::Predict(a) => Job::Predict(predict_spec(a)?),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
         })
     }
+}
+
+/// `nnmnist predict`: something to show for each image, and no drawing in a JSON stream.
+fn predict_spec(a: PredictArgs) -> Result<PredictSpec> {
+    if a.weights.is_empty() && !a.show && a.save_input.is_none() {
+        bail!("give the networks to read the images with: --weights FILE (repeatable); or --show / --save-input DIR to see the 28x28 inputs alone");
+    }
+    if a.show && a.format == PredictFormat::Json {
+        bail!("--show draws for people and --format json writes for scripts: choose one (--save-input DIR writes the inputs as PNG)");
+    }
+    Ok(PredictSpec { images: a.images, weights: a.weights, format: a.format, show: a.show, save_input: a.save_input })
 }
 
 /// `nnmnist trace`: every network's step flags resolved and checked, a flag of another

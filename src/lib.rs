@@ -29,6 +29,7 @@ pub mod config;
 pub mod convnet;
 pub mod data;
 pub mod device;
+pub mod digit;
 pub mod driver;
 pub mod evaluation;
 pub mod files;

@@ -41,8 +41,18 @@ const LAYERS: &[&str] = &[
     "tensors::zip",
     "tensors::legacy",
     "tensors",
-    // 4. The data, the weights and run state, the outputs' rule, what a run writes.
+    // 4. The data, your own digit in MNIST's form, the weights and run state, the outputs'
+    // rule, what a run writes.
     "data",
+    "digit::plane",
+    "digit::decode",
+    "digit::grey",
+    "digit::paper",
+    "digit::ink",
+    "digit::specks",
+    "digit::levels",
+    "digit::mnist",
+    "digit",
     "weights",
     "outputs",
     "checkpoint",
@@ -94,6 +104,7 @@ const LAYERS: &[&str] = &[
     "cmd::diff",
     "cmd::eval",
     "cmd::show",
+    "cmd::predict",
     "cmd::trace",
     "cmd",
     "version",
