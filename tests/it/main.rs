@@ -8,25 +8,29 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod bad_input;
 mod checkpoints;
 mod compare_layers;
+mod console;
 mod convnet;
 mod convnet_parity;
 mod cuda_graph;
 mod data;
 mod diff;
 mod digit;
-mod faults;
+mod flags;
 mod layering;
+mod metrics_log;
 mod mlp;
 mod mlp_parity;
 mod networks;
+mod outputs;
 mod predict;
 mod pytorch_files;
+mod saving;
 mod show;
 mod signals;
 mod tensor_files;
 mod terminal_output;
 mod torch_layout;
 mod version;
+mod weights;
