@@ -2,8 +2,8 @@
 //! once into typed configuration, where the defaults live as named constants and every
 //! value is checked. A flag that is a hyperparameter is an `Option` here, so that the
 //! configuration knows which ones were given (a resumed run warns about those it ignores).
-use crate::classifier::ModelKind;
 use crate::mlp::{Cost, Init};
+use crate::networks::{ModelKind, StepFlags};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -14,8 +14,8 @@ Examples:
   nnmnist convnet --resume convnet.safetensors   # continue an interrupted run
   nnmnist mlp                              # nn.py: 784,30,10 sigmoid MLP, 30 epochs
   nnmnist mlp --sizes 784,100,10 --cost cross-entropy --init scaled --lambda 5.0 --eta 0.5
-  nnmnist eval --model convnet --weights convnet.safetensors --confusion --errors 10
-  nnmnist eval --model convnet --weights model.pth      # PyTorch's torch.save files too
+  nnmnist eval --weights convnet.safetensors --confusion --errors 10
+  nnmnist eval --weights model.pth         # PyTorch's torch.save files too
   nnmnist show 0 --weights convnet.safetensors
   nnmnist predict my_seven.jpg --weights convnet.safetensors --weights mlp.safetensors --show
 
@@ -194,9 +194,9 @@ pub struct MlpArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Which network the weights are for
+    /// Which network the weights are for [default: told from the tensor names]
     #[arg(long, value_enum)]
-    pub model: ModelKind,
+    pub model: Option<ModelKind>,
     /// Weights to evaluate (ours or PyTorch's: safetensors, or torch.save's .pt/.pth)
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
@@ -223,9 +223,12 @@ pub struct EvalArgs {
 pub struct ShowArgs {
     /// Index of the test image (0-9999)
     pub index: usize,
-    /// Weights to classify it with (convnet or MLP, recognised by their keys)
+    /// Weights to classify it with (ours or PyTorch's)
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
+    /// Which network the weights are for [default: told from the tensor names]
+    #[arg(long, value_enum, requires = "weights")]
+    pub model: Option<ModelKind>,
     #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
     pub data_dir: Option<PathBuf>,
 }
@@ -254,9 +257,9 @@ pub struct PredictArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct TraceArgs {
-    /// Which network
+    /// Which network [default: told from the tensor names of --weights]
     #[arg(long, value_enum)]
-    pub model: ModelKind,
+    pub model: Option<ModelKind>,
     /// The weights to start from (ours or PyTorch's)
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
@@ -273,27 +276,9 @@ pub struct TraceArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Deterministic kernels on CUDA (see `nnmnist convnet --help`)
-    #[arg(long)]
-    pub deterministic: bool,
-    /// convnet: SGD learning rate [default: 0.05]
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-    /// convnet: SGD weight decay [default: 0.001]
-    #[arg(long, allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
-    /// mlp: learning rate [default: 3.0]
-    #[arg(long, allow_negative_numbers = true)]
-    pub eta: Option<f64>,
-    /// mlp: L2 regularisation [default: 0]
-    #[arg(long = "lambda", allow_negative_numbers = true)]
-    pub lambda: Option<f64>,
-    /// mlp: cost function [default: quadratic]
-    #[arg(long, value_enum)]
-    pub cost: Option<Cost>,
-    /// mlp: the training-set size n of the L2 term (1 - eta*lambda/n) [default: 50000]
-    #[arg(long, value_name = "N")]
-    pub train_size_n: Option<usize>,
+    /// Each network's step: the flags of the one traced apply
+    #[command(flatten)]
+    pub step: StepFlags,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -345,14 +330,4 @@ pub struct ServeArgs {
     pub pytorch: bool,
     #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
     pub data_dir: Option<PathBuf>,
-}
-
-impl Command {
-    /// The exit status of an error: 2 for `diff` (as diff(1): 1 means "different"), else 1.
-    pub fn error_status(&self) -> u8 {
-        match self {
-            Command::Diff(_) => 2,
-            _ => 1,
-        }
-    }
 }

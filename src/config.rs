@@ -2,60 +2,61 @@
 //! constants of each model), the device resolved to a [`tch::Device`], the seed inside the
 //! run's schedule, and which hyperparameters were given (a resumed run warns about those it
 //! ignores). Values are checked by the run driver, with the same code that checks a
-//! checkpoint's.
-use crate::classifier::ModelKind;
+//! checkpoint's. A command that reads weights (`eval`, `show`, `trace`) may leave the
+//! network to the file: what depends on it (its device, its step) is settled once the file
+//! has told it, and where `--model` says it, here.
 use crate::cli::{Cli, Command, CommonArgs, DeviceArgs, PredictArgs, TraceArgs};
-use crate::driver::{self, Files, RunSpec, Schedule, Start};
-use crate::signal::StopCondition;
+use crate::cmd::diff::DiffSpec;
 use crate::cmd::eval::EvalSpec;
 use crate::cmd::predict::{PredictFormat, PredictSpec};
+use crate::cmd::show::ShowSpec;
 use crate::cmd::trace::TraceSpec;
-use crate::cmd::diff::DiffSpec;
-use crate::{convnet, mlp};
+use crate::driver::{self, Files, Model, RunSpec, Schedule, Start};
+use crate::networks;
+use crate::outcome::Outcome;
+use crate::signal::StopCondition;
+use crate::{convnet, device, mlp};
 use anyhow::{bail, Result};
 use serde_json::{Map, Value};
 
 /// What the command line asks for.
 pub enum Job {
-    Convnet(RunSpec<convnet::Hyper, convnet::Options>),
-    Mlp(RunSpec<mlp::Hyper, mlp::Options>),
+    /// `nnmnist convnet`, `nnmnist mlp`.
+    Train(Box<dyn Train>),
     Eval(EvalSpec),
-    Show(crate::cmd::show::ShowSpec),
+    Show(ShowSpec),
     Predict(PredictSpec),
     Trace(TraceSpec),
     Diff(DiffSpec),
     Serve(crate::serve::ServeSpec),
 }
 
+/// A training run of some model, resolved.
+pub trait Train {
+    /// Trains; `stop` is asked before every batch.
+    fn train(self: Box<Self>, stop: &dyn StopCondition) -> Result<Outcome>;
+}
+
+/// A training run of `M`.
+struct Training<M: Model>(RunSpec<M::Hyper, M::Options>);
+
+impl<M: Model> Train for Training<M> {
+    fn train(self: Box<Self>, stop: &dyn StopCondition) -> Result<Outcome> {
+        driver::train::<M>(self.0, stop)
+    }
+}
+
 impl Job {
-    /// Runs the job; a training run asks `stop` before every batch. libtorch's process-wide
-    /// settings the job asks for are applied first, here and nowhere else.
-    pub fn run(self, stop: &dyn StopCondition) -> Result<()> {
-        self.process_settings().apply()?;
+    /// Runs the job; a training run asks `stop` before every batch.
+    pub fn run(self, stop: &dyn StopCondition) -> Result<Outcome> {
         match self {
-            Job::Convnet(spec) => driver::train::<convnet::Convnet>(spec, stop),
-            Job::Mlp(spec) => driver::train::<mlp::Mlp>(spec, stop),
-            Job::Eval(spec) => crate::cmd::eval::run(&spec),
-            Job::Show(args) => crate::cmd::show::run(&args),
-            Job::Predict(spec) => crate::cmd::predict::run(&spec),
-            Job::Trace(spec) => crate::cmd::trace::run(&spec),
+            Job::Train(run) => run.train(stop),
+            Job::Eval(spec) => crate::cmd::eval::run(&spec).map(|()| Outcome::Done),
+            Job::Show(spec) => crate::cmd::show::run(&spec).map(|()| Outcome::Done),
+            Job::Predict(spec) => crate::cmd::predict::run(&spec).map(|()| Outcome::Done),
+            Job::Trace(spec) => crate::cmd::trace::run(&spec).map(|()| Outcome::Done),
             Job::Diff(spec) => crate::cmd::diff::run(&spec),
             Job::Serve(spec) => crate::serve::run(&spec, stop),
-        }
-    }
-
-    /// The libtorch threads and deterministic kernels this job asks for.
-    fn process_settings(&self) -> ProcessSettings {
-        match self {
-            Job::Convnet(spec) => ProcessSettings { threads: spec.options.threads, deterministic: spec.options.deterministic.then_some(spec.options.device) },
-            Job::Eval(spec) => ProcessSettings { threads: spec.threads, deterministic: None },
-            Job::Trace(spec) => ProcessSettings { threads: spec.threads, deterministic: spec.deterministic.then_some(spec.device) },
-            // One image at a time: a second libtorch thread would only wait (and spin) for the first.
-            Job::Predict(_) => ProcessSettings { threads: Some(1), deterministic: None },
-            // One libtorch thread per request (requests run side by side on the server's
-            // threads); the PyTorch side takes the same count, so the convnet's sums match.
-            Job::Serve(_) => ProcessSettings { threads: Some(1), deterministic: None },
-            Job::Mlp(_) | Job::Show(_) | Job::Diff(_) => ProcessSettings::default(),
         }
     }
 
@@ -71,7 +72,8 @@ impl Job {
                 let mut given = given_common(&a.common);
                 put(&mut given, "lr", a.lr);
                 put(&mut given, "weight_decay", a.weight_decay);
-                Job::Convnet(run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given)?)
+                let spec = run_spec(&a.common, convnet::hyper::DEFAULT_EPOCHS, convnet::hyper::DEFAULT_BATCH_SIZE, hyper, options, given)?;
+                Job::Train(Box::new(Training::<convnet::Convnet>(spec)))
             }
             Command::Mlp(a) => {
                 let d = mlp::Hyper::default();
@@ -89,16 +91,14 @@ impl Job {
                 put(&mut given, "cost", a.cost);
                 put(&mut given, "lambda", a.lambda);
                 put(&mut given, "init", a.init);
-                Job::Mlp(run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given)?)
+                let spec = run_spec(&a.common, mlp::hyper::DEFAULT_EPOCHS, mlp::hyper::DEFAULT_BATCH_SIZE, hyper, mlp::Options { engine }, given)?;
+                Job::Train(Box::new(Training::<mlp::Mlp>(spec)))
             }
             Command::Eval(a) => {
-                let (device, threads) = match a.model {
-                    ModelKind::Convnet => resolve_device(&a.device)?,
-                    ModelKind::Mlp => {
-                        refuse_device_for_mlp(&a.device)?;
-                        (tch::Device::Cpu, None)
-                    }
-                };
+                let device = device_flags(&a.device);
+                if let Some(m) = a.model {
+                    networks::check_device(m, &device)?;
+                }
                 if a.test_size == Some(0) {
                     bail!("--test-size must be at least 1");
                 }
@@ -107,14 +107,13 @@ impl Job {
                     weights: a.weights,
                     data_dir: crate::data::resolve_dir(a.data_dir)?,
                     device,
-                    threads,
                     metrics: a.metrics,
                     test_size: a.test_size,
                     confusion: a.confusion,
                     errors: a.errors,
                 })
             }
-            Command::Show(a) => Job::Show(crate::cmd::show::ShowSpec { index: a.index, weights: a.weights, data_dir: crate::data::resolve_dir(a.data_dir)? }),
+            Command::Show(a) => Job::Show(ShowSpec { index: a.index, weights: a.weights, model: a.model, data_dir: crate::data::resolve_dir(a.data_dir)? }),
             Command::Predict(a) => Job::Predict(predict_spec(a)?),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
@@ -134,89 +133,30 @@ fn predict_spec(a: PredictArgs) -> Result<PredictSpec> {
     Ok(PredictSpec { images: a.images, weights: a.weights, format: a.format, show: a.show, save_input: a.save_input })
 }
 
-/// `nnmnist trace`: the model's step flags (a flag of the other model is refused, not
-/// ignored), the device, and the defaults.
+/// `nnmnist trace`: every network's step flags resolved and checked, a flag of another
+/// network than `--model`'s refused (not ignored).
 fn trace_spec(a: TraceArgs) -> Result<TraceSpec> {
-    // A flag of the other model would be ignored: refused instead.
-    let (device, threads) = match a.model {
-        ModelKind::Convnet => {
-            let other = [("--eta", a.eta.is_some()), ("--lambda", a.lambda.is_some()), ("--cost", a.cost.is_some()), ("--train-size-n", a.train_size_n.is_some())];
-            if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-                bail!("{flag} is the MLP's; the convnet's step takes --lr and --weight-decay");
-            }
-            resolve_device(&a.device)?
-        }
-        ModelKind::Mlp => {
-            let other = [("--lr", a.lr.is_some()), ("--weight-decay", a.weight_decay.is_some()), ("--deterministic", a.deterministic)];
-            if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-                bail!("{flag} is the convnet's; the MLP's step takes --eta, --lambda, --cost and --train-size-n");
-            }
-            refuse_device_for_mlp(&a.device)?;
-            (tch::Device::Cpu, None)
-        }
-    };
-    let (c, m) = (convnet::Hyper::default(), mlp::Hyper::default());
-    let convnet = convnet::Hyper { lr: a.lr.unwrap_or(c.lr), weight_decay: a.weight_decay.unwrap_or(c.weight_decay) };
-    let mlp = mlp::Hyper { eta: a.eta.unwrap_or(m.eta), lambda: a.lambda.unwrap_or(m.lambda), cost: a.cost.unwrap_or(m.cost), ..m };
-    let batch_size = a.batch_size.unwrap_or(match a.model {
-        ModelKind::Convnet => convnet::hyper::DEFAULT_BATCH_SIZE,
-        ModelKind::Mlp => mlp::hyper::DEFAULT_BATCH_SIZE,
-    });
-    crate::checks::at_least_one("--batch-size", batch_size)?;
-    let train_size_n = a.train_size_n.unwrap_or(mlp::hyper::DEFAULT_TRAIN_SIZE);
-    crate::checks::at_least_one("--train-size-n", train_size_n)?;
-    match a.model {
-        ModelKind::Convnet => convnet.check()?,
-        ModelKind::Mlp => mlp.check()?,
+    if let Some(n) = a.batch_size {
+        crate::checks::at_least_one("--batch-size", n)?;
     }
-    Ok(TraceSpec {
-        model: a.model,
-        weights: a.weights,
-        out: a.out,
-        batch_size,
-        batch_start: a.batch_start,
-        data_dir: crate::data::resolve_dir(a.data_dir)?,
-        device,
-        threads,
-        deterministic: a.deterministic,
-        convnet,
-        mlp,
-        train_size_n,
-    })
+    let device = device_flags(&a.device);
+    let steps = a.step.resolve()?;
+    if let Some(m) = a.model {
+        networks::check_device(m, &device)?;
+        steps.of(m)?;
+    }
+    let data_dir = crate::data::resolve_dir(a.data_dir)?;
+    Ok(TraceSpec { model: a.model, weights: a.weights, out: a.out, batch_size: a.batch_size, batch_start: a.batch_start, data_dir, device, steps })
 }
 
 /// `--device` and `--threads` resolved (see [`crate::device::device_and_threads`]).
 fn resolve_device(d: &DeviceArgs) -> Result<(tch::Device, Option<usize>)> {
-    crate::device::device_and_threads(d.device.as_deref().unwrap_or("auto"), d.threads)
+    device::device_and_threads(d.device.as_deref().unwrap_or("auto"), d.threads)
 }
 
-/// Fails when either flag was given to a command that runs the MLP (always on the CPU, on
-/// one thread): a flag that would be ignored is an error, not a silence.
-fn refuse_device_for_mlp(d: &DeviceArgs) -> Result<()> {
-    if d.device.is_some() || d.threads.is_some() {
-        bail!("--device and --threads apply to the convnet; the MLP runs on the CPU, on one thread");
-    }
-    Ok(())
-}
-
-/// libtorch's process-wide state a command sets before its work: the number of CPU threads
-/// (`--threads`) and deterministic kernels on a CUDA device (`--deterministic`).
-#[derive(Debug, Default)]
-struct ProcessSettings {
-    threads: Option<usize>,
-    deterministic: Option<tch::Device>,
-}
-
-impl ProcessSettings {
-    fn apply(&self) -> Result<()> {
-        if let Some(t) = self.threads {
-            tch::set_num_threads(t as i32);
-        }
-        if let Some(device) = self.deterministic {
-            convnet::determinism::enable(device)?;
-        }
-        Ok(())
-    }
+/// `--device` and `--threads` of a command whose network may be known only from its weights.
+fn device_flags(d: &DeviceArgs) -> device::Flags {
+    device::Flags { device: d.device.clone(), threads: d.threads }
 }
 
 /// The schedule and files of a training command, with the model's defaults.

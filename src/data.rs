@@ -65,9 +65,9 @@ impl Split {
         format!("{h:016x}")
     }
 
-    /// The 784 pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * PIXELS..(i + 1) * PIXELS]
+    /// The 784 pixels of image `i`, row by row (0 = background).
+    pub fn image(&self, i: usize) -> &[u8; PIXELS] {
+        &self.images.as_chunks::<PIXELS>().0[i]
     }
 
     /// The first `n` images and labels (all of them if `n` is larger).

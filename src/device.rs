@@ -58,6 +58,23 @@ pub fn metrics_name(device: Device) -> String {
     }
 }
 
+/// `--device` and `--threads` as a command that may run either network was given them:
+/// the network that runs on a device resolves them ([`device_and_threads`]) once it is
+/// known, the other refuses them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// auto, cpu, cuda or cuda:N; None: auto.
+    pub device: Option<String>,
+    pub threads: Option<usize>,
+}
+
+impl Flags {
+    /// Whether either flag was given.
+    pub fn given(&self) -> bool {
+        self.device.is_some() || self.threads.is_some()
+    }
+}
+
 /// `--device`, resolved once, and `--threads`, at least 1 and at most the machine's CPUs
 /// (more would only slow libtorch down: capped, with a warning).
 pub fn device_and_threads(device: &str, threads: Option<usize>) -> Result<(tch::Device, Option<usize>)> {

@@ -2,8 +2,8 @@
 //! point (`main`) alone and handed to the run driver as a [`Stop`].
 //!
 //! - While a training loop runs ([`Stop::training`]), the first signal asks it to stop at the
-//!   next batch boundary; the loop saves where it is, says how to continue and returns
-//!   [`crate::driver::Interrupted`]; `main` exits with 128 + the signal number (130 for
+//!   next batch boundary; the loop saves where it is, says how to continue and ends as
+//!   [`crate::outcome::Outcome::Interrupted`]; `main` exits with 128 + the signal number (130 for
 //!   Ctrl-C, 143 for SIGTERM as `timeout`, `docker stop` and batch schedulers send it, 129
 //!   for SIGHUP).
 //! - Outside a training loop (loading data, evaluating, `show`) there is nothing to save:

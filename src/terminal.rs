@@ -177,8 +177,8 @@ mod tests {
 
     #[test]
     fn names_print_with_control_and_invisible_characters_escaped() {
-        let hostile = "\x1b]0;owned\x07\x1b[2J\x1b[Hnnmnist: all good\n.weight";
-        assert_eq!(hostile.shown().to_string(), "\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hnnmnist: all good\\n.weight");
+        let crafted = "\x1b]0;owned\x07\x1b[2J\x1b[Hnnmnist: all good\n.weight";
+        assert_eq!(crafted.shown().to_string(), "\\x1b]0;owned\\x07\\x1b[2J\\x1b[Hnnmnist: all good\\n.weight");
         assert_eq!("a\u{202e}b\u{9b}c\td\x7f".shown().to_string(), "a\\u{202e}b\\u{9b}c\\td\\x7f");
         // Separators, tag characters, variation selectors, fillers; printable letters stay.
         assert_eq!("a\u{2028}b\u{e0041}c\u{fe0f}d\u{3164}é€".shown().to_string(), "a\\u{2028}b\\u{e0041}c\\u{fe0f}d\\u{3164}é€");

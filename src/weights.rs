@@ -90,7 +90,7 @@ impl Entry {
 /// identifies the run through its resumes (its metrics records carry it); `threads` is the
 /// number of libtorch threads it trained with (its sums, so its bits, depend on it);
 /// `data` fingerprints the images it trains and tests on. `format` is the version of the
-/// meaning of these fields ([`CHECKPOINT_FORMAT`]); absent in checkpoints of format 1.
+/// meaning of these fields ([`CHECKPOINT_FORMAT`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunState {
@@ -105,26 +105,20 @@ pub struct RunState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<u32>,
     /// The fingerprints of the training and test images the run uses
-    /// ([`crate::data::Split::fingerprint`]), "TRAIN/TEST"; absent in older checkpoints.
+    /// ([`crate::data::Split::fingerprint`]), "TRAIN/TEST".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
 }
 
-/// The checkpoint format this nnmnist writes. 1 (no `format` field): the MLP drew its
-/// initial weights and batch orders from ChaCha8; 2: it draws them from libtorch's generator
-/// ([`crate::torch_rng`]), so a seed's batch order differs from format 1's. The convnet's
-/// draws are the same in both.
+/// The checkpoint format this nnmnist writes and resumes: the meaning of [`RunState`]'s
+/// fields, and the random draws a seed stands for (both models draw from libtorch's
+/// generator, [`crate::torch_rng`]). A checkpoint without a `format` is of format 1.
 pub const CHECKPOINT_FORMAT: u32 = 2;
 
 impl RunState {
     /// Parses the JSON of a checkpoint header.
     pub fn parse(json: &str) -> Result<RunState> {
         Ok(serde_json::from_str(json)?)
-    }
-
-    /// The checkpoint's format: 1 when it names none.
-    pub fn format(&self) -> u32 {
-        self.format.unwrap_or(1)
     }
 }
 

@@ -4,14 +4,15 @@ weights the server serves through the reference models (nn_convnet.py's NeuralNe
 nn_torch.py's float64 MLP) on every input the server computes, so the page can show both
 sides agreeing as you draw.
 
-The server starts it with .venv/bin/python and speaks a binary protocol on its stdin and
-stdout (all integers little-endian):
+The server starts it from the repository root as `.venv/bin/python -m
+scripts.reference.serve_pytorch` and speaks a binary protocol on its stdin and stdout (all
+integers little-endian):
 
-  server -> here, once:  u32 n, then n bytes of JSON:
-                           {"threads": T, "models": [{"model": "convnet"|"mlp",
-                                                      "sizes": [784, ..., 10] (MLP only)}]}
-                         then for each model: u64 n, then n bytes of a safetensors file
-                         holding its state_dict (the values the server itself computes with).
+  server -> here, once:  u32 n, then n bytes of JSON: {"threads": T, "models": ["convnet" or
+                         "mlp", ...]}, then for each model: u64 n, then n bytes of a
+                         safetensors file holding the tensors of its weights file (its
+                         state_dict among them; the MLP's layer sizes are read from their
+                         shapes).
   here -> server, once:  the line "ready\\n" when every model is built.
   server -> here:        784 bytes: one 28x28 input, row-major, u8 (the networks read u8/255).
   here -> server:        for each model, in order, 10 float64: its logits for that input
@@ -23,18 +24,13 @@ sums can depend on it. The process ends when stdin closes (the server stopped). 
 one line on stderr and exit status 1; the server reports it.
 """
 import json
-import os
 import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import torch
+from safetensors.torch import load as load_safetensors
 
-import torch  # noqa: E402
-from safetensors.torch import load as load_safetensors  # noqa: E402
-
-import nn_convnet  # noqa: E402
-import nn_torch  # noqa: E402
+from . import common, nn_convnet, nn_torch
 
 PIXELS = 28 * 28
 
@@ -59,23 +55,37 @@ def need(stream, n, what):
     return data
 
 
-def build(spec, state):
-    """The reference model of spec["model"], holding state (a state_dict), in eval mode."""
-    if spec["model"] == "convnet":
-        model = nn_convnet.NeuralNetwork()
-        model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-    elif spec["model"] == "mlp":
-        model = nn_torch.build(spec["sizes"])
-        model.load_state_dict({k: v.to(torch.float64) for k, v in state.items()})
+def mlp_sizes(tensors):
+    """An MLP's layer sizes from its state_dict's shapes: 0.weight (n1, n0), 2.weight (n2, n1), ..."""
+    sizes, i = [], 0
+    while f"{i}.weight" in tensors:
+        out, inp = tensors[f"{i}.weight"].shape
+        sizes += [inp] if not sizes else []
+        sizes.append(out)
+        i += 2
+    return sizes
+
+
+def build(name, tensors):
+    """The reference model `name` holding its tensors among `tensors`, in eval mode."""
+    if name == "convnet":
+        model, kind = nn_convnet.NeuralNetwork(), torch.float32
+    elif name == "mlp":
+        model, kind = nn_torch.build(mlp_sizes(tensors)), torch.float64
     else:
-        common.fail(f"unknown model {spec['model']!r}")
+        common.fail(f"unknown model {name!r}")
+    keys = model.state_dict().keys()
+    missing = [k for k in keys if k not in tensors]
+    if missing:
+        common.fail(f"the {name}'s weights lack {', '.join(missing)}")
+    model.load_state_dict({k: tensors[k].to(kind) for k in keys})
     return model.eval()
 
 
-def logits(spec, model, pixels):
+def logits(name, model, pixels):
     """The model's logits for one u8 input, as 10 float64."""
     x = torch.frombuffer(bytearray(pixels), dtype=torch.uint8)
-    if spec["model"] == "convnet":
+    if name == "convnet":
         # nn_convnet.to_tensor: float32 / 255, (1, 1, 28, 28)
         out = model(x.to(torch.float32).div(255).view(1, 1, 28, 28))
     else:
@@ -89,11 +99,11 @@ def main():
     (n,) = struct.unpack("<I", need(stdin, 4, "the header"))
     header = json.loads(need(stdin, n, "the header"))
     torch.set_num_threads(int(header["threads"]))
-    specs = header["models"]
+    names = header["models"]
     models = []
-    for spec in specs:
-        (n,) = struct.unpack("<Q", need(stdin, 8, f"the {spec['model']}'s weights"))
-        models.append(build(spec, load_safetensors(need(stdin, n, f"the {spec['model']}'s weights"))))
+    for name in names:
+        (n,) = struct.unpack("<Q", need(stdin, 8, f"the {name}'s weights"))
+        models.append(build(name, load_safetensors(need(stdin, n, f"the {name}'s weights"))))
     stdout.write(b"ready\n")
     stdout.flush()
     with torch.no_grad():
@@ -101,7 +111,7 @@ def main():
             pixels = read_exact(stdin, PIXELS)
             if pixels is None:
                 return
-            out = b"".join(struct.pack("<10d", *logits(s, m, pixels)) for s, m in zip(specs, models))
+            out = b"".join(struct.pack("<10d", *logits(n, m, pixels)) for n, m in zip(names, models))
             stdout.write(out)
             stdout.flush()
 

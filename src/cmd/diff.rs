@@ -29,8 +29,9 @@
 //! - Output: a table, or with `--format json` one JSON object per row and a summary object
 //!   with the verdict (docs/diff.md).
 //! - Exit status as diff(1): 0 when every tensor is within tolerance, 1 when any differs
-//!   (the error [`Differ`]), 2 on trouble (an unreadable file or tensor, a bad flag), with
+//!   ([`Outcome::Different`]), 2 on trouble (an unreadable file or tensor, a bad flag), with
 //!   the file and the reason.
+use crate::outcome::Outcome;
 use crate::tensors::{DType, Tensor, TensorFile, View};
 use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Result};
@@ -107,18 +108,6 @@ impl DiffSpec {
         Ok(DiffSpec { a, b, tolerance, sort, only, format })
     }
 }
-
-/// The files differ (exit status 1); the table has said where.
-#[derive(Debug)]
-pub struct Differ(pub usize);
-
-impl std::fmt::Display for Differ {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the files differ in {} tensor(s)", self.0)
-    }
-}
-
-impl std::error::Error for Differ {}
 
 /// torch.testing.assert_close's default (rtol, atol) for a dtype: float16 (1e-3, 1e-5),
 /// bfloat16 (1.6e-2, 1e-5), float32 (1.3e-6, 1e-5), float64 (1e-7, 1e-7); integers and
@@ -436,8 +425,8 @@ fn file_order(f: &TensorFile) -> (Vec<&str>, bool) {
     }
 }
 
-/// Runs the comparison and writes its rows; `Err(Differ)` when the files differ.
-pub fn run(spec: &DiffSpec) -> Result<()> {
+/// Runs the comparison and writes its rows: [`Outcome::Different`] when the files differ.
+pub fn run(spec: &DiffSpec) -> Result<Outcome> {
     let fa = open(&spec.a)?;
     let fb = open(&spec.b)?;
     let ((names_a, rec_a), (names_b, rec_b)) = (file_order(&fa), file_order(&fb));
@@ -484,10 +473,7 @@ pub fn run(spec: &DiffSpec) -> Result<()> {
     if let Some(t) = trouble {
         bail!("{t}");
     }
-    if differ > 0 {
-        return Err(Differ(differ).into());
-    }
-    Ok(())
+    Ok(if differ > 0 { Outcome::Different } else { Outcome::Done })
 }
 
 /// What the last lines say.

@@ -1,12 +1,12 @@
 //! `nnmnist eval`: saved weights (ours or PyTorch's) on the test set, with what people look
 //! at after an evaluation: the confusion matrix with each digit's accuracy, and the
 //! misclassified images, each ready for `nnmnist show INDEX --weights F`.
-use crate::terminal::Shown;
-use crate::classifier::{Classifier, ModelKind};
 use crate::data::{self, Mnist, CLASSES};
+use crate::device;
 use crate::evaluation::Evaluation;
 use crate::metrics::{EpochMetrics, MetricsLog};
-use crate::terminal::{print, shell_word};
+use crate::networks::{self, ModelKind};
+use crate::terminal::{print, shell_word, Shown};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -15,46 +15,37 @@ use std::time::Instant;
 /// A resolved `nnmnist eval` command.
 #[derive(Clone, Debug)]
 pub struct EvalSpec {
-    pub model: ModelKind,
+    /// `--model`; None: told from the weights.
+    pub model: Option<ModelKind>,
     pub weights: PathBuf,
     pub data_dir: PathBuf,
-    pub device: tch::Device,
-    /// libtorch's CPU threads (the convnet).
-    pub threads: Option<usize>,
+    /// `--device` and `--threads`, for the network that takes them.
+    pub device: device::Flags,
     pub metrics: Option<PathBuf>,
     pub test_size: Option<usize>,
     pub confusion: bool,
     pub errors: Option<usize>,
 }
 
-/// Runs the evaluation and prints its lines: nn_convnet.py's `Test Error` lines for the
-/// convnet, one summary line for the MLP; then the confusion matrix and the misses if asked.
+/// Runs the evaluation and prints its lines: those of the script the network ports
+/// (nn_convnet.py's `Test Error` lines, one summary line for the MLP); then the confusion
+/// matrix and the misses if asked.
 pub fn run(spec: &EvalSpec) -> Result<()> {
     // The weights and the metrics file first: a bad one is reported without waiting for data.
     let weights = Weights::load(&spec.weights)?;
-    let classifier = Classifier::new(&weights, Some(spec.model), spec.device)?;
+    let model = networks::tell(&weights, spec.model)?;
+    let device = networks::place(model, &spec.device)?;
+    let net = model.load(&weights, device)?;
     let mut plan = crate::outputs::Plan::new("the evaluation");
     plan.reads("the weights file --weights reads", &spec.weights).reads_mnist(&spec.data_dir);
     let mut metrics = MetricsLog::open(&mut plan, spec.metrics.as_deref())?;
     let test = data::take_test(&Mnist::load_test(&spec.data_dir)?, spec.test_size, &spec.data_dir)?;
     tracing::info!("evaluating {} test images", test.len());
     let started = Instant::now();
-    let ev = classifier.evaluate(&test)?;
+    let ev = net.evaluate(&test)?;
     let eval_seconds = started.elapsed().as_secs_f64();
     ev.check_finite().with_context(|| format!("evaluating {}", spec.weights.shown()))?;
-    let mut text = match &classifier {
-        Classifier::Convnet(_) => format!("{}\n", crate::convnet::eval::lines(&ev)),
-        Classifier::Mlp(net, cost) => format!(
-            "MLP {} from {}: {} / {} correct ({:.2}%)  test cost {:.6} ({})\n",
-            crate::mlp::join_sizes(&net.sizes),
-            spec.weights.shown(),
-            ev.correct(),
-            ev.total(),
-            100.0 * ev.accuracy(),
-            ev.loss,
-            serde_json::to_value(cost).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        ),
-    };
+    let mut text = format!("{}\n", net.eval_lines(&ev, &spec.weights));
     if spec.confusion {
         text.push_str(&confusion_table(&ev));
     }
@@ -65,7 +56,7 @@ pub fn run(spec: &EvalSpec) -> Result<()> {
     let state = weights.state.as_ref();
     let epoch = state.map(|s| s.epochs_done).unwrap_or(0);
     let seed = state.and_then(|s| s.hyper.get("seed")).and_then(|v| v.as_u64()).unwrap_or(0);
-    let record = EpochMetrics::new(spec.model.name(), classifier.device_name(), seed, epoch, &ev);
+    let record = EpochMetrics::new(model.name(), net.device_name(), seed, epoch, &ev);
     metrics.write(&EpochMetrics { eval_seconds, ..record })
 }
 

@@ -13,9 +13,11 @@
 use crate::classifier::Classifier;
 use crate::cmd::show::{bar_chart, render, use_color};
 use crate::data::{CLASSES, COLS, ROWS};
+use crate::device;
 use crate::digit::{self, Input};
 use crate::evaluation::argmax;
 use crate::files::SaveTarget;
+use crate::networks;
 use crate::outputs::Plan;
 use crate::terminal::{print, Shown};
 use crate::weights::Weights;
@@ -46,17 +48,17 @@ pub struct PredictSpec {
 /// One network given by `--weights`.
 struct Network {
     weights: PathBuf,
-    classifier: Classifier,
+    classifier: Box<dyn Classifier>,
 }
 
 impl Network {
     fn model(&self) -> &'static str {
-        match self.classifier {
-            Classifier::Convnet(_) => crate::classifier::ModelKind::Convnet.name(),
-            Classifier::Mlp(..) => crate::classifier::ModelKind::Mlp.name(),
-        }
+        self.classifier.kind().name()
     }
 }
+
+/// A network's reading of one image: the digit and the ten probabilities.
+type Verdict = (usize, [f64; CLASSES]);
 
 /// One line of `--format json`.
 #[derive(Serialize)]
@@ -70,12 +72,18 @@ struct Reading<'a> {
 
 /// The `nnmnist predict` command.
 pub fn run(spec: &PredictSpec) -> Result<()> {
-    // The weights first: a bad file is reported before any image is read.
-    let mut networks = Vec::new();
+    // The weights first: a bad file is reported before any image is read. Each network is
+    // told from its tensor names and runs on the CPU, with one libtorch thread: one image at
+    // a time, a second thread would only wait (and spin) for the first.
+    let cpu = device::Flags { device: Some("cpu".into()), threads: Some(1) };
+    let mut nets = Vec::new();
     for path in &spec.weights {
-        let classifier = Classifier::new(&Weights::load(path)?, None, tch::Device::Cpu)?;
-        networks.push(Network { weights: path.clone(), classifier });
+        let weights = Weights::load(path)?;
+        let model = networks::tell(&weights, None)?;
+        let classifier = model.load(&weights, model.place(&cpu)?)?;
+        nets.push(Network { weights: path.clone(), classifier });
     }
+    let networks = nets;
     let outputs = plan_outputs(spec)?;
     let color = use_color();
     let mut failed = Vec::new();
@@ -149,7 +157,7 @@ fn png(input: &Input) -> Result<Vec<u8>> {
 }
 
 /// One JSON object per line for each network.
-fn json_lines(image: &Path, networks: &[Network], readings: &[(usize, Vec<f64>)]) -> Result<String> {
+fn json_lines(image: &Path, networks: &[Network], readings: &[Verdict]) -> Result<String> {
     let mut out = String::new();
     for (net, (digit, probs)) in networks.iter().zip(readings) {
         let r = Reading { image: image.to_string_lossy().into_owned(), model: net.model(), weights: net.weights.to_string_lossy().into_owned(), digit: *digit, probabilities: probs };
@@ -175,7 +183,7 @@ fn found(input: &Input) -> String {
 
 /// The image's line, then a row per network: its weights, the digit, the ten probabilities
 /// as percentages.
-fn table(image: &Path, input: &Input, networks: &[Network], readings: &[(usize, Vec<f64>)]) -> String {
+fn table(image: &Path, input: &Input, networks: &[Network], readings: &[Verdict]) -> String {
     let mut out = format!("{}: {}\n", image.shown(), found(input));
     if networks.is_empty() {
         return out;
@@ -198,7 +206,7 @@ fn table(image: &Path, input: &Input, networks: &[Network], readings: &[(usize, 
 
 /// `--show`: the input drawn as `nnmnist show` draws a test image, what the preprocessing
 /// found, and a bar chart per network.
-fn drawing(image: &Path, input: &Input, networks: &[Network], readings: &[(usize, Vec<f64>)], color: bool) -> String {
+fn drawing(image: &Path, input: &Input, networks: &[Network], readings: &[Verdict], color: bool) -> String {
     let mut out = render(&input.pixels, color);
     out.push_str(&format!("{}: {}\n", image.shown(), found(input)));
     for (net, (digit, probs)) in networks.iter().zip(readings) {

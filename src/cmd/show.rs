@@ -1,5 +1,5 @@
 //! `nnmnist show N [--weights F]`: draws test image N in the terminal, prints its label and,
-//! given weights (convnet or MLP, recognised by their keys), the prediction and the ten class
+//! given weights (either network's, told from the tensor names), the prediction and the ten class
 //! probabilities as a bar chart: the original's `show_image`, in a terminal.
 //!
 //! The image takes 14 lines of 28 characters, two pixel rows per line (Unicode half blocks).
@@ -7,13 +7,13 @@
 //! pixel as foreground, the bottom one as background). Where NO_COLOR is set or stdout is
 //! not a terminal (a log, a pipe), the pair is drawn with plain characters ` ░▒▓█▀▄`, which
 //! read well in any file.
-use crate::terminal::Shown;
-use crate::classifier::Classifier;
 use crate::data::{Mnist, COLS, PIXELS, ROWS};
 use crate::evaluation::argmax;
-use crate::terminal::print;
+use crate::networks::{self, ModelKind};
+use crate::terminal::{print, Shown};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
+use std::path::PathBuf;
 
 /// Shades from blank to full, for the plain drawing.
 const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
@@ -22,37 +22,39 @@ const SHADES: [char; 5] = [' ', '░', '▒', '▓', '█'];
 #[derive(Debug, Clone)]
 pub struct ShowSpec {
     pub index: usize,
-    pub weights: Option<std::path::PathBuf>,
-    pub data_dir: std::path::PathBuf,
+    pub weights: Option<PathBuf>,
+    /// `--model`; None: told from the weights.
+    pub model: Option<ModelKind>,
+    pub data_dir: PathBuf,
 }
 
 /// The `nnmnist show` command.
-pub fn run(args: &ShowSpec) -> Result<()> {
+pub fn run(spec: &ShowSpec) -> Result<()> {
     // Weights first: a bad file is reported without waiting for the data.
-    let model = match &args.weights {
-        Some(path) => Some(Classifier::new(&Weights::load(path)?, None, tch::Device::Cpu)?),
+    let net = match &spec.weights {
+        Some(path) => Some(networks::load(&Weights::load(path)?, spec.model, tch::Device::Cpu)?),
         None => None,
     };
-    let test = &Mnist::load_test(&args.data_dir)?;
-    if args.index >= test.len() {
+    let test = &Mnist::load_test(&spec.data_dir)?;
+    if spec.index >= test.len() {
         bail!(
             "test image {} does not exist: the test set in {} has {} images (0 to {})",
-            args.index,
-            args.data_dir.shown(),
+            spec.index,
+            spec.data_dir.shown(),
             test.len(),
             test.len().saturating_sub(1)
         );
     }
-    let image = test.image(args.index);
-    let label = test.labels[args.index];
+    let image = test.image(spec.index);
+    let label = test.labels[spec.index];
     let color = use_color();
     let mut text = render(image, color);
-    text.push_str(&format!("Test image {}: label {label}\n", args.index));
-    if let Some(model) = model {
-        let probs = model.probabilities(image)?;
+    text.push_str(&format!("Test image {}: label {label}\n", spec.index));
+    if let Some(net) = net {
+        let probs = net.probabilities(image)?;
         let predicted = argmax(&probs);
         let verdict = if predicted == label as usize { "correct" } else { "wrong" };
-        text.push_str(&format!("Prediction: {predicted} ({verdict}; {})\n", model.describe()));
+        text.push_str(&format!("Prediction: {predicted} ({verdict}; {})\n", net.describe()));
         text.push_str(&bar_chart(&probs, predicted, label as usize));
     }
     print(text)?;

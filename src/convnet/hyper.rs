@@ -1,6 +1,9 @@
 //! The convnet's hyperparameters (nn_convnet.py's), their defaults and their checks, and its
 //! options that a checkpoint does not store.
+use super::net::check_weights;
 use crate::checks::{check_non_negative, check_positive};
+use crate::driver;
+use crate::weights::Weights;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::Device;
@@ -26,9 +29,9 @@ impl Default for Hyper {
     }
 }
 
-impl Hyper {
+impl driver::Hyper for Hyper {
     /// The checks of every value, from flags or from a checkpoint.
-    pub fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         check_positive("--lr", self.lr)?;
         check_non_negative("--weight-decay", self.weight_decay)?;
         // libtorch's SGD takes them as float32: beyond its range they overflow, below it
@@ -42,6 +45,18 @@ impl Hyper {
             bail!("--lr {:e} is 0 in float32 (the convnet computes in float32): the smallest is {:e}", self.lr, f32::from_bits(1));
         }
         Ok(())
+    }
+
+    fn check_weights(&self, weights: &Weights) -> Result<()> {
+        check_weights(weights)
+    }
+
+    fn diverged_hint(&self) -> String {
+        if self.weight_decay > 0.0 {
+            format!("a smaller learning rate (--lr) or a smaller weight decay (--weight-decay, now {:?})", self.weight_decay)
+        } else {
+            "a smaller learning rate (--lr) or weight decay (--weight-decay)".to_string()
+        }
     }
 }
 
@@ -61,5 +76,20 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options { device: Device::Cpu, cuda_graph: true, threads: None, deterministic: false }
+    }
+}
+
+impl Options {
+    /// Sets libtorch's process-wide state these options ask for: its CPU threads, and
+    /// deterministic kernels on a CUDA device. The convnet is libtorch's one user, and sets
+    /// it before its first computation.
+    pub fn apply(&self) -> Result<()> {
+        if let Some(t) = self.threads {
+            tch::set_num_threads(t as i32);
+        }
+        if self.deterministic {
+            super::determinism::enable(self.device)?;
+        }
+        Ok(())
     }
 }

@@ -4,11 +4,11 @@
 use super::cuda_graph::graph_step_or_eager;
 use super::eval::{evaluate, lines};
 use super::hyper::{Hyper, Options};
-use super::net::{check_weights, images_tensor, labels_tensor, Net};
+use super::net::{images_tensor, labels_tensor, Net};
 use super::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use crate::data::{Mnist, Split};
 use crate::device;
-use crate::driver::{Model, RunSpec, Transcript};
+use crate::driver::{Batching, EpochEnd, Model, Placement, RunSpec, Transcript};
 use crate::evaluation::Evaluation;
 use crate::weights::{Entry, Weights};
 use anyhow::Result;
@@ -44,32 +44,15 @@ pub struct Convnet {
 
 impl Model for Convnet {
     const NAME: &'static str = super::net::NAME;
-    fn diverged_hint(hyper: &Hyper) -> String {
-        if hyper.weight_decay > 0.0 {
-            format!("a smaller learning rate (--lr) or a smaller weight decay (--weight-decay, now {:?})", hyper.weight_decay)
-        } else {
-            "a smaller learning rate (--lr) or weight decay (--weight-decay)".to_string()
-        }
-    }
-    const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
+    /// The last partial batch is dropped, as nn_convnet.py's DataLoader(drop_last=True): every
+    /// batch has the same shape, which a captured CUDA graph needs.
+    const BATCHING: Batching = Batching { default_train: None, drop_last: true };
     type Hyper = Hyper;
     type Options = Options;
 
-    fn check_hyper(hyper: &Hyper) -> Result<()> {
-        hyper.check()
-    }
-
-    fn check_weights(_hyper: &Hyper, weights: &Weights) -> Result<()> {
-        check_weights(weights)
-    }
-
-    /// The last partial batch is dropped, as nn_convnet.py's DataLoader(drop_last=True).
-    fn batches(train: usize, batch_size: usize) -> usize {
-        batch_count(train, batch_size)
-    }
-
     fn build(spec: &RunSpec<Hyper, Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Convnet> {
         let o = &spec.options;
+        o.apply()?;
         let device = o.device;
         let net = Net::new(device, spec.schedule.seed);
         if let Some(w) = weights {
@@ -115,7 +98,7 @@ impl Model for Convnet {
     }
 
     /// On the CPU the loss is read every batch. On CUDA a read waits for the GPU, so none
-    /// happens mid-epoch: every 20th loss is copied into `printed`, read by `deferred_losses`.
+    /// happens mid-epoch: every 20th loss is copied into `printed`, read by `end_epoch`.
     fn train_batch(&mut self, batch: usize) -> Result<Option<f64>> {
         let (x, y) = batch_tensors(&self.order, &self.train_x, &self.train_y, batch, self.batch_size);
         let loss = self.step.step(&self.net, &x, &y)?;
@@ -130,18 +113,16 @@ impl Model for Convnet {
         Ok(None)
     }
 
-    /// The every-20th losses of this epoch's batches on CUDA (one read), in batch order.
-    fn deferred_losses(&mut self) -> Result<Vec<(usize, f64)>> {
+    /// The epoch's mean loss (one read of the sum on the device) and, on CUDA, its
+    /// every-20th batch losses (one read), in batch order.
+    fn end_epoch(&mut self) -> Result<EpochEnd> {
+        let train_loss = self.loss_sum.double_value(&[]) / self.trained.max(1) as f64;
         let batches = std::mem::take(&mut self.printed_batches);
         if batches.is_empty() {
-            return Ok(Vec::new());
+            return Ok(EpochEnd { losses: Vec::new(), train_loss });
         }
         let values = Vec::<f64>::try_from(self.printed.to_kind(Kind::Double).to_device(Device::Cpu))?;
-        Ok(batches.into_iter().map(|b| (b, values[b / PRINT_EVERY])).collect())
-    }
-
-    fn epoch_train_loss(&mut self) -> f64 {
-        self.loss_sum.double_value(&[]) / self.trained.max(1) as f64
+        Ok(EpochEnd { losses: batches.into_iter().map(|b| (b, values[b / PRINT_EVERY])).collect(), train_loss })
     }
 
     fn evaluate(&mut self) -> Result<Evaluation> {
@@ -152,13 +133,10 @@ impl Model for Convnet {
         self.net.entries()
     }
 
-    fn device_name(&self) -> String {
-        device::metrics_name(self.device)
-    }
-
-    /// libtorch's CPU threads, on the CPU (on CUDA the count does not change the sums).
-    fn threads(&self) -> Option<usize> {
-        (!self.device.is_cuda()).then(|| tch::get_num_threads().max(1) as usize)
+    /// The device, and libtorch's CPU threads on the CPU (on CUDA the count does not change
+    /// the sums).
+    fn placement(&self) -> Placement {
+        Placement { device: device::metrics_name(self.device), threads: (!self.device.is_cuda()).then(|| tch::get_num_threads().max(1) as usize) }
     }
 }
 

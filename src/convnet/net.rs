@@ -93,6 +93,23 @@ pub fn parameter_layers() -> Vec<(String, Vec<i64>)> {
     MODEL.iter().enumerate().filter_map(|(i, layer)| Some((format!("model.{i}"), layer.weight_shape()?))).collect()
 }
 
+/// The shape of each layer's output (`model.0` ... `model.9`) for a batch of `n` images:
+/// [`MODEL`] run on zeros, with zeros for its parameters.
+pub fn output_shapes(n: i64) -> Vec<Vec<i64>> {
+    tch::no_grad(|| {
+        let zeros = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+        let mut x = zeros(&[n, 1, ROWS as i64, COLS as i64]);
+        MODEL
+            .iter()
+            .map(|layer| {
+                let params = layer.weight_shape().map(|w| (zeros(&w), zeros(&w[..1])));
+                x = layer.forward(params.as_ref(), &x);
+                x.size()
+            })
+            .collect()
+    })
+}
+
 /// The state_dict keys, in order.
 pub fn keys() -> Vec<String> {
     parameter_layers().into_iter().flat_map(|(prefix, _)| [format!("{prefix}.weight"), format!("{prefix}.bias")]).collect()

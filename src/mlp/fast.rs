@@ -13,9 +13,10 @@
 //!   image's non-zero pixels stream in. Gradient, pixel by pixel (batches up to 64 images):
 //!   the batch is regrouped by pixel (`gather_batch`), each used row of W1 gets its nabla in
 //!   registers, summed over the images in ascending order, and is updated once; the rows go
-//!   in order of how many images use them, which keeps the loop exits predictable. (Measured
-//!   here, one epoch: pixel-by-pixel forward 0.072 s, image-by-image gradient into a nabla
-//!   buffer 0.15 s; as now 0.063 s.) Training images are prefetched a batch ahead.
+//!   in order of how many images use them, which keeps the loop exits predictable. Forward
+//!   goes image by image because an image's z fits in registers; the gradient pixel by
+//!   pixel because a row of W1 does, and is then read and written once per batch
+//!   (scripts/bench_mlp measures the epoch). Training images are prefetched a batch ahead.
 //! - Every sum runs in the reference's order (over k, over j, over o, ascending, one
 //!   accumulator per output lane), and multiplications and additions stay separate (no
 //!   FMA contraction), so the results do not depend on the SIMD width. The deeper layers keep
@@ -47,8 +48,8 @@ struct Line([f64; 8]);
 
 /// An f64 buffer whose start is 64-byte aligned, used as a slice. Where a Vec<f64> starts
 /// depends on the allocator's history (on what the process freed before), and a kernel's
-/// full-width loads and stores then straddle cache lines or not: 5-8% of an epoch moved with
-/// unrelated changes elsewhere. Aligned, the speed is the kernels' own.
+/// full-width loads and stores would straddle cache lines or not with it, so its speed
+/// would depend on unrelated allocations. Aligned, the speed is the kernels' own.
 #[derive(Clone, Debug)]
 struct Lanes {
     lines: Vec<Line>,

@@ -1,13 +1,14 @@
 //! The MLP's hyperparameters (nn.py's and network2.py's), their defaults and their checks:
-//! one set of checks for values from flags and from checkpoints; layer sizes as `--sizes`
-//! writes them ([`join_sizes`]).
+//! one set of checks for values from flags and from checkpoints.
 use super::cost::Cost;
-use super::fast::network_bytes;
+use super::io::infer_sizes;
+use super::network::Network;
 use super::rule::Init;
-use crate::data::{CLASSES, PIXELS};
+use super::sizes::{check_sizes, join_sizes};
 use crate::checks::{check_non_negative, check_positive};
-use crate::system::available_memory;
-use anyhow::{bail, Result};
+use crate::driver;
+use crate::weights::Weights;
+use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 /// nn.py: `Network([784, 30, 10])`.
@@ -39,46 +40,38 @@ impl Default for Hyper {
     }
 }
 
-impl Hyper {
+impl driver::Hyper for Hyper {
     /// The checks of every value, from flags or from a checkpoint.
-    pub fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         check_sizes(&self.sizes)?;
         check_positive("--eta", self.eta)?;
         check_non_negative("--lambda", self.lambda)
     }
-}
 
-/// MLP layer sizes: at least two layers, from 784 inputs to 10 outputs, none empty, and a
-/// network that fits in memory.
-pub fn check_sizes(sizes: &[usize]) -> Result<()> {
-    if sizes.len() < 2 {
-        bail!("--sizes needs at least an input and an output layer, e.g. 784,30,10");
+    /// Also says which `--sizes` the file's shapes are, when they are not the run's.
+    fn check_weights(&self, weights: &Weights) -> Result<()> {
+        Network::from_weights(weights, &self.sizes).map(|_| ()).map_err(|e| match infer_sizes(weights) {
+            Ok(sizes) if sizes != self.sizes => {
+                let s = join_sizes(&sizes);
+                // The hint is offered only where --sizes would then be accepted.
+                match check_sizes(&sizes) {
+                    Ok(()) => anyhow!("{e:#} (its layers are {s}: pass --sizes {s})"),
+                    Err(why) => anyhow!("{e:#} (its layers are {s}, which no MNIST MLP has: {why:#})"),
+                }
+            }
+            Ok(_) => e,
+            // What makes the file unreadable as an MLP (a gap in its layers) says more.
+            Err(why) => anyhow!("{e:#} ({why:#})"),
+        })
     }
-    if sizes[0] != PIXELS {
-        bail!("--sizes must start at 784 (the 28x28 pixels), got {}", sizes[0]);
-    }
-    if sizes[sizes.len() - 1] != CLASSES {
-        bail!("--sizes must end at 10 (the digits), got {}", sizes[sizes.len() - 1]);
-    }
-    if sizes.contains(&0) {
-        bail!("--sizes: every layer needs at least one neuron, got {sizes:?}");
-    }
-    let bytes = network_bytes(sizes);
-    if let Some(available) = available_memory() {
-        if bytes > available as u128 {
-            let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
-            bail!(
-                "--sizes {}: the network's weights and training buffers need about {:.1} GiB, and this machine has {:.1} GiB available",
-                join_sizes(sizes),
-                gib(bytes),
-                gib(available as u128)
-            );
+
+    fn diverged_hint(&self) -> String {
+        if self.lambda > 0.0 {
+            // L2 multiplies the weights by 1 - eta*lambda/n each step: far from (0, 1], it is
+            // the cause, not the cure.
+            format!("a smaller learning rate (--eta) or a smaller --lambda (now {:?}: each step multiplies the weights by 1 - eta*lambda/n)", self.lambda)
+        } else {
+            "a smaller learning rate (--eta) or L2 regularisation (--lambda)".to_string()
         }
     }
-    Ok(())
-}
-
-/// "784,30,10".
-pub fn join_sizes(sizes: &[usize]) -> String {
-    sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
 }

@@ -1,7 +1,7 @@
 //! MLP weights as files: PyTorch's nn.Sequential(Linear, Sigmoid, Linear, ...) state_dict
 //! keys (`0.weight`, `0.bias`, `2.weight`, ...), F64 as nnmnist writes them, F32 or F64 read.
 use crate::terminal::Shown;
-use super::hyper::{check_sizes, join_sizes};
+use super::sizes::{check_sizes, join_sizes};
 use super::network::Network;
 use crate::weights::{Entry, Weights};
 use anyhow::{anyhow, bail, Result};

@@ -10,28 +10,35 @@
 //!   layer, runtime-selected SIMD), bit for bit equal to [`Network`]; [`sparse`]: the images
 //!   as it reads them;
 //! - [`rule`]: how a network starts ([`Init`]) and each step's rule ([`Sgd`]);
-//! - [`hyper`]: the hyperparameters and their checks; [`io`]: weights files; [`shuffle`]:
-//!   the random streams;
+//! - [`hyper`]: the hyperparameters and their checks; [`sizes`]: layer sizes; [`io`]:
+//!   weights files; [`shuffle`]: the random streams;
 //! - [`inside`]: one image through the network, for `nnmnist serve`'s page: activations,
 //!   each hidden neuron's incoming weights, the saliency through backprop;
 //! - [`model`]: the plug-in of the run driver ([`crate::driver`]), training either
-//!   [`Network`] or [`fast::FastNet`].
+//!   [`Network`] or [`fast::FastNet`];
+//! - [`kind`]: the MLP as the commands know it (told from weights, classifying);
+//!   [`trace`]: its step of `nnmnist trace`.
 pub mod cost;
 pub mod exp;
 pub mod fast;
 pub mod hyper;
 pub mod inside;
 pub mod io;
+pub mod kind;
 pub mod matrix;
 pub mod model;
 pub mod network;
 pub mod rule;
 pub mod shuffle;
+pub mod sizes;
 pub mod sparse;
+pub mod trace;
 
 pub use cost::{one_hot, pixels_f64, sigmoid, sigmoid_prime, Cost};
-pub use hyper::{check_sizes, join_sizes, Hyper};
+pub use hyper::Hyper;
+pub use sizes::{check_sizes, join_sizes};
 pub use io::{infer_sizes, network_of};
+pub use kind::MlpKind;
 pub use model::{Engine, Mlp, Options};
 pub use network::Network;
 pub use rule::{Init, Sgd};

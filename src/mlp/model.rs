@@ -9,12 +9,12 @@ use super::rule::Sgd;
 use super::shuffle::epoch_order;
 use super::sparse::SparseImages;
 use crate::data::{Mnist, Split};
-use crate::driver::{Model, RunSpec, Transcript};
+use crate::driver::{Batching, EpochEnd, Model, Placement, RunSpec, Transcript};
 use crate::evaluation::{argmax, Evaluation};
-use crate::weights::{Entry, RunState, Weights};
+use crate::weights::{Entry, Weights};
 use anyhow::Result;
 
-/// Which implementation trains.
+/// Which implementation of nn.py's arithmetic trains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Engine {
     /// [`FastNet`] (the default).
@@ -30,135 +30,110 @@ pub struct Options {
     pub engine: Engine,
 }
 
+/// A network with the training and test images laid out as it reads them.
+trait Trainer {
+    /// The number of training images.
+    fn train_len(&self) -> usize;
+    /// `update_mini_batch` on the training images `batch`; `next` is the batch after it, if
+    /// any (to read ahead). Returns the batch's mean cost before the step.
+    fn train_batch(&mut self, batch: &[u32], next: Option<&[u32]>, rule: &Sgd) -> f64;
+    /// Every test image: predictions, their probabilities and the mean cost.
+    fn evaluate(&mut self, cost: Cost) -> Evaluation;
+    /// The network as Nielsen writes it.
+    fn network(&self) -> Network;
+}
+
+/// [`FastNet`], with the images sparse.
+struct Fast {
+    net: FastNet,
+    train: SparseImages,
+    test: SparseImages,
+}
+
+impl Trainer for Fast {
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn train_batch(&mut self, batch: &[u32], next: Option<&[u32]>, rule: &Sgd) -> f64 {
+        if let Some(next) = next {
+            self.train.prefetch(next);
+        }
+        self.net.train_batch(&self.train, batch, rule)
+    }
+
+    fn evaluate(&mut self, cost: Cost) -> Evaluation {
+        self.net.evaluate(&self.test, cost)
+    }
+
+    fn network(&self) -> Network {
+        self.net.to_network()
+    }
+}
+
+/// The textbook [`Network`], with the images as they are.
+struct Reference {
+    net: Network,
+    train: Split,
+    test: Split,
+}
+
+impl Trainer for Reference {
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn train_batch(&mut self, batch: &[u32], _next: Option<&[u32]>, rule: &Sgd) -> f64 {
+        let (x, y) = mini_batch(&self.train, batch);
+        self.net.update_mini_batch(&x, &y, batch.len(), rule)
+    }
+
+    /// [`Network`] on every test image, 256 at a time, as [`FastNet::evaluate`]: the
+    /// prediction's probability is its output divided by the sum of the outputs.
+    fn evaluate(&mut self, cost: Cost) -> Evaluation {
+        let (net, test) = (&self.net, &self.test);
+        let (mut predictions, mut confidence, mut total) = (Vec::new(), Vec::new(), 0.0);
+        let all: Vec<u32> = (0..test.len() as u32).collect();
+        let k = net.sizes[net.sizes.len() - 1];
+        for chunk in all.chunks(256) {
+            let (x, y) = mini_batch(test, chunk);
+            let fwd = net.forward(&x, chunk.len());
+            let (z, a) = (&fwd.zs[fwd.zs.len() - 1], &fwd.activations[fwd.activations.len() - 1]);
+            for j in 0..chunk.len() {
+                let out = &a[j * k..(j + 1) * k];
+                let p = argmax(out);
+                predictions.push(p as u8);
+                confidence.push(out[p] / out.iter().sum::<f64>());
+                total += cost.cost(&z[j * k..(j + 1) * k], out, &y[j * k..(j + 1) * k]);
+            }
+        }
+        Evaluation { labels: test.labels.clone(), predictions, confidence, loss: total / test.len().max(1) as f64 }
+    }
+
+    fn network(&self) -> Network {
+        self.net.clone()
+    }
+}
+
 /// An MLP run in progress.
 pub struct Mlp {
     hyper: Hyper,
     seed: u64,
     shuffle: bool,
     batch_size: usize,
-    net: Net,
-    train: Images,
-    test: Images,
+    trainer: Box<dyn Trainer>,
     /// This epoch's order of the training images.
     order: Vec<u32>,
     loss_sum: f64,
     trained: usize,
 }
 
-enum Net {
-    Fast(Box<FastNet>),
-    Reference(Network),
-}
-
-/// A split as the engine reads it.
-enum Images {
-    Sparse(Box<SparseImages>),
-    Dense(Split),
-}
-
-impl Images {
-    fn new(engine: Engine, split: Split) -> Images {
-        match engine {
-            Engine::Fast => Images::Sparse(Box::new(SparseImages::from_split(&split, split.len()))),
-            Engine::Reference => Images::Dense(split),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Images::Sparse(s) => s.len(),
-            Images::Dense(s) => s.len(),
-        }
-    }
-}
-
-/// [`Network`] on every image of `split`, 256 at a time: predictions, their probabilities
-/// (the output divided by the sum of the outputs) and the mean cost, as [`FastNet::evaluate`].
-fn evaluate_reference(net: &Network, split: &Split, cost: Cost) -> Evaluation {
-    let (mut predictions, mut confidence, mut total) = (Vec::new(), Vec::new(), 0.0);
-    let all: Vec<u32> = (0..split.len() as u32).collect();
-    let k = net.sizes[net.sizes.len() - 1];
-    for chunk in all.chunks(256) {
-        let (x, y) = mini_batch(split, chunk);
-        let fwd = net.forward(&x, chunk.len());
-        let (z, a) = (&fwd.zs[fwd.zs.len() - 1], &fwd.activations[fwd.activations.len() - 1]);
-        for j in 0..chunk.len() {
-            let out = &a[j * k..(j + 1) * k];
-            let p = argmax(out);
-            predictions.push(p as u8);
-            confidence.push(out[p] / out.iter().sum::<f64>());
-            total += cost.cost(&z[j * k..(j + 1) * k], out, &y[j * k..(j + 1) * k]);
-        }
-    }
-    Evaluation { labels: split.labels.clone(), predictions, confidence, loss: total / split.len().max(1) as f64 }
-}
-
-impl Mlp {
-    fn network(&self) -> Network {
-        match &self.net {
-            Net::Fast(f) => f.to_network(),
-            Net::Reference(n) => n.clone(),
-        }
-    }
-}
-
 impl Model for Mlp {
     const NAME: &'static str = super::network::NAME;
-    fn diverged_hint(hyper: &Hyper) -> String {
-        if hyper.lambda > 0.0 {
-            // L2 multiplies the weights by 1 - eta*lambda/n each step: far from (0, 1], it is
-            // the cause, not the cure.
-            format!("a smaller learning rate (--eta) or a smaller --lambda (now {:?}: each step multiplies the weights by 1 - eta*lambda/n)", hyper.lambda)
-        } else {
-            "a smaller learning rate (--eta) or L2 regularisation (--lambda)".to_string()
-        }
-    }
-    const DEFAULT_TRAIN: Option<(usize, &'static str)> = Some((DEFAULT_TRAIN_SIZE, "nn.py trains on the first 50000 training images"));
+    /// nn.py keeps the last, smaller batch.
+    const BATCHING: Batching = Batching { default_train: Some((DEFAULT_TRAIN_SIZE, "nn.py trains on the first 50000 training images")), drop_last: false };
     type Hyper = Hyper;
     type Options = Options;
-
-    fn check_hyper(hyper: &Hyper) -> Result<()> {
-        hyper.check()
-    }
-
-    /// Also says which `--sizes` the file's shapes are, when they are not the run's.
-    fn check_weights(hyper: &Hyper, weights: &Weights) -> Result<()> {
-        Network::from_weights(weights, &hyper.sizes).map(|_| ()).map_err(|e| match super::io::infer_sizes(weights) {
-            Ok(sizes) if sizes != hyper.sizes => {
-                let s = super::hyper::join_sizes(&sizes);
-                // The hint is offered only where --sizes would then be accepted.
-                match super::hyper::check_sizes(&sizes) {
-                    Ok(()) => anyhow::anyhow!("{e:#} (its layers are {s}: pass --sizes {s})"),
-                    Err(why) => anyhow::anyhow!("{e:#} (its layers are {s}, which no MNIST MLP has: {why:#})"),
-                }
-            }
-            Ok(_) => e,
-            // What makes the file unreadable as an MLP (a gap in its layers) says more.
-            Err(why) => anyhow::anyhow!("{e:#} ({why:#})"),
-        })
-    }
-
-    /// Format 1 drew the batch orders from ChaCha8 (see [`crate::weights::CHECKPOINT_FORMAT`]):
-    /// between epochs the run goes on with libtorch's orders (said in a warning); inside an
-    /// epoch the rest of it would not be the rest of the order it began, so it is refused.
-    fn older_checkpoint(format: u32, state: &RunState) -> Result<Option<String>> {
-        let why = format!(
-            "a checkpoint of format {format}, written by an earlier nnmnist whose MLP drew its batch order from ChaCha8; this one draws it from libtorch's generator, as nn_torch.py does"
-        );
-        if state.next_batch > 0 {
-            anyhow::bail!(
-                "{why}, so the rest of epoch {} would not follow the order its first {} batches came from: it cannot be resumed inside an epoch (--init-from it to start a new run from its weights)",
-                state.epochs_done + 1,
-                state.next_batch
-            );
-        }
-        Ok(Some(format!("{why}: its weights and its {} epoch(s) carry over, and the epochs still to come see other batches than that version would have shown", state.epochs_done)))
-    }
-
-    /// nn.py keeps the last, smaller batch.
-    fn batches(train: usize, batch_size: usize) -> usize {
-        train.div_ceil(batch_size)
-    }
 
     fn build(spec: &RunSpec<Hyper, Options>, weights: Option<&Weights>, train: Split, test: Split) -> Result<Mlp> {
         let h = &spec.hyper;
@@ -166,27 +141,16 @@ impl Model for Mlp {
             Some(w) => Network::from_weights(w, &h.sizes)?,
             None => Network::seeded(&h.sizes, h.init, spec.schedule.seed),
         };
-        let engine = spec.options.engine;
-        let net = match engine {
+        let trainer: Box<dyn Trainer> = match spec.options.engine {
             Engine::Fast => {
-                let fast = FastNet::from_network(&network, spec.schedule.batch_size.max(256));
-                tracing::debug!("mlp kernels: {:?}", fast.simd());
-                Net::Fast(Box::new(fast))
+                let net = FastNet::from_network(&network, spec.schedule.batch_size.max(256));
+                tracing::debug!("mlp kernels: {:?}", net.simd());
+                let (train, test) = (SparseImages::from_split(&train, train.len()), SparseImages::from_split(&test, test.len()));
+                Box::new(Fast { net, train, test })
             }
-            Engine::Reference => Net::Reference(network),
+            Engine::Reference => Box::new(Reference { net: network, train, test }),
         };
-        Ok(Mlp {
-            hyper: h.clone(),
-            seed: spec.schedule.seed,
-            shuffle: spec.schedule.shuffle,
-            batch_size: spec.schedule.batch_size,
-            net,
-            train: Images::new(engine, train),
-            test: Images::new(engine, test),
-            order: Vec::new(),
-            loss_sum: 0.0,
-            trained: 0,
-        })
+        Ok(Mlp { hyper: h.clone(), seed: spec.schedule.seed, shuffle: spec.schedule.shuffle, batch_size: spec.schedule.batch_size, trainer, order: Vec::new(), loss_sum: 0.0, trained: 0 })
     }
 
     fn transcript(&self) -> Box<dyn Transcript> {
@@ -194,56 +158,40 @@ impl Model for Mlp {
     }
 
     fn start_epoch(&mut self, epoch: usize) {
-        self.order = epoch_order(self.train.len(), self.seed, epoch, self.shuffle);
+        self.order = epoch_order(self.trainer.train_len(), self.seed, epoch, self.shuffle);
         (self.loss_sum, self.trained) = (0.0, 0);
     }
 
     /// `update_mini_batch` on the images order[batch*bs..(batch+1)*bs]; returns the batch's
     /// mean cost before the step.
     fn train_batch(&mut self, batch: usize) -> Result<Option<f64>> {
-        let (bs, n) = (self.batch_size, self.train.len());
+        let (bs, n) = (self.batch_size, self.order.len());
         let idx = &self.order[batch * bs..((batch + 1) * bs).min(n)];
+        let next = self.order.get((batch + 1) * bs..((batch + 2) * bs).min(n));
         let h = &self.hyper;
-        let rule = Sgd { eta: h.eta, cost: h.cost, lambda: h.lambda, n };
-        let cost = match (&mut self.net, &self.train) {
-            (Net::Fast(fast), Images::Sparse(train)) => {
-                if let Some(next) = self.order.get((batch + 1) * bs..((batch + 2) * bs).min(n)) {
-                    train.prefetch(next);
-                }
-                fast.train_batch(train, idx, &rule)
-            }
-            (Net::Reference(net), Images::Dense(train)) => {
-                let (x, y) = mini_batch(train, idx);
-                net.update_mini_batch(&x, &y, idx.len(), &rule)
-            }
-            _ => unreachable!("the engine and its images are built together"),
-        };
+        let cost = self.trainer.train_batch(idx, next, &Sgd { eta: h.eta, cost: h.cost, lambda: h.lambda, n });
         self.loss_sum += cost;
         self.trained += 1;
         Ok(Some(cost))
     }
 
-    fn epoch_train_loss(&mut self) -> f64 {
-        self.loss_sum / self.trained.max(1) as f64
+    fn end_epoch(&mut self) -> Result<EpochEnd> {
+        Ok(EpochEnd { losses: Vec::new(), train_loss: self.loss_sum / self.trained.max(1) as f64 })
     }
 
     fn evaluate(&mut self) -> Result<Evaluation> {
-        Ok(match (&mut self.net, &self.test) {
-            (Net::Fast(fast), Images::Sparse(test)) => fast.evaluate(test, self.hyper.cost),
-            (Net::Reference(net), Images::Dense(test)) => evaluate_reference(net, test, self.hyper.cost),
-            _ => unreachable!("the engine and its images are built together"),
-        })
+        Ok(self.trainer.evaluate(self.hyper.cost))
     }
 
     fn entries(&self) -> Vec<Entry> {
-        self.network().entries()
+        self.trainer.network().entries()
     }
 
-    fn device_name(&self) -> String {
-        "cpu".into()
+    /// Plain Rust on one CPU thread: no libtorch sums.
+    fn placement(&self) -> Placement {
+        Placement { device: "cpu".into(), threads: None }
     }
 }
-
 
 /// nn.py's console: the two `Loaded ...` lines, then per epoch `Epoch {i}: {correct} /
 /// {total}` (i from 0), with the test cost after it.

@@ -12,8 +12,6 @@ use super::cost::{sigmoid, sigmoid_prime, Cost};
 use super::matrix::{add_row, dot, dot_at, dot_bt, sum_rows};
 use super::rule::{Init, Sgd};
 use crate::evaluation::argmax;
-use rand::Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 /// The MLP's name in checkpoints, metrics and `--model`.
 pub const NAME: &str = "mlp";
@@ -36,34 +34,6 @@ pub struct Forward {
 }
 
 impl Network {
-    /// A new network drawn from `rng` as nn.py does: first every bias vector, then every
-    /// weight matrix, row-major, from N(0, 1); with [`Init::Scaled`] each weight is divided
-    /// by sqrt(fan_in) (network2.py's default_weight_initializer).
-    pub fn new<R: Rng>(sizes: &[usize], init: Init, rng: &mut R) -> Network {
-        let biases = sizes[1..].iter().map(|&y| (0..y).map(|_| StandardNormal.sample(rng)).collect()).collect();
-        let weights = sizes
-            .windows(2)
-            .map(|w| {
-                let (x, y) = (w[0], w[1]);
-                let scale = match init {
-                    Init::Normal => 1.0,
-                    Init::Scaled => (x as f64).sqrt(),
-                };
-                (0..x * y)
-                    .map(|_| {
-                        let v: f64 = StandardNormal.sample(rng);
-                        if scale == 1.0 {
-                            v
-                        } else {
-                            v / scale
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Network { sizes: sizes.to_vec(), weights, biases }
-    }
-
     /// A network seeded as `nnmnist mlp --seed` does, with the draws of nn_torch.py's
     /// `--seed` ([`super::shuffle::initial_draws`]: libtorch's generator, biases before
     /// weights); with [`Init::Scaled`] each weight is divided by sqrt(fan_in), as nn_torch.py's

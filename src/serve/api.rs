@@ -175,16 +175,15 @@ impl Timing {
 /// The body to the networks' readings, as JSON bytes, and where the time went.
 fn read_body(app: &App, body: &[u8], is_json: bool) -> Result<(Vec<u8>, Timing), ApiError> {
     let mut timing = Timing::default();
-    let (input, preprocessing) = if is_json {
+    let (input, preprocessing): ([u8; PIXELS], _) = if is_json {
         let given: Pixels = serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("malformed JSON: {e}; expected {{\"pixels\": [784 numbers 0-255]}}")))?;
-        if given.pixels.len() != PIXELS {
-            return Err(ApiError::bad(format!("\"pixels\" holds {} numbers; a 28x28 input has {PIXELS}", given.pixels.len())));
-        }
-        (given.pixels, None)
+        let count = given.pixels.len();
+        let pixels = given.pixels.try_into().map_err(|_| ApiError::bad(format!("\"pixels\" holds {count} numbers; a 28x28 input has {PIXELS}")))?;
+        (pixels, None)
     } else {
         let digit = timing.time("preprocess", || crate::digit::decode(body, "the image posted")).map_err(|e| ApiError::bad(format!("{e:#}")))?;
         let found = super::preprocessing::describe(&digit);
-        (digit.pixels.to_vec(), Some(found))
+        (digit.pixels, Some(found))
     };
     let mut models = app.networks.iter().map(|n| timing.time(n.model, || n.read(&input))).collect::<Result<Vec<_>>>().map_err(internal)?;
     if let Some(pytorch) = &app.pytorch {
@@ -193,7 +192,7 @@ fn read_body(app: &App, body: &[u8], is_json: bool) -> Result<(Vec<u8>, Timing),
             reading.pytorch = Some(parity(theirs, &reading.logits));
         }
     }
-    let answer = timing.time("json", || serde_json::to_vec(&Prediction { input, preprocessing, models })).map_err(internal)?;
+    let answer = timing.time("json", || serde_json::to_vec(&Prediction { input: input.to_vec(), preprocessing, models })).map_err(internal)?;
     Ok((answer, timing))
 }
 

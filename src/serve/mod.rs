@@ -20,11 +20,13 @@ pub mod pytorch;
 pub mod train;
 
 use crate::data::Mnist;
+use crate::outcome::Outcome;
 use crate::signal::StopCondition;
 use crate::terminal::{self, Shown};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use networks::Served;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -44,12 +46,22 @@ pub struct ServeSpec {
     pub data_dir: PathBuf,
 }
 
-/// Serves until the process is stopped (a signal ends it at once: nothing is written).
-pub fn run(spec: &ServeSpec, stop: &dyn StopCondition) -> Result<()> {
+/// Serves until the process is stopped (a signal ends it at once: nothing is written); a
+/// signal during the training before returns how that ended.
+pub fn run(spec: &ServeSpec, stop: &dyn StopCondition) -> Result<Outcome> {
     // Weights first: a bad file is reported without waiting for the data.
-    let loaded = spec.weights.iter().map(|path| Served::new(&Weights::load(path)?, path.shown().to_string())).collect::<Result<Vec<_>>>()?;
+    let loaded = spec.weights.iter().map(|path| Served::new(&Weights::load(path)?, path.shown().to_string(), spec.pytorch)).collect::<Result<Vec<_>>>()?;
     let test = Mnist::load_test(&spec.data_dir)?;
-    let networks = if spec.weights.is_empty() { train::both(&spec.data_dir, spec.seed, stop)? } else { loaded };
+    let networks = if spec.weights.is_empty() {
+        match train::both(&spec.data_dir, spec.seed, spec.pytorch, stop)? {
+            ControlFlow::Continue(networks) => networks,
+            ControlFlow::Break(stopped) => return Ok(stopped),
+        }
+    } else {
+        loaded
+    };
+    // Each network was placed on the CPU with one libtorch thread (Served::new); the
+    // PyTorch side takes the same count.
     let pytorch = if spec.pytorch { Some(pytorch::PyTorch::start(&networks, tch::get_num_threads().max(1) as usize)?) } else { None };
     let app = Arc::new(api::App::new(networks, pytorch, test)?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the server's runtime")?;
@@ -58,5 +70,6 @@ pub fn run(spec: &ServeSpec, stop: &dyn StopCondition) -> Result<()> {
         let address = listener.local_addr()?;
         terminal::print(format_args!("Listening on http://{address}/\n"))?;
         axum::serve(listener, api::router(app)).await.context("the server stopped")
-    })
+    })?;
+    Ok(Outcome::Done)
 }

@@ -1,6 +1,7 @@
 //! `nnmnist serve --pytorch`: the same weights in PyTorch, as one long-lived child process
-//! (`scripts/reference/serve_pytorch.py` in the repository's `.venv`, through the reference
-//! models nn_convnet.py and nn_torch.py), fed the same 28x28 input as the networks here.
+//! (`python -m scripts.reference.serve_pytorch` in the repository's `.venv`, through the
+//! reference models nn_convnet.py and nn_torch.py), fed the same 28x28 input as the networks
+//! here.
 //! The protocol is the script's docstring: the weights once, as safetensors bytes, then per
 //! input 784 bytes in and ten float64 logits per network out.
 //!
@@ -22,8 +23,10 @@ use std::sync::Mutex;
 /// What each network's parity line compares, for the page.
 pub const COMPARED: &str = "PyTorch runs the same weights on the same 28x28 input: the convnet's logits (model.9, float32) are compared, the same to the bit on the CPU; the MLP's output-layer z before its sigmoid (float64), which differs in the last bits (PyTorch's matrix products sum in another order than nn.py's loops)";
 
-/// The script, in the repository nnmnist was built from.
-pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/reference/serve_pytorch.py");
+/// The repository nnmnist was built from, where the script's package is.
+pub const REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
+/// The script, as a module of the repository's package `scripts`.
+pub const SCRIPT: &str = "scripts.reference.serve_pytorch";
 
 /// The Python with torch: `NNMNIST_PYTHON` where set, else the repository's `.venv`.
 pub fn python() -> PathBuf {
@@ -60,12 +63,13 @@ impl PyTorch {
             bail!("--pytorch runs PyTorch from {}, which does not exist: run scripts/setup (or set NNMNIST_PYTHON)", python.shown());
         }
         let mut child = Command::new(&python)
-            .arg(SCRIPT)
+            .args(["-m", SCRIPT])
+            .current_dir(REPOSITORY)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("cannot start {} {}", python.shown(), SCRIPT))?;
+            .with_context(|| format!("cannot start {} -m {SCRIPT}", python.shown()))?;
         let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
         let mut pipes = Pipes { child, stdin, stdout: BufReader::new(stdout) };
         let started = pipes.send_weights(networks, threads).and_then(|()| pipes.wait_ready());
@@ -76,8 +80,7 @@ impl PyTorch {
     }
 
     /// PyTorch's logits for `pixels`, one array per network, in the order of `start`.
-    pub fn logits(&self, pixels: &[u8]) -> Result<Vec<[f64; CLASSES]>> {
-        assert_eq!(pixels.len(), PIXELS);
+    pub fn logits(&self, pixels: &[u8; PIXELS]) -> Result<Vec<[f64; CLASSES]>> {
         let mut pipes = self.pipes.lock().unwrap_or_else(|p| p.into_inner());
         let result = (|| {
             pipes.stdin.write_all(pixels)?;
@@ -102,7 +105,7 @@ pub fn parity(theirs: &[f64; CLASSES], ours: &[f64]) -> Parity {
 
 impl Pipes {
     fn send_weights(&mut self, networks: &[Served], threads: usize) -> Result<()> {
-        let models: Vec<serde_json::Value> = networks.iter().map(|n| serde_json::json!({"model": n.model, "sizes": n.sizes()})).collect();
+        let models: Vec<&str> = networks.iter().map(|n| n.model).collect();
         let header = serde_json::to_vec(&serde_json::json!({"threads": threads, "models": models}))?;
         self.stdin.write_all(&(header.len() as u32).to_le_bytes())?;
         self.stdin.write_all(&header)?;
@@ -129,6 +132,6 @@ impl Pipes {
     fn failure(&mut self, e: anyhow::Error) -> anyhow::Error {
         let _ = self.child.kill();
         let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-        anyhow::anyhow!("--pytorch: {} {SCRIPT} did not start ({e:#}; {status})", python().shown())
+        anyhow::anyhow!("--pytorch: {} -m {SCRIPT} did not start ({e:#}; {status})", python().shown())
     }
 }

@@ -11,7 +11,7 @@ use nnmnist::convnet::cuda_graph::{catch_phase, graph_step_or_eager, GraphStep};
 use nnmnist::convnet::step::{batch_count, batch_tensors, epoch_order, sgd, EagerStep, Step};
 use nnmnist::convnet::{images_tensor, labels_tensor, Net};
 use nnmnist::data::Split;
-use nnmnist::driver::{Files, Model, RunSpec, Schedule, Start, Transcript};
+use nnmnist::driver::{Batching, EpochEnd, Files, Hyper, Model, Placement, RunSpec, Schedule, Start, Transcript};
 use nnmnist::evaluation::Evaluation;
 use std::cell::RefCell;
 use std::path::Path;
@@ -73,7 +73,8 @@ fn a_libtorch_error_in_a_phase_keeps_its_message_and_grad_mode() {
 fn determinism_settings_read_and_apply_unchanged() {
     use nnmnist::convnet::determinism;
     if !cfg!(nnmnist_cuda_graph) {
-        assert!(determinism::current().is_err(), "without the shim reading must fail");
+        let err = determinism::current().expect_err("without the shim reading must fail").to_string();
+        assert_eq!(err, "--deterministic on CUDA needs the C++ shim, which this build lacks (libtorch's CUDA headers were missing at build time: run scripts/setup, then rebuild)");
         return;
     }
     let now = determinism::current().unwrap();
@@ -203,9 +204,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn gpu_check_levels() {
     let code = r#"
-import sys
-sys.path.insert(0, "scripts")
-import gpu_check as g
+from scripts import gpu_check as g
 print(g.level(0.19, g.EPOCH_GOAL, g.EPOCH_ACCEPTABLE), g.level(0.2, 0.2, 0.25), g.level(0.23, 0.2, 0.25), g.level(0.26, 0.2, 0.25))
 print(g.level(5.9, g.RUN_GOAL, g.RUN_ACCEPTABLE), g.level(7.5, g.RUN_GOAL, g.RUN_ACCEPTABLE), g.level(8.1, g.RUN_GOAL, g.RUN_ACCEPTABLE))
 lo, hi = g.PYTORCH_RANGE
@@ -227,24 +226,24 @@ struct Deferring {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct NoHyper {}
 
+impl Hyper for NoHyper {
+    fn check(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn check_weights(&self, _: &nnmnist::weights::Weights) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn diverged_hint(&self) -> String {
+        "nothing".into()
+    }
+}
+
 impl Model for Deferring {
     const NAME: &'static str = "deferring";
-    const DEFAULT_TRAIN: Option<(usize, &'static str)> = None;
+    const BATCHING: Batching = Batching { default_train: None, drop_last: true };
     type Hyper = NoHyper;
     /// The log, and the batch whose deferred loss is NaN.
     type Options = (Rc<RefCell<Vec<String>>>, Option<usize>);
-    fn diverged_hint(_: &NoHyper) -> String {
-        "nothing".into()
-    }
-    fn check_hyper(_: &NoHyper) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn check_weights(_: &NoHyper, _: &nnmnist::weights::Weights) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn batches(train: usize, batch_size: usize) -> usize {
-        train / batch_size
-    }
     fn build(spec: &RunSpec<NoHyper, Self::Options>, _: Option<&nnmnist::weights::Weights>, _: Split, _: Split) -> anyhow::Result<Self> {
         Ok(Deferring { log: spec.options.0.clone(), nan_at: spec.options.1, epoch_batches: Vec::new() })
     }
@@ -258,14 +257,11 @@ impl Model for Deferring {
         self.epoch_batches.push(batch);
         Ok(None)
     }
-    fn deferred_losses(&mut self) -> anyhow::Result<Vec<(usize, f64)>> {
-        self.log.borrow_mut().push(format!("deferred after {} batches", self.epoch_batches.len()));
+    fn end_epoch(&mut self) -> anyhow::Result<EpochEnd> {
+        self.log.borrow_mut().push(format!("end of epoch after {} batches", self.epoch_batches.len()));
         let nan = self.nan_at;
-        Ok(self.epoch_batches.iter().filter(|b| *b % 20 == 0).map(|&b| (b, if Some(b) == nan { f64::NAN } else { b as f64 / 100.0 })).collect())
-    }
-    fn epoch_train_loss(&mut self) -> f64 {
-        self.log.borrow_mut().push("train loss".into());
-        0.5
+        let losses = self.epoch_batches.iter().filter(|b| *b % 20 == 0).map(|&b| (b, if Some(b) == nan { f64::NAN } else { b as f64 / 100.0 })).collect();
+        Ok(EpochEnd { losses, train_loss: 0.5 })
     }
     fn evaluate(&mut self) -> anyhow::Result<Evaluation> {
         Ok(Evaluation { labels: vec![1], predictions: vec![1], confidence: vec![1.0], loss: 0.1 })
@@ -273,8 +269,8 @@ impl Model for Deferring {
     fn entries(&self) -> Vec<nnmnist::weights::Entry> {
         Vec::new()
     }
-    fn device_name(&self) -> String {
-        "cpu".into()
+    fn placement(&self) -> Placement {
+        Placement { device: "cpu".into(), threads: None }
     }
 }
 
@@ -297,7 +293,7 @@ impl Transcript for DeferringLines {
     }
 }
 
-fn deferring_run(nan_at: Option<usize>) -> (anyhow::Result<()>, Vec<String>) {
+fn deferring_run(nan_at: Option<usize>) -> (anyhow::Result<nnmnist::outcome::Outcome>, Vec<String>) {
     let data = common::small_data(200);
     let log = Rc::new(RefCell::new(Vec::new()));
     let spec = RunSpec {
@@ -313,21 +309,19 @@ fn deferring_run(nan_at: Option<usize>) -> (anyhow::Result<()>, Vec<String>) {
     (result, log)
 }
 
-/// The driver's hook for losses read after the epoch: asked once per epoch after its last
-/// batch, each loss checked and given its line in batch order, before the epoch's loss and
-/// its test lines; a NaN among them stops the run naming its batch.
+/// The driver's end of an epoch, for losses read after it: asked once per epoch after its
+/// last batch, each loss checked and given its line in batch order, before the test lines; a
+/// NaN among them stops the run naming its batch.
 #[test]
 fn losses_read_after_the_epoch_get_their_lines_in_order() {
     let (result, log) = deferring_run(None);
-    result.unwrap();
+    assert!(matches!(result.unwrap(), nnmnist::outcome::Outcome::Done));
     // 180 images in batches of 4: 45 batches, lines after batches 0, 20 and 40.
-    let epoch = |e: usize| {
-        vec!["deferred after 45 batches".to_string(), "line 0 0".into(), "line 20 0.2".into(), "line 40 0.4".into(), "train loss".into(), format!("eval {e}")]
-    };
+    let epoch = |e: usize| vec!["end of epoch after 45 batches".to_string(), "line 0 0".into(), "line 20 0.2".into(), "line 40 0.4".into(), format!("eval {e}")];
     assert_eq!(log, [epoch(0), epoch(1)].concat());
 
     let (result, log) = deferring_run(Some(20));
     let msg = format!("{:#}", result.unwrap_err());
     assert!(msg.contains("the training loss became NaN in epoch 1, batch 21 of 45"), "{msg}");
-    assert_eq!(log, ["deferred after 45 batches", "line 0 0"], "no line, epoch loss or test after the NaN");
+    assert_eq!(log, ["end of epoch after 45 batches", "line 0 0"], "no line or test after the NaN");
 }

@@ -9,7 +9,6 @@
 //! (the fixture convnet in nn_convnet.py's model, the fixture MLP in nn_torch.py's) against
 //! nnmnist's on its own input. Each check reports its largest difference and where.
 use crate::common::{self, python, root};
-use nnmnist::classifier::Classifier;
 use nnmnist::cmd::show::render;
 use nnmnist::data::{COLS, PIXELS};
 use nnmnist::digit;
@@ -47,7 +46,7 @@ pub fn mlp_fixture() -> PathBuf {
 /// The images make_digit_images.py writes into `dir`: (file, label, kind).
 fn make_images(dir: &Path) -> Vec<(PathBuf, u8, String)> {
     let out = common::output_with_patience(
-        common::command(python()).arg(root().join("scripts/reference/make_digit_images.py")).arg(dir).args(["--data-dir", common::s(&common::repo_data())]),
+        common::command(python()).args(["-m", "scripts.reference.make_digit_images"]).arg(dir).args(["--data-dir", common::s(&common::repo_data())]).current_dir(root()),
     );
     assert!(out.status.success(), "make_digit_images.py failed: {}", String::from_utf8_lossy(&out.stderr));
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -63,7 +62,8 @@ fn make_images(dir: &Path) -> Vec<(PathBuf, u8, String)> {
 fn reference(files: &[PathBuf]) -> Vec<Value> {
     let out = common::output_with_patience(
         common::command(python())
-            .arg(root().join("scripts/reference/preprocess.py"))
+            .args(["-m", "scripts.reference.preprocess"])
+            .current_dir(root())
             .args(files)
             .arg("--convnet")
             .arg(convnet_fixture())
@@ -120,8 +120,8 @@ fn rust_and_python_preprocessing_agree_on_real_world_like_images() {
     let images = make_images(tmp.path());
     let files: Vec<PathBuf> = images.iter().map(|(f, _, _)| f.clone()).collect();
     let records = reference(&files);
-    let convnet = Classifier::new(&Weights::load(&convnet_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
-    let mlp = Classifier::new(&Weights::load(&mlp_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
+    let convnet = nnmnist::networks::load(&Weights::load(&convnet_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
+    let mlp = nnmnist::networks::load(&Weights::load(&mlp_fixture()).unwrap(), None, tch::Device::Cpu).unwrap();
 
     // Index 0: lossless files, 1: JPEG.
     let mut pixels: [Worst<u8>; 2] = Default::default();
@@ -151,6 +151,7 @@ fn rust_and_python_preprocessing_agree_on_real_world_like_images() {
         }
         let mut row = format!("{name:<22} {kind:<37} {d_max:>11}");
         for (model, classifier) in [("convnet", &convnet), ("mlp", &mlp)] {
+            assert_eq!(classifier.kind().name(), model);
             let p_ours = classifier.probabilities(&ours.pixels).unwrap();
             let p_theirs: Vec<f64> = record[model].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             let (d, at) = (0..10).map(|k| ((p_ours[k] - p_theirs[k]).abs(), k)).fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a });

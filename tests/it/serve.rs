@@ -154,8 +154,9 @@ pub fn test_png(index: usize) -> Vec<u8> {
     out.into_inner()
 }
 
-fn classifiers() -> Vec<Classifier> {
-    fixture_weights().iter().map(|p| Classifier::new(&Weights::load(p).unwrap(), None, tch::Device::Cpu).unwrap()).collect()
+/// The fixture networks, as `nnmnist predict` builds them.
+fn classifiers() -> Vec<Box<dyn Classifier>> {
+    fixture_weights().iter().map(|p| nnmnist::networks::load(&Weights::load(p).unwrap(), None, tch::Device::Cpu).unwrap()).collect()
 }
 
 fn numbers(v: &Value) -> Vec<f64> {
@@ -168,13 +169,13 @@ fn bytes(v: &Value) -> Vec<u8> {
 
 /// The answer's input is the preprocessing's (the one `predict` uses), and each network's
 /// digit and probabilities are what `predict` computes from it, to the bit.
-fn check_answer(answer: &Value, input: &[u8], classifiers: &[Classifier]) {
+fn check_answer(answer: &Value, input: &[u8; 784], classifiers: &[Box<dyn Classifier>]) {
     assert_eq!(bytes(&answer["input"]), input);
     let models = answer["models"].as_array().unwrap();
     assert_eq!(models.iter().map(|m| m["model"].as_str().unwrap()).collect::<Vec<_>>(), ["convnet", "mlp"]);
     for (m, c) in models.iter().zip(classifiers) {
         let want = c.probabilities(input).unwrap();
-        assert_eq!(numbers(&m["probabilities"]), want, "{}", m["model"]);
+        assert_eq!(numbers(&m["probabilities"]), want.to_vec(), "{}", m["model"]);
         assert_eq!(m["digit"].as_u64().unwrap() as usize, argmax(&want));
         assert_eq!(numbers(&m["saliency"]).len(), 784);
         assert_eq!(numbers(&m["logits"]).len(), 10);
@@ -203,8 +204,8 @@ fn predict_answers_with_the_preprocessing_and_probabilities_of_predict() {
         assert_eq!(answer["models"][0]["digit"].as_u64().unwrap() as usize, eval_digit, "test image {index}");
     }
     // The same image as JSON pixels: taken as it is.
-    let pixels = real().test.image(3).to_vec();
-    let body = serde_json::to_vec(&serde_json::json!({ "pixels": pixels })).unwrap();
+    let pixels: [u8; 784] = *real().test.image(3);
+    let body = serde_json::to_vec(&serde_json::json!({ "pixels": pixels.to_vec() })).unwrap();
     let (status, answer) = call("POST", &format!("{}/api/predict", server.url), Some("application/json"), &body);
     assert_eq!(status, 200, "{answer}");
     check_answer(&answer, &pixels, &classifiers);
