@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 struct Options {
@@ -80,6 +79,8 @@ fn start(dir: &std::path::Path, o: &Options) -> Server {
             return Server(child, url.trim_end_matches('/').to_string());
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     fail("the server stopped before listening");
 }
 

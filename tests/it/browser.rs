@@ -68,6 +68,7 @@ impl Driver {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("chromedriver did not say its port:\n{seen}");
     }
 }

@@ -243,7 +243,9 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     let long = serde_json::to_vec(&serde_json::json!({ "pixels": vec![0; 785] })).unwrap();
     let wide_pixels = [vec![0; 783], vec![256]].concat();
     let wide = serde_json::to_vec(&serde_json::json!({ "pixels": wide_pixels })).unwrap();
-    let cases: Vec<(&str, String, Option<&str>, &[u8], u16, &str)> = vec![
+    // (method, URL, Content-Type, body, the status expected, a piece of its error)
+    type Case<'a> = (&'a str, String, Option<&'a str>, &'a [u8], u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("POST", predict.clone(), Some("image/png"), b"", 400, "the body is empty"),
         ("POST", predict.clone(), Some("image/png"), b"GIF89a not what it says", 400, "cannot read the image posted"),
         ("POST", predict.clone(), None, b"\x89PNG\r\n\x1a\n truncated", 400, "cannot read the image posted"),
