@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod browser;
 mod checkpoints;
 mod compare_layers;
 mod console;
@@ -18,6 +19,7 @@ mod data;
 mod diff;
 mod digit;
 mod flags;
+mod inside;
 mod layering;
 mod metrics_log;
 mod mlp;
@@ -27,6 +29,7 @@ mod outputs;
 mod predict;
 mod pytorch_files;
 mod saving;
+mod serve;
 mod show;
 mod signals;
 mod tensor_files;
