@@ -10,7 +10,8 @@ porting slip. Writes into OUTDIR:
   port_step.safetensors   the port's step, GELU as erf
   port_tanh_step.safetensors the port's step, GELU as the tanh approximation
 
-Run: .venv/bin/python docs/diff_example.py OUTDIR, then the nnmnist diff lines of docs/diff.md.
+Run, from the repository root (on PYTHONPATH, for the package scripts):
+PYTHONPATH=. .venv/bin/python docs/diff_example.py OUTDIR, then the nnmnist diff lines of docs/diff.md.
 """
 import json
 import math
@@ -21,8 +22,7 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "reference"))
-from dump_tensors import dump_step  # noqa: E402
+from scripts.reference.dump_tensors import dump_step
 
 
 class MLP(torch.nn.Module):

@@ -1,6 +1,7 @@
 """Runs nnmnist (Rust) and the PyTorch reference side by side, and compares them.
 
-Run it through scripts/compare (which uses .venv/bin/python). Modes:
+Run it through scripts/compare (which runs .venv/bin/python -m scripts.compare, from any
+directory). Modes:
   (default)     convnet 20 epochs + MLP 30 epochs, one seed
   --quick       convnet 1 epoch + MLP 3 epochs
   --lockstep    both sides start from the same weights file (written by PyTorch) and follow the
@@ -14,10 +15,10 @@ result to the last bit; the MLP's epochs with the same correct count and the rel
 difference as it grows (both sides draw the same initial weights and batches from the seed,
 then differ by float64 rounding).
   --layers      where do the two part? From the same weights (--weights F, else drawn: the
-                convnet's by nn_convnet.py --epochs 0 --seed S, the MLP's as --lockstep draws
+                convnet's by nn_convnet --epochs 0 --seed S, the MLP's as --lockstep draws
                 them) and one batch (training images [--batch-start, +--batch-size) in file
                 order), each side runs forward, loss, backward and one SGD step and writes every
-                intermediate tensor (`nnmnist trace`, nn_convnet.py / nn_torch.py --trace).
+                intermediate tensor (`nnmnist trace`, nn_convnet / nn_torch --trace).
                 The table is `nnmnist diff RUST_TRACE PYTORCH_TRACE` (docs/diff.md): one row
                 per tensor, max absolute and relative difference, mean and median absolute
                 difference, and the number of elements outside torch.testing.assert_close's
@@ -31,10 +32,13 @@ then differ by float64 rounding).
                 --threads 1 on both sides (libtorch's reductions depend on the thread count).
                 --rust-weights F2 gives the Rust side other weights than the PyTorch side, to
                 see the report catch a difference (a perturbed model.7.weight: model.7).
+The reference scripts are the modules of scripts.reference: nn_convnet (the convnet),
+nn_torch (the MLP), bench_convnet (the speed anchors).
 Every mode but --layers also times one epoch of nn_convnet.py as written (DataLoader +
-per-sample ToTensor) for the speed section (--no-dataloader skips it).
+per-sample ToTensor: bench_convnet --mode dataloader) for the speed section, and on CUDA
+PyTorch's whole step as one CUDA graph (--mode cuda-graph); --no-dataloader skips both.
 --deterministic: both convnet sides run with deterministic cuDNN/cuBLAS/algorithms and
-per-tensor SGD (nn_convnet.py --deterministic, nnmnist convnet/trace --deterministic).
+per-tensor SGD (nn_convnet --deterministic, nnmnist convnet/trace --deterministic).
 
 What it writes under --out (default target/compare/): each run's metrics (JSON lines), stdout,
 stderr and weights; report.txt (what it prints); compare.png (or --plot-format svg); with
@@ -45,8 +49,12 @@ Exit status: 0 when every run succeeded, 1 when one failed (the others are still
 """
 import sys
 
-from comparison.cli import main
+if __name__ == "__main__" and not __package__:
+    sys.exit("scripts/compare.py is a module of the package scripts: run scripts/compare, or "
+             ".venv/bin/python -m scripts.compare from the repository root")
 
-# The work is done by the package scripts/comparison/, one module per job (its __init__.py lists them).
+from .comparison.cli import main  # noqa: E402
+
+# The work is done by the package scripts.comparison, one module per job (its __init__.py lists them).
 if __name__ == "__main__":
     sys.exit(main(__doc__))

@@ -5,9 +5,9 @@ Runs on a machine with a CUDA GPU and PyTorch 2.11 (the binary may be built else
 carried over; scripts/device_check 1 runs this). In one run it measures:
   nnmnist --device cuda (graph), seeds S, S+1, S+2, 20 epochs each
   nnmnist --device cuda --no-cuda-graph (eager), 3 epochs
-  PyTorch eager, data held as tensors          (scripts/reference/nn_convnet.py), 3 epochs
-  PyTorch, whole step as one CUDA graph        (nn_convnet.py --cuda-graph), 3 epochs
-  nn_convnet.py as written (DataLoader + per-sample transform), 2 epochs
+  PyTorch eager, data held as tensors          (scripts.reference.nn_convnet), 3 epochs
+  PyTorch, whole step as one CUDA graph        (scripts.reference.bench_convnet --mode cuda-graph), 3 epochs
+  nn_convnet.py as written (DataLoader + per-sample transform: bench_convnet --mode dataloader), 2 epochs
 and checks each figure against a goal and an acceptable bound:
   train part of an epoch (median of epochs 2..N; epoch 1 includes warm-up and capture):
       goal <= 0.2 s, acceptable <= 0.25 s
@@ -20,7 +20,7 @@ and that the numbers are right: CUDA is seen, the graph was captured (no fallbac
 eager agree on the first batch's loss (same weights, same batch) and after one epoch.
 Speed-ups over PyTorch's CUDA graph, eager PyTorch and nn_convnet.py as written are reported.
 
-    python3 scripts/gpu_check.py [--binary target/release/nnmnist] [--quick]
+    python3 -m scripts.gpu_check [--binary target/release/nnmnist] [--quick]   (from the repository root)
 
 Each check prints one line: `GOAL` (the goal is met), `OK` (within the acceptable bound, the
 goal missed) or `FAIL`. Exit status 0 when no check fails, 1 otherwise. --quick: 5 epochs,
@@ -117,18 +117,18 @@ def main():
                           "--seed", str(seed), "--metrics", m] + extra, env)
         return proc, wall, (metrics(m) if proc.returncode == 0 else None)
 
-    def reference(name, extra, n_epochs):
+    def reference(name, module, n_epochs):
         m = os.path.join(tmp, name + ".jsonl")
-        proc, wall = run([sys.executable, "scripts/reference/nn_convnet.py", "--device", "cuda",
-                          "--epochs", str(n_epochs), "--seed", str(args.seed), "--metrics", m] + extra)
+        proc, wall = run([sys.executable, "-m", "scripts.reference." + module[0], *module[1:], "--device", "cuda",
+                          "--epochs", str(n_epochs), "--seed", str(args.seed), "--metrics", m])
         return proc, wall, (metrics(m) if proc.returncode == 0 else None)
 
     graphs = [nnmnist(f"graph_seed{s}", [], epochs, s) for s in seeds]
     graph = graphs[0]
     eager = nnmnist("eager", ["--no-cuda-graph"], 3, args.seed)
-    torch_eager = reference("torch_eager", [], 3)
-    torch_graph = reference("torch_graph", ["--cuda-graph"], 3)
-    torch_loader = reference("torch_dataloader", ["--loader", "dataloader"], 2)
+    torch_eager = reference("torch_eager", ["nn_convnet"], 3)
+    torch_graph = reference("torch_graph", ["bench_convnet", "--mode", "cuda-graph"], 3)
+    torch_loader = reference("torch_dataloader", ["bench_convnet", "--mode", "dataloader"], 2)
 
     for name, (proc, wall, recs) in [("nnmnist graph", graph), ("nnmnist eager", eager),
                                      ("PyTorch eager, tensors", torch_eager),

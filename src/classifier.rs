@@ -1,7 +1,8 @@
 //! The seam between the commands and the networks. A network nnmnist knows is a [`Kind`]:
 //! its name, the tensor its weights are told by, whether it runs on a device, and how it is
 //! built from weights into a [`Classifier`], which is what `eval` and `show` (and anything
-//! else that classifies an image) ask of a network. Its step of `nnmnist trace` is a
+//! else that classifies an image) ask of a network; what `nnmnist serve`'s page shows of its
+//! insides is an [`Inside`] and a [`Portrait`]. Its step of `nnmnist trace` is a
 //! [`TraceStep`]. Each network implements them in its own folder (src/convnet/, src/mlp/);
 //! src/networks.rs lists the networks, and is the one place that does.
 use crate::data::{Split, CLASSES, PIXELS};
@@ -9,6 +10,7 @@ use crate::device;
 use crate::evaluation::Evaluation;
 use crate::weights::{Entry, Weights};
 use anyhow::{bail, Result};
+use serde::Serialize;
 use std::fmt::Debug;
 use std::path::Path;
 use tch::Device;
@@ -33,8 +35,9 @@ pub trait Kind: Sync {
     fn load(&self, weights: &Weights, device: Device) -> Result<Box<dyn Classifier>>;
 }
 
-/// A network built from weights, ready to classify.
-pub trait Classifier {
+/// A network built from weights, ready to classify. It may move to another thread (`serve`
+/// reads requests on its own).
+pub trait Classifier: Send {
     /// The network it is.
     fn kind(&self) -> &'static dyn Kind;
     /// What it is and how its probabilities are obtained, for people:
@@ -51,6 +54,48 @@ pub trait Classifier {
     /// The lines `nnmnist eval` prints of `ev`, an evaluation of the weights file `weights`:
     /// those of the script the network ports.
     fn eval_lines(&self, ev: &Evaluation, weights: &Path) -> String;
+    /// What it does with one image, for `nnmnist serve`'s page: its scores, the outputs of
+    /// its layers, a saliency map.
+    fn inside(&self, image: &[u8; PIXELS]) -> Result<Inside>;
+    /// What it is apart from any image, for `nnmnist serve`'s page.
+    fn portrait(&self) -> Portrait;
+}
+
+/// A tensor `nnmnist serve`'s page draws: a layer's output for one image, or weights.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Picture {
+    /// Its PyTorch name: the module whose output it is (`model.1`, `1`), or the parameter
+    /// (`0.weight`).
+    pub name: String,
+    /// What it is, for people.
+    pub title: String,
+    /// (C, H, W): C pictures of H x W; (F): one row of F values.
+    pub shape: Vec<usize>,
+    /// Row-major, float32.
+    pub values: Vec<f32>,
+}
+
+/// What a network does with one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inside {
+    /// Its scores before its output function (10): the convnet's logits, the MLP's output
+    /// layer's z before the sigmoid.
+    pub logits: Vec<f64>,
+    /// The outputs of the layers the page draws, in the network's order.
+    pub layers: Vec<Picture>,
+    /// The gradient of the predicted digit's score (`logits[digit]`, digit the first index
+    /// of the largest output) with respect to the 784 input values, (28, 28) row-major.
+    pub saliency: Vec<f32>,
+}
+
+/// What a network is apart from any image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Portrait {
+    /// What its saliency map is the gradient of, and how it is computed.
+    pub saliency: &'static str,
+    /// Its weights drawn as pictures where they show something (the MLP: each hidden
+    /// neuron's incoming weights, (hidden, 28, 28)); none for others.
+    pub weights: Vec<Picture>,
 }
 
 /// A network's step of `nnmnist trace`, its flags resolved: one training step on one batch,

@@ -54,6 +54,9 @@ pub enum Command {
     /// within tolerance; 1: a difference; 2: trouble (an unreadable file, a bad flag)
     #[command(after_help = DIFF_HELP)]
     Diff(DiffArgs),
+    /// A local page to draw a digit on and watch both networks read it as you draw
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
 }
 
 const DIFF_HELP: &str = "\
@@ -81,6 +84,16 @@ Examples:
   nnmnist predict seven.jpg --weights convnet.safetensors
   nnmnist predict scans/*.png --weights convnet.safetensors --weights model.pth --format json
   nnmnist predict seven.jpg --weights mlp.safetensors --show --save-input inputs/";
+
+const SERVE_HELP: &str = "\
+Prints `Listening on http://HOST:PORT/` once it accepts connections; open that address in a
+browser. The JSON API the page uses (POST /api/predict, GET /api/models, GET /api/mnist/N)
+is in docs/usage.md.
+
+Examples:
+  nnmnist serve                                   # trains both networks for 1 epoch first
+  nnmnist serve --weights convnet.safetensors --weights mlp.safetensors --pytorch
+  nnmnist serve --port 0                          # any free port";
 
 /// `--data-dir`'s help, the same for every command.
 const DATA_DIR_HELP: &str = "Directory holding the four MNIST IDX files (raw or .gz) [default: ./data if it holds them, else the data/ of the repository nnmnist was built from]";
@@ -293,4 +306,28 @@ pub struct DiffArgs {
     /// Output: table (for people) or json (one object per row, then a summary, for scripts)
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::cmd::diff::OutputFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The address to listen on; another than 127.0.0.1 makes the page reachable from other
+    /// machines
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port; 0 picks a free one
+    #[arg(long, default_value_t = 8028)]
+    pub port: u16,
+    /// Weights to serve (repeatable; convnet or MLP, told by their tensor names; ours or
+    /// PyTorch's) [default: both networks trained for one epoch first]
+    #[arg(long, value_name = "FILE")]
+    pub weights: Vec<PathBuf>,
+    /// The seed of that training [default: 0]
+    #[arg(long, conflicts_with = "weights")]
+    pub seed: Option<u64>,
+    /// Also run the same weights in PyTorch (the reference models, in .venv) and show, for
+    /// each network, PyTorch's digit and the largest difference of the two sides' logits
+    #[arg(long)]
+    pub pytorch: bool,
+    #[arg(long, env = "NNMNIST_DATA_DIR", value_name = "DIR", help = DATA_DIR_HELP)]
+    pub data_dir: Option<PathBuf>,
 }

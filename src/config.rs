@@ -28,6 +28,7 @@ pub enum Job {
     Predict(PredictSpec),
     Trace(TraceSpec),
     Diff(DiffSpec),
+    Serve(crate::serve::ServeSpec),
 }
 
 /// A training run of some model, resolved.
@@ -55,6 +56,7 @@ impl Job {
             Job::Predict(spec) => crate::cmd::predict::run(&spec).map(|()| Outcome::Done),
             Job::Trace(spec) => crate::cmd::trace::run(&spec).map(|()| Outcome::Done),
             Job::Diff(spec) => crate::cmd::diff::run(&spec),
+            Job::Serve(spec) => crate::serve::run(&spec, stop),
         }
     }
 
@@ -115,6 +117,7 @@ impl Job {
             Command::Predict(a) => Job::Predict(predict_spec(a)?),
             Command::Trace(a) => Job::Trace(trace_spec(a)?),
             Command::Diff(a) => Job::Diff(DiffSpec::new(a.a, a.b, a.rtol, a.atol, a.exact, a.sort, &a.only, a.format)?),
+            Command::Serve(a) => Job::Serve(crate::serve::ServeSpec { host: a.host, port: a.port, weights: a.weights, seed: a.seed.unwrap_or(0), pytorch: a.pytorch, data_dir: crate::data::resolve_dir(a.data_dir)? }),
         })
     }
 }

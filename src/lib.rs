@@ -39,6 +39,7 @@ pub mod networks;
 pub mod nvidia;
 pub mod outcome;
 pub mod outputs;
+pub mod serve;
 pub mod signal;
 pub mod system;
 pub mod tensors;

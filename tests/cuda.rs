@@ -201,7 +201,7 @@ fn deterministic_cuda_runs_repeat_bit_for_bit() {
     assert!(python.exists(), "{} is missing (scripts/setup, or NNMNIST_PYTHON): PyTorch's side cannot run", python.display());
     let layers = tmp.path().join("layers");
     let out = std::process::Command::new(&python)
-        .args(["scripts/compare.py", "--layers", "--model", "convnet", "--device", "cuda", "--deterministic", "--bin", common::s(&common::bin())])
+        .args(["-m", "scripts.compare", "--layers", "--model", "convnet", "--device", "cuda", "--deterministic", "--bin", common::s(&common::bin())])
         .args(["--out", common::s(&layers)])
         .current_dir(common::root())
         .output()

@@ -1,16 +1,19 @@
-"""What every part of scripts/compare shares: where things are, the sides' names, and the
-reference scripts' shared helpers (scripts/reference/common.py)."""
+"""What every part of scripts/compare shares: where things are, the sides' names, the
+commands of the reference scripts and their shared helpers (scripts.reference.common)."""
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
-REF = os.path.join(ROOT, "scripts", "reference")
-CONVNET_PY = os.path.join(REF, "nn_convnet.py")
-MLP_PY = os.path.join(REF, "nn_torch.py")
 SIDES = ("nnmnist", "pytorch")
 LABEL = {"nnmnist": "Rust", "pytorch": "PyTorch", "pytorch-dataloader": "PyTorch DataLoader",
          "pytorch-cudagraph": "PyTorch CUDA graph"}
+
+
+def reference(name):
+    """The command of the reference script scripts.reference.NAME (every run starts in ROOT,
+    where `python -m` finds the package)."""
+    return [PY, "-m", f"scripts.reference.{name}"]
 
 
 def rel(path):
@@ -24,9 +27,7 @@ def models(a):
 
 
 def reference_common():
-    """scripts/reference/common.py, imported on first use rather than at start-up: it needs
+    """scripts.reference.common, imported on first use rather than at start-up: it needs
     numpy, whose absence the set-up check reports with its fix instead of a traceback."""
-    if REF not in sys.path:
-        sys.path.insert(0, REF)
-    import common
+    from ..reference import common
     return common

@@ -7,7 +7,7 @@ import time
 
 from . import layers
 from .base import ROOT, models, rel
-from .checks import check_setup, setup_ok, supported_flags
+from .checks import check_setup, setup_ok
 from .plot import plot
 from .runs import busy_notes, plan_and_run
 from .tables import report
@@ -110,9 +110,6 @@ def main(description, argv=None):
     if a.layers:
         return layers.main(a)
     problems, warnings = check_setup(a)
-    if a.deterministic and a.model != "mlp" and os.access(a.bin, os.X_OK) \
-            and "--deterministic" not in supported_flags([a.bin, "convnet"]):
-        problems.append(f"`{rel(a.bin)} convnet` has no --deterministic option in this build: run cargo build --release")
     if not setup_ok(problems, warnings):
         return 2
     load_before = os.getloadavg()[0]

@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from .base import CONVNET_PY, MLP_PY, PY, ROOT, rel
-from .checks import check_setup, setup_ok, supported_flags
+from .base import ROOT, reference, rel
+from .checks import check_setup, setup_ok
 from .runs import Run, draw_convnet_init, draw_mlp_init, execute
 
 # The trace-file contract, the same for `nnmnist trace` and the references' --trace (see
@@ -18,8 +18,8 @@ from .runs import Run, draw_convnet_init, draw_mlp_init, execute
 #          backward; after.<key> each parameter after one SGD step (--lr, --weight-decay,
 #          no momentum)
 #   MLP (float64): 0, 1, 2, 3, ... each Sequential index's output (0 = z of layer 0, 1 = its
-#          clipped sigmoid, ...); loss (1) the mean cost over the batch; grad.<key> the summed
-#          cost's gradient / m; after.<key> after nn.py's step w <- (1 - eta*(lambda/n)) w -
+#          clipped sigmoid, ...); loss (1) the mean cost over the batch; grad.<key> its
+#          gradient (the summed cost's gradient / m); after.<key> after nn.py's step w <- (1 - eta*(lambda/n)) w -
 #          (eta/m) nabla_w, b <- b - (eta/m) nabla_b, n = --train-size-n
 # Both sides write their tensors in causal order and record it in the header ("order"):
 # outputs by layer, loss, gradients last layer first (bias before weight), after.* in
@@ -55,7 +55,7 @@ def trace_cmd(a, impl, weights, out):
     if impl == "nnmnist":
         return [a.bin, "trace", "--model", a.model, "--weights", weights, "--out", out] + both
     sizes = mlp_sizes(weights) if a.model == "mlp" else None
-    return ([PY, CONVNET_PY if a.model == "convnet" else MLP_PY, "--trace", out, "--init-from", weights] + both
+    return (reference("nn_convnet" if a.model == "convnet" else "nn_torch") + ["--trace", out, "--init-from", weights] + both
             + (["--sizes", sizes] if sizes else []))
 
 
@@ -106,18 +106,6 @@ def main(a):
     for flag, f in (("--weights", a.weights), ("--rust-weights", a.rust_weights)):
         if f and not os.path.isfile(f):
             problems.append(f"{flag} {f}: no such file")
-    if os.access(a.bin, os.X_OK):
-        flags = supported_flags([a.bin, "trace"])
-        missing = [f for f in trace_cmd(a, "nnmnist", "W", "T") if f.startswith("--") and f not in flags]
-        if not flags:
-            problems.append(f"{rel(a.bin)} has no `trace` command in this build (the Rust side of --layers): "
-                            "run cargo build --release on a version that has it")
-        elif missing:
-            problems.append(f"`{rel(a.bin)} trace` has no {', '.join(missing)} option in this build: "
-                            "run cargo build --release")
-        if not supported_flags([a.bin, "diff"]):
-            problems.append(f"{rel(a.bin)} has no `diff` command in this build (it makes the --layers table): "
-                            "run cargo build --release")
     if not setup_ok(problems, warnings):
         return 2
     os.makedirs(a.out, exist_ok=True)

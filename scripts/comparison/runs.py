@@ -7,8 +7,7 @@ import subprocess
 import sys
 import time
 
-from .base import CONVNET_PY, LABEL, MLP_PY, PY, ROOT, SIDES, models, reference_common, rel
-from .checks import mlp_available, supported_flags
+from .base import LABEL, ROOT, SIDES, models, reference, reference_common, rel
 
 
 class Run:
@@ -85,11 +84,17 @@ def execute(run):
     return run
 
 
-def convnet_cmd(a, impl, seed, epochs, run_out, extra=()):
+CONVNET = {"nnmnist": None, "pytorch": ["nn_convnet"], "pytorch-dataloader": ["bench_convnet", "--mode", "dataloader"],
+           "pytorch-cudagraph": ["bench_convnet", "--mode", "cuda-graph"]}
+
+
+def convnet_cmd(a, impl, seed, epochs, extra=()):
+    """A convnet run of `impl`: nnmnist, nn_convnet.py's contract run, or one of
+    bench_convnet's speed anchors; the same options on every side."""
     if impl == "nnmnist":
         cmd = [a.bin, "convnet"]
     else:
-        cmd = [PY, CONVNET_PY]
+        cmd = reference(CONVNET[impl][0]) + CONVNET[impl][1:]
     cmd += ["--epochs", str(epochs), "--seed", str(seed), "--device", a.device, "--data-dir", a.data_dir]
     if a.threads:
         cmd += ["--threads", str(a.threads)]
@@ -103,25 +108,24 @@ def convnet_cmd(a, impl, seed, epochs, run_out, extra=()):
 
 
 def mlp_cmd(a, impl, seed, epochs, extra=()):
-    base = [a.bin, "mlp"] if impl == "nnmnist" else [PY, MLP_PY]
-    flags = supported_flags(base)
-    cmd = base + ["--epochs", str(epochs), "--seed", str(seed), "--data-dir", a.data_dir]
-    if impl == "pytorch" and "--device" in flags:
-        cmd += ["--device", a.device]
-    if a.train_size and "--train-size" in flags:
+    """An MLP run of `impl`: `nnmnist mlp` (the CPU, one thread: it has no --device or
+    --threads) or nn_torch.py (--device and --threads as given)."""
+    cmd = [a.bin, "mlp"] if impl == "nnmnist" else reference("nn_torch")
+    cmd += ["--epochs", str(epochs), "--seed", str(seed), "--data-dir", a.data_dir]
+    if impl == "pytorch":
+        cmd += ["--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
+    if a.train_size:
         cmd += ["--train-size", str(a.train_size)]
-    if a.test_size and "--test-size" in flags:
+    if a.test_size:
         cmd += ["--test-size", str(a.test_size)]
-    if a.threads and "--threads" in flags:
-        cmd += ["--threads", str(a.threads)]
     return cmd + list(extra)
 
 
 def draw_convnet_init(a, path):
     """PyTorch's default init of seed a.seed (nn_convnet.py --epochs 0 --save): the Run."""
-    return execute(Run("convnet", "pytorch", a.seed, [PY, CONVNET_PY, "--epochs", "0", "--seed", str(a.seed),
-                                                      "--device", "cpu", "--data-dir", a.data_dir,
-                                                      "--test-size", "1", "--save", path], a.out, "_init"))
+    return execute(Run("convnet", "pytorch", a.seed, reference("nn_convnet") + [
+        "--epochs", "0", "--seed", str(a.seed), "--device", "cpu", "--data-dir", a.data_dir, "--test-size", "1",
+        "--save", path], a.out, "_init"))
 
 
 def draw_mlp_init(path, seed, sizes=(784, 30, 10)):
@@ -158,36 +162,28 @@ def plan_and_run(a):
                 extra = extra_both + ["--metrics", run.metrics, "--save", run.weights]
                 if init:
                     extra += ["--init-from", init]
-                if impl == "pytorch":
-                    extra += ["--loader", "tensors"]
-                run.cmd = convnet_cmd(a, impl, seed, a.epochs, a.out, extra)
+                run.cmd = convnet_cmd(a, impl, seed, a.epochs, extra)
                 runs.append(execute(run))
         if a.dataloader_epochs > 0:
             run = Run("convnet", "pytorch-dataloader", a.seed, None, a.out)
-            run.cmd = convnet_cmd(a, "pytorch", a.seed, a.dataloader_epochs, a.out,
-                                  ["--loader", "dataloader", "--metrics", run.metrics])
+            run.cmd = convnet_cmd(a, run.impl, a.seed, a.dataloader_epochs, ["--metrics", run.metrics])
             runs.append(execute(run))
         on_cuda = any(rec["device"].startswith("cuda") for r in runs if r.model == "convnet" for rec in r.records)
         if on_cuda and a.dataloader_epochs > 0:
             # on CUDA nnmnist replays one captured CUDA graph per step: time PyTorch doing the same
             run = Run("convnet", "pytorch-cudagraph", a.seed, None, a.out)
-            run.cmd = convnet_cmd(a, "pytorch", a.seed, a.dataloader_epochs, a.out,
-                                  ["--loader", "tensors", "--cuda-graph", "--metrics", run.metrics])
+            run.cmd = convnet_cmd(a, run.impl, a.seed, a.dataloader_epochs, ["--metrics", run.metrics])
             runs.append(execute(run))
         if a.lockstep and init:
             lock["convnet"] = (init, [r for r in runs if r.model == "convnet" and r.impl in SIDES and r.seed == a.seed])
 
     if "mlp" in models(a):
-        rust_ok, torch_ok, msgs = mlp_available(a)
-        notes += msgs
         init, extra_both = None, (["--no-shuffle"] if (a.no_shuffle or a.lockstep) else [])
-        if a.lockstep and rust_ok and torch_ok:
+        if a.lockstep:
             init = os.path.join(a.out, f"mlp_init_seed{a.seed}.safetensors")
             draw_mlp_init(init, a.seed)
         for seed in seeds:
-            for impl, ok in (("nnmnist", rust_ok), ("pytorch", torch_ok)):
-                if not ok:
-                    continue
+            for impl in SIDES:
                 run = Run("mlp", impl, seed, None, a.out)
                 extra = extra_both + ["--metrics", run.metrics, "--save", run.weights]
                 if init:

@@ -1,11 +1,16 @@
-"""Shared helpers for nnmnist's PyTorch reference scripts (scripts/reference/*.py).
+"""Shared helpers of the PyTorch reference scripts (the package scripts.reference).
 
-- MNIST IDX reading (raw or .gz), with the same file names and checks as the Rust loader
-  (src/data.rs), so both sides read the same bytes from the same --data-dir.
+- MNIST IDX reading (raw or .gz), by the file names nnmnist looks for in --data-dir.
 - The JSON-lines metrics schema of `nnmnist --metrics` (src/metrics.rs): writing it, and
   reading it back (scripts/compare).
 - The per-epoch shuffle seed of the determinism contract, shared with the Rust side.
-- The --trace file writer (scripts/compare --layers).
+- The MLP references' options.
+
+The data are validated once, by nnmnist (src/data.rs: names, header, sizes, labels, copies);
+the references read the directory nnmnist reads (scripts/compare runs nnmnist on it, the
+tests and fixture writers read data/, which scripts/make_data.py rebuilds and checks against
+MNIST's SHA-256) and take the files as they are. A file they cannot take apart stops them
+with one line that names it and points at nnmnist for what is wrong.
 
 Only numpy and the standard library here: torch is imported by the scripts that need it.
 """
@@ -17,10 +22,6 @@ import sys
 
 import numpy as np
 
-IMAGE_MAGIC = 0x00000803
-LABEL_MAGIC = 0x00000801
-ROWS = COLS = 28
-
 
 def fail(msg):
     """One clear message on stderr and exit status 1 (no traceback)."""
@@ -29,6 +30,7 @@ def fail(msg):
 
 
 def _find(data_dir, prefix, kind, dims):
+    """The first of the names nnmnist reads (src/data.rs) that is there."""
     stems = [f"{prefix}-{kind}-idx{dims}-ubyte", f"{prefix}-{kind}.idx{dims}-ubyte"]
     for stem in stems:
         for name in (stem, stem + ".gz"):
@@ -39,43 +41,24 @@ def _find(data_dir, prefix, kind, dims):
          "scripts/make_data.py rebuilds data/")
 
 
-def _read_bytes(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as e:
-        fail(f"{path}: cannot read ({e})")
-
-
-def read_idx(path, magic, ndims):
-    """The body of an IDX file as a numpy uint8 array of the header's shape."""
-    data = _read_bytes(path)
+def read_idx(path, ndims):
+    """The body of an IDX file (a u32 magic, `ndims` big-endian u32 dimensions, then u8
+    values) as a numpy uint8 array of the header's shape."""
     header = 4 + 4 * ndims
-    if len(data) < header:
-        fail(f"{path}: truncated: {len(data)} bytes, shorter than the {header}-byte IDX header")
-    found, *dims = struct.unpack(">" + "I" * (1 + ndims), data[:header])
-    if found != magic:
-        fail(f"{path}: wrong magic number 0x{found:08x}, expected 0x{magic:08x}")
-    expected = int(np.prod(dims, dtype=np.int64))
-    if len(data) - header != expected:
-        fail(f"{path}: header {dims} promises {expected} data bytes, the file has {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            data = f.read()
+        dims = struct.unpack(f">{ndims}I", data[4:header])
+        return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+    except (OSError, EOFError, struct.error, ValueError) as e:
+        fail(f"{path}: cannot read it as an IDX file of {ndims} dimension(s) ({e}); "
+             "nnmnist, which validates the data, says what is wrong with it")
 
 
 def load_split(data_dir, prefix):
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of one split: prefix 'train' or 't10k'."""
-    img_path = _find(data_dir, prefix, "images", 3)
-    lab_path = _find(data_dir, prefix, "labels", 1)
-    images = read_idx(img_path, IMAGE_MAGIC, 3)
-    labels = read_idx(lab_path, LABEL_MAGIC, 1)
-    if images.shape[1:] != (ROWS, COLS):
-        fail(f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, expected {ROWS}x{COLS}")
-    if len(images) != len(labels):
-        fail(f"{img_path} holds {len(images)} images but {lab_path} holds {len(labels)} labels")
-    if len(labels) and labels.max() >= 10:
-        fail(f"{lab_path}: label {labels.max()} is out of range (labels are 0-9)")
-    return images, labels
+    return (read_idx(_find(data_dir, prefix, "images", 3), 3),
+            read_idx(_find(data_dir, prefix, "labels", 1), 1))
 
 
 def load_mnist(data_dir, train_size=None, test_size=None):
@@ -146,19 +129,9 @@ def check_writable(path, what):
         fail(f"{what} {path}: directory {d} is not writable")
 
 
-def write_trace(arrays, path, start, size, **settings):
-    """The --trace file of the reference scripts (the tensor-file contract of scripts/compare
-    --layers): `arrays` (name -> numpy array) as safetensors at `path`, the batch and `settings`
-    in its metadata, with the arrays' order (the dict's, their causal order) under "order" as a
-    JSON list (the data's order in the file is by dtype, then name; `nnmnist diff` reads it);
-    then one line on stdout saying so."""
-    from safetensors.numpy import save_file
-    meta = {"batch_start": str(start), "batch_size": str(size), **{k: str(v) for k, v in settings.items()},
-            "order": json.dumps(list(arrays))}
-    tmp = path + ".tmp"
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata=meta)
-    os.replace(tmp, path)
-    print(f"trace: {len(arrays)} tensors of training images [{start}, {start + size}) written to {path}")
+def say_traced(names, path, start, size):
+    """The line a reference's --trace prints when its file is written."""
+    print(f"trace: {len(names)} tensors of training images [{start}, {start + size}) written to {path}")
 
 
 def add_mlp_args(p):

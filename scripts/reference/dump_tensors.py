@@ -1,9 +1,10 @@
 """One training step of any torch.nn.Module, every intermediate tensor written to safetensors,
 for `nnmnist diff` (docs/diff.md): the PyTorch side of "where does my port part from PyTorch?".
 
-    import sys; sys.path.insert(0, "scripts/reference")
-    from dump_tensors import dump_step
+    from scripts.reference.dump_tensors import dump_step   # the repository root on PYTHONPATH
     dump_step(model, x, y, loss_fn, optimizer, "torch_step.safetensors")
+
+(It imports only torch and safetensors: a copy of this one file serves as well.)
 
 The step: optimizer.zero_grad(); out = model(x); loss = loss_fn(out, y); loss.backward();
 optimizer.step(), in whatever mode (train/eval) the model is in. The file holds, in causal
@@ -23,7 +24,8 @@ order, with the same naming scheme as `nnmnist trace`:
 
 Tensors are written detached, on the CPU, in their own dtype. The order is recorded in the
 header's metadata under "order" (a JSON list of names), which `nnmnist diff` follows, so its
-"first divergence" is the first tensor computed that differs. A port writes the same names
+"first divergence" is the first tensor computed that differs; `metadata` adds entries of
+your own beside it (the reference scripts' --trace records its batch and settings there). A port writes the same names
 (and may record its own order the same way) for `nnmnist diff port.safetensors
 torch_step.safetensors` to line the two up.
 """
@@ -42,11 +44,14 @@ def _tensors(name, value):
     return []
 
 
-def dump_step(model, x, y, loss_fn, optimizer, path, modules="leaves", output_grads=False):
+def dump_step(model, x, y, loss_fn, optimizer, path, modules="leaves", output_grads=False, metadata=None):
     """Runs one step of `model` on the batch (x, y) and writes its tensors to `path` (see the
-    module comment). Returns the names written, in order."""
+    module comment), with `metadata` (str -> str) in the header beside "order". Returns the
+    names written, in order."""
     if modules not in ("leaves", "all"):
         raise ValueError(f"modules={modules!r}: 'leaves' or 'all'")
+    if metadata and "order" in metadata:
+        raise ValueError("metadata: 'order' is the one key dump_step writes itself")
     out, calls, handles = {}, {}, []
 
     def put(name, t):
@@ -99,6 +104,6 @@ def dump_step(model, x, y, loss_fn, optimizer, path, modules="leaves", output_gr
     from safetensors.torch import save_file
     names = list(out)
     tmp = path + ".tmp"
-    save_file(out, tmp, metadata={"order": json.dumps(names)})
+    save_file(out, tmp, metadata={**(metadata or {}), "order": json.dumps(names)})
     os.replace(tmp, path)
     return names

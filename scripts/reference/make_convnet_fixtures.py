@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Writes tests/fixtures/convnet/parity.safetensors, the PyTorch side of tests/it/convnet_parity.rs.
 
-Rebuild (from the repository root):  .venv/bin/python scripts/reference/make_convnet_fixtures.py
+Rebuild (from the repository root):  .venv/bin/python -m scripts.reference.make_convnet_fixtures
 
 Everything on the CPU, float32, with the model of scripts/reference/nn_convnet.py:
   model.*            initial weights: torch.manual_seed(1234); NeuralNetwork()   (PyTorch default init)
@@ -21,14 +20,11 @@ images), with PyTorch's own test result on all 10,000 test images in the metadat
 """
 import contextlib
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import nn_convnet  # noqa: E402
+import torch
+from safetensors.torch import save_file
 
-import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from . import common, nn_convnet
 
 SEED = 1234
 LR, WD, K, BS, NX = 0.05, 0.001, 3, 64, 16

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Writes, into OUT, the tensor files tests/it/tensor_files.rs holds nnmnist against: pairs of
-.pt/.safetensors files with PyTorch's own verdict on each pair, hostile files that must be
+.pt/.safetensors files with PyTorch's own verdict on each pair, crafted files that must be
 read or refused in bounded memory, and seeded mutants of a real torch.save pickle and of a
 safetensors header.
 
-    .venv/bin/python scripts/reference/make_diff_cases.py OUT [--mutants N] [--seed S]
+    .venv/bin/python -m scripts.reference.make_diff_cases OUT [--mutants N] [--seed S]
 
 OUT/cases.json: {"pairs": {NAME: {"a", "b", "torch_equal", "exit", "phrase", "flags"}},
-                 "hostile": {NAME: {"file", "phrase"}}, "mutants": [FILE...], "seed": S}
+                 "crafted": {NAME: {"file", "phrase"}}, "mutants": [FILE...], "seed": S}
   torch_equal  PyTorch's verdict: every tensor equal (torch.equal, same dtype and shape) under
                the same keys, modules compared by their state_dict
   exit         what nnmnist diff must answer: 0 same, 1 different, 2 trouble (a file it
@@ -21,7 +21,6 @@ import os
 import pickle
 import random
 import struct
-import sys
 import tarfile
 import zipfile
 
@@ -36,7 +35,7 @@ a = p.parse_args()
 out = a.out
 os.makedirs(f"{out}/fuzz", exist_ok=True)
 t = torch.tensor
-pairs, hostile = {}, {}
+pairs, crafted = {}, {}
 
 
 def deep_equal(x, y):
@@ -253,22 +252,22 @@ st_pair("st_extra_field", ({"a": {"dtype": "F32", "shape": [1], "data_offsets": 
 # One 40 GB tensor claimed by a few bytes.
 with open(f"{out}/st_40gb.safetensors", "wb") as f:
     f.write(safetensors_bytes({"w": {"dtype": "F32", "shape": [10 ** 10], "data_offsets": [0, 4 * 10 ** 10]}}, b""))
-hostile["st_40gb"] = dict(file="st_40gb.safetensors", phrase="runs past the end of the file")
+crafted["st_40gb"] = dict(file="st_40gb.safetensors", phrase="runs past the end of the file")
 # (eval_phrase, where given, is what eval says instead: it checks the shape before reading.)
 # A header length beyond the format's bound (100,000,000 bytes), in a 9-byte file.
 with open(f"{out}/st_big_header.safetensors", "wb") as f:
     f.write(struct.pack("<Q", 200_000_000) + b"{")
-hostile["st_big_header"] = dict(file="st_big_header.safetensors", phrase="is beyond the 100000000 the safetensors format allows")
+crafted["st_big_header"] = dict(file="st_big_header.safetensors", phrase="is beyond the 100000000 the safetensors format allows")
 # A zip that is not torch.save's, and a tar (the format of PyTorch 0.1 to 0.3).
 with zipfile.ZipFile(f"{out}/not_torch.zip", "w") as z:
     z.writestr("hello.txt", "hello")
-hostile["not_torch_zip"] = dict(file="not_torch.zip", phrase="it has no data.pkl, so it is not torch.save's format")
+crafted["not_torch_zip"] = dict(file="not_torch.zip", phrase="it has no data.pkl, so it is not torch.save's format")
 with tarfile.open(f"{out}/old.tar", "w") as tf:
     for name in ("sys_info", "pickle", "tensors", "storages"):
         info = tarfile.TarInfo(name)
         info.size = 1
         tf.addfile(info, io.BytesIO(b"."))
-hostile["tar"] = dict(file="old.tar", phrase="in the tar format of PyTorch 0.1 to 0.3")
+crafted["tar"] = dict(file="old.tar", phrase="in the tar format of PyTorch 0.1 to 0.3")
 
 
 def torch_zip(path, pkl, storages=(), compress=zipfile.ZIP_STORED):
@@ -284,13 +283,13 @@ def torch_zip(path, pkl, storages=(), compress=zipfile.ZIP_STORED):
 # Memo puts of a 3000-element list, 3000 of them (6.6 KB): no GET reads them, so nothing
 # is copied; a list of Nones, no tensors.
 torch_zip(f"{out}/memo_puts.pt", b"\x80\x02](" + b"N" * 3000 + b"e" + b"\x94" * 3000 + b".")
-hostile["memo_puts"] = dict(file="memo_puts.pt", phrase="hold no tensors to compare", eval_phrase="missing tensor model.0.weight")
+crafted["memo_puts"] = dict(file="memo_puts.pt", phrase="hold no tensors to compare", eval_phrase="missing tensor model.0.weight")
 # Memo gets that copy a 3000-element list 3000 times (12 KB).
 torch_zip(f"{out}/memo_gets.pt", b"\x80\x02](" + b"N" * 3000 + b"eq\x00(" + b"h\x00" * 3000 + b"l.")
-hostile["memo_gets"] = dict(file="memo_gets.pt", phrase="more values than the")
+crafted["memo_gets"] = dict(file="memo_gets.pt", phrase="more values than the")
 # 16M stack slots from a deflated pickle of 16 KB.
 torch_zip(f"{out}/stack.pt", b"\x80\x02" + b"N" * 16_000_000 + b".", compress=zipfile.ZIP_DEFLATED)
-hostile["stack"] = dict(file="stack.pt", phrase="more values than the")
+crafted["stack"] = dict(file="stack.pt", phrase="more values than the")
 
 
 class Storage:
@@ -317,7 +316,7 @@ def claimed(size, stride):
 
 # A shape whose byte count wraps 64 bits, over a storage of one element.
 torch_zip(f"{out}/wraps.pt", claimed((2 ** 61,), (1,)), [("0", struct.pack("<f", 1.0))])
-hostile["wraps"] = dict(file="wraps.pt", phrase="reaches element", eval_phrase="has shape [2305843009213693952]")
+crafted["wraps"] = dict(file="wraps.pt", phrase="reaches element", eval_phrase="has shape [2305843009213693952]")
 
 
 class Described:
@@ -442,5 +441,5 @@ for k in range(a.mutants):
     mutants.append(name)
 
 with open(f"{out}/cases.json", "w") as f:
-    json.dump({"pairs": pairs, "hostile": hostile, "mutants": mutants, "seed": a.seed}, f, indent=1)
-print(f"make_diff_cases.py: {len(pairs)} pairs, {len(hostile)} hostile files, {len(mutants)} mutants (seed {a.seed}) in {out}")
+    json.dump({"pairs": pairs, "crafted": crafted, "mutants": mutants, "seed": a.seed}, f, indent=1)
+print(f"make_diff_cases.py: {len(pairs)} pairs, {len(crafted)} crafted files, {len(mutants)} mutants (seed {a.seed}) in {out}")

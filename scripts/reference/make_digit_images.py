@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Writes a set of real-world-like images of handwritten digits, for the comparison of
 nnmnist's preprocessing (src/digit/) with its reference (preprocess.py): tests/it/digit.rs
 makes them at test time.
 
-    .venv/bin/python scripts/reference/make_digit_images.py OUT_DIR [--data-dir data]
+    .venv/bin/python -m scripts.reference.make_digit_images OUT_DIR [--data-dir data]
 
 Scans and photos, synthesised from MNIST test digits (each drawn large as a pen's stroke:
 the 28x28 digit enlarged, its edge sharpened) and from digits drawn as pen strokes (lines,
@@ -18,13 +17,11 @@ OUT_DIR/manifest.json lists them: [{"file": NAME, "label": DIGIT, "kind": KIND},
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from . import common
 
 SEED = 27
 # MNIST test images used (their labels: 7 2 1 0 4 1 4 9 5 9 0 6 9 0 1 5 9 7 3 4).

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Writes the random draws of nn_torch.py for some seeds into one safetensors file, for
 tests/it/mlp_parity.rs to check that `nnmnist mlp --seed S` draws the same (made at test time,
 not committed):
 
-    .venv/bin/python scripts/reference/make_mlp_draws.py --out D.safetensors \\
+    .venv/bin/python -m scripts.reference.make_mlp_draws --out D.safetensors \\
         --seeds 0,3,11 --sizes 784,30,10 --sizes 784,16,12,10 --epochs 2 --n 1000
 
 For each --sizes Z (written with '-' for ',' in the names), seed S and init I in (normal,
@@ -14,14 +13,11 @@ epoch e, `order.S.e`, int64 (n). It calls nn_torch.py's
 own functions (build, init_normal, epoch_order), so it draws what a training run draws.
 """
 import argparse
-import os
-import sys
 
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import nn_torch  # noqa: E402
+from . import nn_torch
 
 
 def main():

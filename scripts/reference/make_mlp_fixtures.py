@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Writes tests/fixtures/mlp/*.safetensors, the references tests/it/mlp_parity.rs checks nnmnist's MLP against.
 
-    .venv/bin/python scripts/reference/make_mlp_fixtures.py
+    .venv/bin/python -m scripts.reference.make_mlp_fixtures
 
 Network sizes 784,16,12,10 (two hidden layers, so backprop through a hidden layer is
 covered), weights N(0, 1/fan_in) and biases N(0, 1) from numpy's default_rng(1234) (scaled
@@ -21,16 +20,14 @@ so that no output saturates and every float64 quantity is well conditioned), flo
   (eta 0.5, lambda 5.0, n 50000).
 """
 import os
-import sys
 
 import numpy as np
 import torch
 from safetensors.numpy import save_file
 
+from . import common, nn_numpy
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import common  # noqa: E402
-import nn_numpy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "tests", "fixtures", "mlp")

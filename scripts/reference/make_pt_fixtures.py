@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Writes tests/fixtures/pt/: PyTorch's own .pt/.pth files (written by torch.save), for nnmnist's
 reader of them, and expected.json, PyTorch's evaluation of the weights in each.
 
-Rebuild (from the repository root):  .venv/bin/python scripts/reference/make_pt_fixtures.py
+Rebuild (from the repository root):  .venv/bin/python -m scripts.reference.make_pt_fixtures
 
 The weights:
   convnet  tests/fixtures/convnet/trained.safetensors (trained by PyTorch, make_convnet_fixtures.py)
@@ -105,14 +104,12 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import common  # noqa: E402
-import nn_convnet  # noqa: E402
-import nn_torch  # noqa: E402
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from . import common, nn_convnet, nn_torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "tests", "fixtures", "pt")
@@ -147,9 +144,9 @@ def convnet(train, test):
 
 def mlp(train, test, tmp):
     trained = os.path.join(tmp, "mlp.safetensors")
-    cmd = [sys.executable, os.path.join(HERE, "nn_torch.py"), "--seed", str(MLP_SEED), "--epochs", "1",
+    cmd = [sys.executable, "-m", "scripts.reference.nn_torch", "--seed", str(MLP_SEED), "--epochs", "1",
            "--train-size", str(MLP_IMAGES), "--threads", "1", "--save", trained, "--data-dir", os.path.join(ROOT, "data")]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         common.fail(f"training the MLP failed: {' '.join(cmd)}: {r.stderr.strip()}")
     print(f"nn_torch.py: {r.stdout.strip().splitlines()[-1]}")

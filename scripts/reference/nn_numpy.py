@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """nn.py in numpy: Michael Nielsen's network.py with the whole mini-batch as one matrix.
 
 The reference implementation of nn.py (docs/reference.md section 1) for nnmnist's MLP: float64,
@@ -12,17 +11,14 @@ Used by scripts/bench_mlp (the speed baseline) and scripts/reference/make_mlp_fi
 (the K-step SGD reference). Prints the lines nn.py prints plus `  test cost x` per epoch,
 like `nnmnist mlp`; --metrics writes nnmnist's JSON-lines schema (implementation "numpy").
 
-    .venv/bin/python scripts/reference/nn_numpy.py --epochs 1
+    .venv/bin/python -m scripts.reference.nn_numpy --epochs 1
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from . import common
 
 
 def sigmoid(z):

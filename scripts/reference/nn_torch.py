@@ -1,11 +1,13 @@
-#!/usr/bin/env python3
 """nnmnist's MLP (nn.py, Nielsen's network.py) in PyTorch: the reference for lockstep runs.
 
 torch.float64, nn.Sequential(Linear, Sigmoid, Linear, Sigmoid, ...) (the sigmoid with z
 clipped to [-100, 100], as nn.py), so the state_dict keys are 0.weight, 0.bias, 2.weight, ...
 exactly as `nnmnist mlp --save` writes them. Gradients by autograd of the cost summed over
-the mini-batch; the step is nn.py's rule (network2.py's L2 with --lambda):
+the mini-batch; the step is nn.py's rule (network2.py's L2 with --lambda), NielsenSGD:
     w <- (1 - eta*lambda/n) w - (eta/m) dC/dw,   b <- b - (eta/m) dC/db
+taken as the gradient of the batch's mean cost C/m (MeanCost), so each step is
+optimizer.zero_grad(), loss = MeanCost(model(x), y), loss.backward(), optimizer.step(), as
+any PyTorch training step.
 Costs: quadratic 0.5 ||a - y||^2; cross-entropy y softplus(-z) + (1-y) softplus(z)
 (binary_cross_entropy_with_logits), which is -y ln a - (1-y) ln(1-a) without overflow (the
 same definition as nnmnist). Init: every bias
@@ -20,14 +22,15 @@ Prints what `nnmnist mlp` prints: the two `Loaded ...` lines, then per epoch
 schema, implementation "pytorch".
 
 --trace OUT.safetensors (instead of training; the PyTorch side of scripts/compare --layers):
-one step on training images [--batch-start, --batch-start + --batch-size) in file order, and
-in OUT every layer's output by Sequential index (0 = z of layer 0, 1 = its activation, 2, ...),
-`loss` (1) the mean cost over the batch, `grad.<key>` = dC/dp / m (C summed over the batch,
-computed as that sum's gradient divided by m) and `after.<key>` the parameters after the step
-above, with n = --train-size-n.
+that step on training images [--batch-start, --batch-start + --batch-size) in file order,
+written by dump_tensors.dump_step: every layer's output by Sequential index (0 = z of layer
+0, 1 = its activation, 2, ...), `loss` (1) the mean cost over the batch, `grad.<key>` its
+gradient (dC/dp / m, C summed over the batch) and `after.<key>` the parameters after the
+step, with n = --train-size-n; the batch and the settings in the header's metadata.
 
-    .venv/bin/python scripts/reference/nn_torch.py --epochs 1 --init-from w.safetensors --no-shuffle --save out.safetensors
-    .venv/bin/python scripts/reference/nn_torch.py --trace t.safetensors --init-from w.safetensors --threads 1
+From the repository root:
+    .venv/bin/python -m scripts.reference.nn_torch --epochs 1 --init-from w.safetensors --no-shuffle --save out.safetensors
+    .venv/bin/python -m scripts.reference.nn_torch --trace t.safetensors --init-from w.safetensors --threads 1
 """
 import argparse
 import os
@@ -37,8 +40,8 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from . import common
+from .dump_tensors import dump_step
 
 
 class ClippedSigmoid(torch.nn.Module):
@@ -93,22 +96,55 @@ def as_tensors(images, labels, device):
     return x, labels, torch.nn.functional.one_hot(labels, 10).to(torch.float64)
 
 
-def sgd_step(model, cost, x, y, eta, lmbda, n):
-    """One step of nn.py's rule on the batch (x, one-hot y): returns C, the cost summed over
-    the batch, and leaves dC/dp in each p.grad."""
-    m = len(x)
-    model.zero_grad(set_to_none=True)
-    z, a = logits_and_output(model, x)
-    c = cost_sum(cost, z, a, y)
-    c.backward()
-    with torch.no_grad():
-        if lmbda:
-            for lin in model:
-                if isinstance(lin, torch.nn.Linear):
-                    lin.weight.mul_(1 - eta * (lmbda / n))
-        for prm in model.parameters():
-            prm.sub_((eta / m) * prm.grad)
-    return c.detach()
+class MeanCost:
+    """The loss of a step: the cost of the mini-batch averaged over it, C/m (C = cost_sum),
+    from the last layer's z, the input of the model's last module (its sigmoid) kept by a
+    forward pre-hook, and the output a. Its gradient is nabla / m."""
+
+    def __init__(self, model, cost):
+        self.cost, self.z = cost, None
+        model[-1].register_forward_pre_hook(self._keep_z)
+
+    def _keep_z(self, _module, inputs):
+        self.z = inputs[0]
+
+    def __call__(self, a, y):
+        return cost_sum(self.cost, self.z, a, y) / len(a)
+
+
+class NielsenSGD:
+    """nn.py's step, network2.py's L2 included, from the gradient of the mean cost (MeanCost):
+    w <- (1 - eta*lambda/n) w - eta dC/dw (= (eta/m) nabla_w), b <- b - eta dC/db. An
+    optimizer as the training step and dump_step use one (zero_grad, step), without
+    torch.optim.Optimizer's per-step bookkeeping, which nn.py's 5,000 small steps an epoch
+    would feel."""
+
+    def __init__(self, model, eta, lmbda, n):
+        linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+        self.eta, self.decay = eta, 1 - eta * (lmbda / n)
+        self.weights, self.biases = [lin.weight for lin in linears], [lin.bias for lin in linears]
+
+    def zero_grad(self):
+        for prm in self.weights + self.biases:
+            prm.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for w in self.weights:
+            if self.decay != 1.0:
+                w.mul_(self.decay)
+            w.sub_(self.eta * w.grad)
+        for b in self.biases:
+            b.sub_(self.eta * b.grad)
+
+
+def train_step(model, loss_fn, optimizer, x, y):
+    """One step on the batch (x, one-hot y), in dump_step's order: returns the mean cost."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def evaluate(model, cost, x, labels, y):
@@ -120,26 +156,17 @@ def evaluate(model, cost, x, labels, y):
 
 def trace(model, args, images, labels, device):
     """--trace: one step of nn.py's rule on training images [start, start + m), every
-    intermediate tensor written to args.trace (the tensor-file contract of scripts/compare --layers)."""
+    intermediate tensor written to args.trace by dump_tensors.dump_step (the tensor-file
+    contract of scripts/compare --layers)."""
     start, m = args.batch_start, args.batch_size
     if start + m > len(images):
         common.fail(f"--batch-start {start} + --batch-size {m} runs past the {len(images)} training images")
     x, _, y = as_tensors(images[start:start + m], labels[start:start + m], device)
-    out = {}
-    hooks = [mod.register_forward_hook(lambda _mod, _inp, o, k=str(i): out.__setitem__(k, o.detach().clone()))
-             for i, mod in enumerate(model)]
-    c = sgd_step(model, args.cost, x, y, args.eta, args.lmbda, args.train_size_n)
-    for h in hooks:
-        h.remove()
-    out["loss"] = (c / m).reshape(1)
-    params = list(model.named_parameters())
-    for k, prm in reversed(params):  # the order backward computes them: last layer first, bias before weight
-        out["grad." + k] = prm.grad / m
-    for k, prm in params:
-        out["after." + k] = prm.detach()
-    common.write_trace({k: v.cpu().numpy() for k, v in out.items()}, args.trace, start, m,
-                       model="mlp", cost=args.cost, eta=args.eta, n=args.train_size_n, **{"lambda": args.lmbda},
-                       device=str(device), threads=torch.get_num_threads())
+    settings = {"batch_start": start, "batch_size": m, "model": "mlp", "cost": args.cost, "eta": args.eta,
+                "n": args.train_size_n, "lambda": args.lmbda, "device": device, "threads": torch.get_num_threads()}
+    names = dump_step(model, x, y, MeanCost(model, args.cost), NielsenSGD(model, args.eta, args.lmbda, args.train_size_n),
+                      args.trace, metadata={k: str(v) for k, v in settings.items()})
+    common.say_traced(names, args.trace, start, m)
 
 
 def load_init(model, path, sizes):
@@ -169,7 +196,7 @@ def save(model, path):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="nn_torch", description=__doc__.split("\n")[0])
     common.add_mlp_args(p)
     p.add_argument("--init-from", default=None)
     p.add_argument("--save", default=None)
@@ -222,6 +249,7 @@ def main():
     Xt, Lt, Yt = as_tensors(te_x[:test_size], te_y[:test_size], device)
     metrics = common.Metrics(args.metrics)
     print(f"nn_torch.py: seed {args.seed}", file=sys.stderr)
+    loss_fn, optimizer = MeanCost(model, args.cost), NielsenSGD(model, args.eta, args.lmbda, n)
 
     for epoch in range(args.epochs):
         if args.no_shuffle:
@@ -233,7 +261,7 @@ def main():
         t0 = time.perf_counter()
         for k in range(0, n, args.batch_size):
             idx = order[k:k + args.batch_size]
-            losses.append(sgd_step(model, args.cost, X[idx], Y[idx], args.eta, args.lmbda, n).item() / len(idx))
+            losses.append(train_step(model, loss_fn, optimizer, X[idx], Y[idx]).item())
             if not np.isfinite(losses[-1]):
                 common.fail(f"the training loss became {losses[-1]} in epoch {epoch}, batch {k // args.batch_size}: "
                             "training diverged; try a smaller learning rate (--eta)")

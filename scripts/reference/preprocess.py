@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """The reference of `nnmnist predict`'s preprocessing (src/digit/), in PIL + numpy + scipy:
 any photo or scan of one handwritten digit to the 28x28 input of MNIST's own form.
 
-    .venv/bin/python scripts/reference/preprocess.py IMAGE...            # one JSON line each
-    .venv/bin/python scripts/reference/preprocess.py IMAGE... --convnet W.safetensors --mlp W.pth
+    .venv/bin/python -m scripts.reference.preprocess IMAGE...            # one JSON line each
+    .venv/bin/python -m scripts.reference.preprocess IMAGE... --convnet W.safetensors --mlp W.pth
 
 Each line: {"image": PATH, "pixels": [784 ints 0-255, row-major, 0 = background],
 "polarity": ..., ...} or {"image": PATH, "error": MESSAGE}; with --convnet / --mlp, the
@@ -38,8 +37,6 @@ The steps, the same as src/digit/ (docs/usage.md states them), each a function b
 import argparse
 import json
 import math
-import os
-import sys
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -229,8 +226,7 @@ def preprocess(path):
 
 def convnet_probabilities(path):
     import torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import nn_convnet
+    from . import nn_convnet
     model = nn_convnet.NeuralNetwork()
     model.load_state_dict(load_state_dict(path))
     model.eval()
@@ -239,8 +235,7 @@ def convnet_probabilities(path):
 
 def mlp_probabilities(path):
     import torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import nn_torch
+    from . import nn_torch
     sd = load_state_dict(path)
     sizes = [sd["0.weight"].shape[1]] + [sd[f"{2 * i}.weight"].shape[0] for i in range(len(sd) // 2)]
     model = nn_torch.build(sizes)

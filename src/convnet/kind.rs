@@ -1,10 +1,11 @@
 //! The convnet as the commands know it ([`crate::classifier`]): told by `model.0.weight`,
 //! placed by `--device` and `--threads`, built from any state_dict of it, classifying with
-//! the softmax of its logits and evaluating as nn_convnet.py's `test()`.
+//! the softmax of its logits and evaluating as nn_convnet.py's `test()`; to `serve`'s page
+//! its feature maps after each layer and its saliency through autograd ([`super::inside`]).
 use super::eval::{evaluate, lines};
 use super::hyper::Options;
 use super::net::{images_tensor, labels_tensor, Net, NAME};
-use crate::classifier::{ten, Classifier, Kind};
+use crate::classifier::{ten, Classifier, Inside, Kind, Picture, Portrait};
 use crate::data::{Split, CLASSES, PIXELS};
 use crate::device;
 use crate::evaluation::Evaluation;
@@ -77,5 +78,21 @@ impl Classifier for Trained {
     /// nn_convnet.py's `Test Error` lines.
     fn eval_lines(&self, ev: &Evaluation, _weights: &Path) -> String {
         lines(ev)
+    }
+
+    /// The outputs of [`super::inside::SHOWN`], named `model.{i}` as PyTorch names them.
+    fn inside(&self, image: &[u8; PIXELS]) -> Result<Inside> {
+        let inside = super::inside::inside(&self.net, image)?;
+        let layers = inside
+            .layers
+            .into_iter()
+            .zip(super::inside::SHOWN)
+            .map(|(l, (_, title))| Picture { name: format!("model.{}", l.index), title: title.into(), shape: l.shape, values: l.values })
+            .collect();
+        Ok(Inside { logits: inside.logits.iter().map(|&v| v as f64).collect(), layers, saliency: inside.saliency })
+    }
+
+    fn portrait(&self) -> Portrait {
+        Portrait { saliency: "d logit[digit] / d pixel: the predicted digit's score before the softmax, by libtorch's autograd", weights: Vec::new() }
     }
 }

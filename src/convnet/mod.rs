@@ -6,6 +6,8 @@
 //! - [`cuda_graph`]: the step captured as one CUDA graph (with its C++ shim, cuda_graph.cpp);
 //! - [`determinism`]: `--deterministic` (cuDNN and ATen settings, through the shim);
 //! - [`eval`]: nn_convnet.py's `test()`;
+//! - [`inside`]: one image through the network, for `nnmnist serve`'s page: the feature maps
+//!   after each layer, the logits, the saliency through autograd;
 //! - [`hyper`]: hyperparameters, defaults and options; [`model`]: the plug-in of the run
 //!   driver ([`crate::driver`]);
 //! - [`kind`]: the convnet as the commands know it (told from weights, classifying);
@@ -14,6 +16,7 @@ pub mod cuda_graph;
 pub mod determinism;
 pub mod eval;
 pub mod hyper;
+pub mod inside;
 pub mod kind;
 pub mod model;
 pub mod net;

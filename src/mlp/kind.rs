@@ -1,14 +1,16 @@
 //! The MLP as the commands know it ([`crate::classifier`]): told by `0.weight`, on the CPU,
 //! its layer sizes read from the shapes of its weights; its probabilities the sigmoid
-//! outputs divided by their sum, its evaluation nn.py's `evaluate` with the mean cost.
+//! outputs divided by their sum, its evaluation nn.py's `evaluate` with the mean cost; to
+//! `serve`'s page its activations, its hidden neurons' incoming weights and its saliency
+//! through its own backprop ([`super::inside`]).
 use super::cost::{pixels_f64, Cost};
 use super::fast::FastNet;
 use super::io::network_of;
 use super::network::{Network, NAME};
 use super::sizes::join_sizes;
 use super::sparse::SparseImages;
-use crate::classifier::{ten, Classifier, Kind};
-use crate::data::{Split, CLASSES, PIXELS};
+use crate::classifier::{ten, Classifier, Inside, Kind, Picture, Portrait};
+use crate::data::{Split, CLASSES, COLS, PIXELS, ROWS};
 use crate::device;
 use crate::evaluation::Evaluation;
 use crate::terminal::Shown;
@@ -98,5 +100,35 @@ impl Classifier for Trained {
             ev.loss,
             serde_json::to_value(self.cost).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
         )
+    }
+
+    /// The activations of every layer, named by nn.Sequential's index of their sigmoid
+    /// (1, 3, ...).
+    fn inside(&self, image: &[u8; PIXELS]) -> Result<Inside> {
+        let inside = super::inside::inside(&self.net, &pixels_f64(image));
+        let last = self.net.sizes.len() - 2;
+        let layers = inside
+            .hidden
+            .iter()
+            .chain([&inside.outputs])
+            .enumerate()
+            .map(|(l, a)| {
+                let what = if l == last { "output layer" } else { "hidden layer" };
+                Picture { name: (2 * l + 1).to_string(), title: format!("{what}: sigmoid(w a + b)"), shape: vec![a.len()], values: a.iter().map(|&v| v as f32).collect() }
+            })
+            .collect();
+        Ok(Inside { logits: inside.logits, layers, saliency: inside.saliency.iter().map(|&v| v as f32).collect() })
+    }
+
+    /// Each hidden neuron of the first layer: its 784 incoming weights as 28 x 28.
+    fn portrait(&self) -> Portrait {
+        let hidden = self.net.sizes[1];
+        let weights = if self.net.sizes.len() > 2 {
+            let values = (0..hidden).flat_map(|j| super::inside::incoming(&self.net, j).iter().map(|&w| w as f32)).collect();
+            vec![Picture { name: "0.weight".into(), title: "each hidden neuron's incoming weights: what it looks for".into(), shape: vec![hidden, ROWS, COLS], values }]
+        } else {
+            Vec::new()
+        };
+        Portrait { saliency: "d z[digit] / d pixel: the predicted digit's output-layer z, before its sigmoid, by the MLP's own backprop", weights }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`rule`]: how a network starts ([`Init`]) and each step's rule ([`Sgd`]);
 //! - [`hyper`]: the hyperparameters and their checks; [`sizes`]: layer sizes; [`io`]:
 //!   weights files; [`shuffle`]: the random streams;
+//! - [`inside`]: one image through the network, for `nnmnist serve`'s page: activations,
+//!   each hidden neuron's incoming weights, the saliency through backprop;
 //! - [`model`]: the plug-in of the run driver ([`crate::driver`]), training either
 //!   [`Network`] or [`fast::FastNet`];
 //! - [`kind`]: the MLP as the commands know it (told from weights, classifying);
@@ -20,6 +22,7 @@ pub mod cost;
 pub mod exp;
 pub mod fast;
 pub mod hyper;
+pub mod inside;
 pub mod io;
 pub mod kind;
 pub mod matrix;

@@ -1,4 +1,5 @@
-//! Helpers the integration tests share: the committed data and IDX files built by hand.
+//! Helpers the integration tests share: the committed data, IDX files built by hand, and
+//! running the binary to see what it answers.
 #![allow(dead_code)] // each test binary uses its own subset
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -366,4 +367,115 @@ pub fn run_measured(cmd: &mut std::process::Command) -> (bool, String, i64) {
     // The child is reaped; `child` only holds its (closed) handles now.
     drop(child);
     (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, stderr, usage.ru_maxrss)
+}
+
+// ---------------------------------------------------------------- the binary's answers
+
+/// Exit codes: 1 for nnmnist's own errors, 2 for clap's usage errors.
+pub const ERROR: i32 = 1;
+pub const USAGE: i32 = 2;
+
+/// Where a failure may happen.
+#[derive(Clone, Copy, PartialEq)]
+pub enum When {
+    /// Before any data is trained on: stdout must not show an epoch.
+    BeforeTraining,
+    /// During training (a diverging loss).
+    DuringTraining,
+}
+
+/// Runs `nnmnist args` to its end (a hang fails the test after [`PATIENCE`]).
+pub fn run(args: &[&str]) -> std::process::Output {
+    output_with_patience(nnmnist().args(args))
+}
+
+pub fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `nnmnist args...` and checks that it fails cleanly: exit code `code`, stderr holding
+/// an error line and every one of `phrases`, no panic, no backtrace hint, no training started
+/// unless `when` allows it. Returns stderr.
+pub fn expect_failure(args: &[&str], code: i32, phrases: &[&str], when: When) -> String {
+    let out = output_with_patience(nnmnist().args(args).env_remove("RUST_BACKTRACE").env("NO_COLOR", "1"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = format!("nnmnist {}\n--- exit: {:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}", args.join(" "), out.status);
+    // Shown with --nocapture (and for a failing test): what each bad input gets.
+    eprintln!("[{:?}] nnmnist {} => {}", out.status.code(), args.join(" "), stderr.trim_end());
+    assert_eq!(out.status.code(), Some(code), "wrong exit code (a signal if None)\n{context}");
+    for phrase in phrases {
+        assert!(stderr.contains(phrase), "stderr lacks {phrase:?}\n{context}");
+    }
+    assert!(stderr.contains("error:"), "no error line\n{context}");
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!stderr.contains(bad) && !stdout.contains(bad), "{bad:?} in the output\n{context}");
+    }
+    if when == When::BeforeTraining {
+        assert!(!stdout.contains("Epoch 1") && !stdout.contains("Epoch 0"), "training started\n{context}");
+    }
+    stderr.into_owned()
+}
+
+/// A command nnmnist refuses before training: exit code 1, stderr holding every phrase.
+pub fn refused(args: &[&str], phrases: &[&str]) -> String {
+    expect_failure(args, ERROR, phrases, When::BeforeTraining)
+}
+
+/// A command line clap rejects: exit code 2.
+pub fn usage_error(args: &[&str], phrases: &[&str]) -> String {
+    expect_failure(args, USAGE, phrases, When::BeforeTraining)
+}
+
+/// A small data directory (100 images) where `name` is replaced by `bytes` stored as
+/// `file_name`.
+pub fn broken_data(name: &str, file_name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = small_data(100);
+    std::fs::remove_file(dir.path().join(name)).unwrap();
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+}
+
+/// Whether `path` is a FIFO (not following a symbolic link).
+pub fn is_fifo(path: &Path) -> bool {
+    std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::symlink_metadata(path).unwrap().file_type())
+}
+
+/// The hidden files in `dir` but locks: a save's temporary files (`.NAME.XXXXXX`,
+/// atomic-write-file's names) and any other file a test put beside a target.
+pub fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.') && !n.ends_with(".lock")).collect()
+}
+
+/// The eight tensors of a fresh convnet (seed 0), F32, with PyTorch's names.
+pub fn convnet_entries() -> Vec<nnmnist::weights::Entry> {
+    static ENTRIES: OnceLock<Vec<nnmnist::weights::Entry>> = OnceLock::new();
+    ENTRIES.get_or_init(|| nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries()).clone()
+}
+
+/// Valid convnet weights ([`convnet_entries`]) in `dir`, as good.safetensors.
+pub fn convnet_weights_file(dir: &Path) -> PathBuf {
+    let path = dir.join("good.safetensors");
+    nnmnist::checkpoint::save_to(&path, &convnet_entries(), None).unwrap();
+    path
+}
+
+/// A checkpoint of an unfinished run of `model` at `path`: trained in process on `data`
+/// and stopped before its fourth batch.
+pub fn unfinished_checkpoint(model: &str, path: &Path, data: &Path) {
+    let mut args = vec![model, "--train-size", "640", "--test-size", "100", "--epochs", "2", "--save", s(path), "--data-dir", s(data)];
+    if model == "convnet" {
+        args.extend(["--device", "cpu", "--threads", "1"]);
+    }
+    let err = run_cli(&args, &stop_after(3)).expect_err("the stop interrupts the run");
+    assert!(err.to_string().contains("interrupted in epoch 1"), "{err:#}");
+    let state = nnmnist::weights::Weights::load(path).unwrap().state.unwrap();
+    assert_eq!((state.epochs_done, state.next_batch), (0, 3));
 }

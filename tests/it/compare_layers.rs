@@ -1,5 +1,5 @@
 //! `scripts/compare --layers`: nnmnist (`nnmnist trace`) and PyTorch
-//! (scripts/reference/nn_convnet.py --trace) take one step from the same weights on the same
+//! (scripts.reference.nn_convnet --trace) take one step from the same weights on the same
 //! batch, and the report names the first tensor where they part. On the CPU, with one thread
 //! on both sides, every convnet row is exactly 0; weights perturbed in one layer for the Rust
 //! side make that layer's output the first divergence, and the exit status 1.
@@ -10,7 +10,7 @@ use nnmnist::weights::{Data, Entry};
 use std::path::Path;
 use std::process::Command;
 
-/// Runs compare.py --layers for the convnet with `extra`; returns (exit code, stdout).
+/// Runs scripts.compare --layers for the convnet with `extra`; returns (exit code, stdout).
 fn compare(out: &Path, extra: &[&str]) -> (Option<i32>, String) {
     compare_model("convnet", out, extra)
 }
@@ -19,7 +19,7 @@ fn compare_model(model: &str, out: &Path, extra: &[&str]) -> (Option<i32>, Strin
     let python = root().join(".venv/bin/python");
     assert!(python.exists(), "{} is missing: run scripts/setup (scripts/test does)", python.display());
     let result = Command::new(python)
-        .arg(root().join("scripts/compare.py"))
+        .args(["-m", "scripts.compare"])
         .args(["--layers", "--model", model, "--device", "cpu", "--bin", env!("CARGO_BIN_EXE_nnmnist")])
         .args(["--out", out.to_str().unwrap(), "--data-dir", root().join("data").to_str().unwrap()])
         .args(extra)

@@ -1,15 +1,15 @@
 //! Parity of the tch convnet with PyTorch, on fixtures PyTorch wrote.
 //!
 //! The fixture tests/fixtures/convnet/parity.safetensors is rebuilt by
-//!     .venv/bin/python scripts/reference/make_convnet_fixtures.py
+//!     .venv/bin/python -m scripts.reference.make_convnet_fixtures
 //! (its docstring lists every tensor). It holds PyTorch's initial weights for seed 1234, the
 //! logits, loss and every parameter's gradient for 16 test images, and 3 SGD steps (lr 0.05,
 //! weight decay 0.001) on 3 batches of 64 training images: the step losses and the weights
 //! after. Images come from data/ through the Rust loader, by the indices the fixture stores.
 //!
 //! Tolerances (max abs difference, float32 throughout; both sides run libtorch 2.11's CPU
-//! kernels with 1 thread, so on the machine that wrote the fixture every tensor is expected
-//! to be bit-identical, and was when this test was written):
+//! kernels with 1 thread, which each test that computes sets first, so on the machine that
+//! wrote the fixture every tensor is expected to be bit-identical, and was when measured):
 //! - initial weights: 0 (the same mt19937 draws and the same bound arithmetic; 1e-7 allowed);
 //! - logits 1e-5, loss 1e-6, gradients 1e-6, step losses 1e-6, weights after 3 steps 1e-6:
 //!   room for another CPU's SIMD path (AVX2 vs AVX-512) summing in a different order (about
@@ -26,7 +26,7 @@ use nnmnist::convnet::eval::evaluate;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
-const REBUILD: &str = ".venv/bin/python scripts/reference/make_convnet_fixtures.py";
+const REBUILD: &str = ".venv/bin/python -m scripts.reference.make_convnet_fixtures";
 const SEED: u64 = 1234;
 const LR: f64 = 0.05;
 const WD: f64 = 0.001;
@@ -67,7 +67,6 @@ struct Checks {
 
 impl Checks {
     fn new(what: &'static str) -> Checks {
-        tch::set_num_threads(1); // as the fixture script; see the module comment
         Checks { what, failures: Vec::new() }
     }
 
@@ -121,6 +120,7 @@ fn initial_weights_equal_pytorch_for_the_same_seed() {
 
 #[test]
 fn logits_loss_and_gradients_match_pytorch() {
+    tch::set_num_threads(1); // the fixture's thread count (see the module comment)
     let fx = fixture();
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
@@ -139,6 +139,7 @@ fn logits_loss_and_gradients_match_pytorch() {
 
 #[test]
 fn three_sgd_steps_match_pytorch() {
+    tch::set_num_threads(1); // the fixture's thread count (see the module comment)
     let fx = fixture();
     let net = Net::new(Device::Cpu, SEED);
     set_weights(&net, &fx, "");
@@ -191,6 +192,7 @@ fn fixture_holds_what_the_tests_read_with_the_settings_they_assume() {
 /// make_convnet_fixtures.py; the command-line `eval` prints from the same `evaluate`.
 #[test]
 fn eval_of_pytorch_trained_weights_matches_pytorch() {
+    tch::set_num_threads(1); // the fixture's thread count (see the module comment)
     let path = root().join("tests/fixtures/convnet/trained.safetensors");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; rebuild with {REBUILD}", path.display()));
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors header");

@@ -1,10 +1,14 @@
-//! The IDX loader (src/data.rs) on valid and broken inputs. Every broken case checks that the
-//! error names the file and says what is wrong with it; a property test shows the parsers
-//! never panic, whatever the bytes.
+//! MNIST's IDX files: the loader (src/data.rs) on valid and broken inputs, and every command
+//! on them through the binary. Every broken case checks that the error names the file and
+//! says what is wrong with it; a property test shows the parsers never panic, whatever the
+//! bytes; crafted files cost bounded work.
+use crate::common;
 use crate::common::*;
 use nnmnist::data::{self, Mnist, IMAGE_MAGIC, LABEL_MAGIC, PIXELS};
 use proptest::prelude::*;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
 use tempfile::TempDir;
 
 
@@ -231,6 +235,155 @@ proptest! {
     fn labels_round_trip(labels in proptest::collection::vec(0u8..10, 0..500)) {
         prop_assert_eq!(data::parse_labels(&labels_idx(&labels)).unwrap(), labels);
     }
+}
+
+// ---------------------------------------------------------------- through the binary
+
+#[test]
+fn small_data_dir_trains() {
+    // The baseline the broken directories differ from: it works.
+    let dir = small_data(100);
+    let out = common::nnmnist()
+        .args(["convnet", "--device", "cpu", "--epochs", "1", "--batch-size", "10", "--data-dir", s(dir.path())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Done!"));
+}
+
+#[test]
+fn missing_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nowhere");
+    refused(&["convnet", "--device", "cpu", "--data-dir", s(&dir)], &[s(&dir), "data directory", "does not exist"]);
+    refused(&["show", "0", "--data-dir", s(&dir)], &[s(&dir), "does not exist"]);
+    refused(&["eval", "--model", "convnet", "--weights", s(&convnet_weights_file(tmp.path())), "--device", "cpu", "--data-dir", s(&dir)], &[
+        s(&dir),
+        "does not exist",
+    ]);
+}
+
+#[test]
+fn missing_data_file() {
+    for name in [TRAIN_IMAGES, TEST_LABELS] {
+        let dir = small_data(100);
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+        refused(&["convnet", "--device", "cpu", "--data-dir", s(dir.path())], &[s(dir.path()), name, "missing MNIST file"]);
+    }
+}
+
+#[test]
+fn a_data_directory_that_is_a_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    refused(&["show", "0", "--data-dir", s(&file)], &[s(&file), "is a regular file, not a directory"]);
+}
+
+/// Every broken file of the shared table (tests/common): `nnmnist convnet` fails before
+/// training, naming the file and what is wrong with it.
+#[test]
+fn every_broken_data_file_is_named() {
+    for case in broken_data_cases() {
+        let (dir, path) = case.dir();
+        let stderr = refused(&["convnet", "--device", "cpu", "--epochs", "1", "--data-dir", s(dir.path())], &[]);
+        case.check(dir.path(), &path, &stderr);
+    }
+}
+
+#[test]
+fn every_command_reports_bad_data() {
+    let mut labels = real().test.take(100).labels;
+    labels[3] = 200;
+    let (dir, file) = broken_data(TEST_LABELS, TEST_LABELS, &labels_idx(&labels));
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = convnet_weights_file(tmp.path());
+    let phrases = [s(&file), "label 200 at index 3 is out of range"];
+    refused(&["show", "0", "--data-dir", s(dir.path())], &phrases);
+    refused(&["eval", "--model", "convnet", "--device", "cpu", "--weights", s(&weights), "--data-dir", s(dir.path())], &phrases);
+}
+
+#[test]
+fn the_mlp_reports_bad_data() {
+    let (dir, file) = broken_data(TRAIN_LABELS, TRAIN_LABELS, &[]);
+    refused(&["mlp", "--epochs", "1", "--data-dir", s(dir.path())], &[s(&file), "empty file"]);
+}
+
+#[test]
+fn empty_data_sets_are_refused() {
+    let empty_test = data_dir_of(&real().train.take(700), &real().test.take(0));
+    for model in ["mlp", "convnet"] {
+        refused(&[model, "--train-size", "640", "--data-dir", s(empty_test.path())], &["the test set in", "has no images: nothing to evaluate on"]);
+    }
+    let empty_train = data_dir_of(&real().train.take(0), &real().test.take(10));
+    refused(&["convnet", "--data-dir", s(empty_train.path())], &["the training set in", "has no images"]);
+}
+
+#[test]
+fn a_fifo_as_a_data_file_is_refused_instead_of_waited_on() {
+    let data = small_data(100);
+    let labels = data.path().join(TEST_LABELS);
+    std::fs::remove_file(&labels).unwrap();
+    mkfifo(&labels);
+    refused(&["show", "0", "--data-dir", s(data.path())], &[s(&labels), "it is a FIFO, not a regular file"]);
+}
+
+/// A .gz of 1.3 MB that inflates to 1 GiB behind a header promising 100 labels: refused
+/// after reading what the header promises and counting at most 64 MiB more, in bounded
+/// memory (inflated whole, it would take over 1 GiB).
+#[test]
+fn a_gzip_bomb_is_refused_in_bounded_memory() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let data = small_data(100);
+    let path = data.path().join(format!("{TEST_LABELS}.gz"));
+    std::fs::remove_file(data.path().join(TEST_LABELS)).unwrap();
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&labels_idx(&real().test.take(100).labels)).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        enc.write_all(&zeros).unwrap();
+    }
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+    let started = Instant::now();
+    let child = common::nnmnist().args(["show", "0", "--data-dir", s(data.path())]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    // SAFETY: getrusage fills the struct it is given.
+    let peak_kib = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u.ru_maxrss
+    };
+    let stderr = stderr_of(&out);
+    eprintln!("gzip bomb: {took:?}, peak RSS of the largest child so far {} MiB: {stderr}", peak_kib / 1024);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(s(&path)) && stderr.contains("more than 67108864 unexpected bytes after the 100 data bytes"), "{stderr}");
+    assert!(peak_kib < 900 * 1024, "peak RSS {} MiB: the stream was inflated whole", peak_kib / 1024);
+}
+
+#[test]
+fn gzip_with_several_members_reads_as_zcat_does_and_counts_are_compared_first() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let data = small_data(100);
+    let bytes = labels_idx(&real().test.take(100).labels);
+    let member = |b: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    let mut two = member(&bytes[..50]);
+    two.extend(member(&bytes[50..]));
+    std::fs::remove_file(data.path().join(TEST_LABELS)).unwrap();
+    std::fs::write(data.path().join(format!("{TEST_LABELS}.gz")), two).unwrap();
+    let out = run(&["show", "3", "--data-dir", s(data.path())]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // An image file whose header promises 5,000,000 images beside 100 labels: refused by the
+    // count, before a byte of the images is read.
+    let images = data.path().join(TEST_IMAGES);
+    std::fs::write(&images, common::idx(nnmnist::data::IMAGE_MAGIC, &[5_000_000, 28, 28], &[0; 784])).unwrap();
+    refused(&["show", "0", "--data-dir", s(data.path())], &["holds 5000000 images but", "holds 100 labels"]);
 }
 
 /// The label line `nnmnist show 0` prints, run in `cwd` with `data_dir` as `--data-dir` (if

@@ -408,7 +408,7 @@ fn many_tensors_cost_time_in_proportion() {
     assert!(many < 20.0 * few.max(0.05), "{many:.2} s for 50000 tensors against {few:.2} s for 500: more than in proportion");
 }
 
-/// scripts/reference/dump_tensors.py on nn_convnet.py's model writes the names `nnmnist
+/// scripts.reference.dump_tensors on nn_convnet.py's model writes the names `nnmnist
 /// trace` writes: one step from the same weights on the same batch, and `nnmnist diff`
 /// finds every one of the 27 tensors in both files, within tolerance, either way round.
 #[test]
@@ -419,10 +419,8 @@ fn dump_tensors_py_names_tensors_as_nnmnist_trace_does() {
 import sys
 import numpy as np
 import torch
-sys.path.insert(0, "scripts/reference")
-import common
-import nn_convnet
-from dump_tensors import dump_step
+from scripts.reference import common, nn_convnet
+from scripts.reference.dump_tensors import dump_step
 torch.set_num_threads(1)
 model = nn_convnet.build_model(3, None, "cpu")
 model.train()

@@ -46,7 +46,7 @@ pub fn mlp_fixture() -> PathBuf {
 /// The images make_digit_images.py writes into `dir`: (file, label, kind).
 fn make_images(dir: &Path) -> Vec<(PathBuf, u8, String)> {
     let out = common::output_with_patience(
-        common::command(python()).arg(root().join("scripts/reference/make_digit_images.py")).arg(dir).args(["--data-dir", common::s(&common::repo_data())]),
+        common::command(python()).args(["-m", "scripts.reference.make_digit_images"]).arg(dir).args(["--data-dir", common::s(&common::repo_data())]).current_dir(root()),
     );
     assert!(out.status.success(), "make_digit_images.py failed: {}", String::from_utf8_lossy(&out.stderr));
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -62,7 +62,8 @@ fn make_images(dir: &Path) -> Vec<(PathBuf, u8, String)> {
 fn reference(files: &[PathBuf]) -> Vec<Value> {
     let out = common::output_with_patience(
         common::command(python())
-            .arg(root().join("scripts/reference/preprocess.py"))
+            .args(["-m", "scripts.reference.preprocess"])
+            .current_dir(root())
             .args(files)
             .arg("--convnet")
             .arg(convnet_fixture())

@@ -8,25 +8,32 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod bad_input;
+mod browser;
 mod checkpoints;
 mod compare_layers;
+mod console;
 mod convnet;
 mod convnet_parity;
 mod cuda_graph;
 mod data;
 mod diff;
 mod digit;
-mod faults;
+mod flags;
+mod inside;
 mod layering;
+mod metrics_log;
 mod mlp;
 mod mlp_parity;
 mod networks;
+mod outputs;
 mod predict;
 mod pytorch_files;
+mod saving;
+mod serve;
 mod show;
 mod signals;
 mod tensor_files;
 mod terminal_output;
 mod torch_layout;
 mod version;
+mod weights;

@@ -1,7 +1,7 @@
 //! The MLP against PyTorch autograd and the numpy nn.py, from the fixtures in
 //! tests/fixtures/mlp/, which this command rebuilds:
 //!
-//!     .venv/bin/python scripts/reference/make_mlp_fixtures.py
+//!     .venv/bin/python -m scripts.reference.make_mlp_fixtures
 //!
 //! Network 784,16,12,10, float64, weights N(0, 1/fan_in) (see the script's docstring).
 //! Tolerance: every tensor's largest absolute difference at most TOL times
@@ -31,7 +31,7 @@ fn fixture_path(name: &str) -> PathBuf {
 
 /// Every tensor of a fixture file as (shape, values in f64); U8 and I64 converted exactly.
 fn load(name: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
-    load_path(&fixture_path(name), "rebuild with .venv/bin/python scripts/reference/make_mlp_fixtures.py")
+    load_path(&fixture_path(name), "rebuild with .venv/bin/python -m scripts.reference.make_mlp_fixtures")
 }
 
 /// Every tensor of the safetensors file `path`, as [`load`]; `hint` says how to make it.
@@ -162,7 +162,7 @@ fn initial_weights_and_batch_orders_equal_nn_torch_py_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("draws.safetensors");
     let (seeds, n) = ([0u64, 3, 11], 1000);
-    python(&["scripts/reference/make_mlp_draws.py", "--out", common::s(&out), "--seeds", "0,3,11", "--sizes", "784,30,10", "--sizes", "784,16,12,10", "--epochs", "2", "--n", "1000"]);
+    python(&["-m", "scripts.reference.make_mlp_draws", "--out", common::s(&out), "--seeds", "0,3,11", "--sizes", "784,30,10", "--sizes", "784,16,12,10", "--epochs", "2", "--n", "1000"]);
     let t = load_path(&out, "written by scripts/reference/make_mlp_draws.py");
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for sizes in [&[784usize, 30, 10][..], &[784, 16, 12, 10]] {
@@ -188,16 +188,18 @@ fn initial_weights_and_batch_orders_equal_nn_torch_py_bit_for_bit() {
 }
 
 /// The largest difference between two weights files' tensors, relative to max(1, the
-/// largest magnitude of each tensor).
+/// largest magnitude of each tensor); both hold the same tensors, with the same number of
+/// values each.
 fn weights_difference(a: &Path, b: &Path) -> f64 {
-    let (a, b) = (Weights::load(a).unwrap(), Weights::load(b).unwrap());
-    assert_eq!(a.key_list(), b.key_list());
-    a.entries
-        .values()
-        .map(|e| {
-            let (x, y) = (e.to_f64(), b.entries[&e.name].to_f64());
+    let read = |p: &Path| -> std::collections::BTreeMap<String, Vec<f64>> { Weights::load(p).unwrap().read_all().unwrap().into_iter().map(|e| (e.name.clone(), e.to_f64())).collect() };
+    let (a, b) = (read(a), read(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .map(|(name, x)| {
+            let y = &b[name];
+            assert!(!x.is_empty() && x.len() == y.len(), "{name}: {} values against {}", x.len(), y.len());
             let scale = y.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-            x.iter().zip(&y).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
+            x.iter().zip(y).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
         })
         .fold(0.0, f64::max)
 }
@@ -206,7 +208,7 @@ fn weights_difference(a: &Path, b: &Path) -> f64 {
 /// `nn_torch.py --threads 1`, both run now: the same correct count on the 10,000 test images,
 /// the test cost within 1e-9 relative and every weight within TOL (relative to max(1, the
 /// tensor's largest magnitude)). Both sides add the same terms in different orders, so they
-/// agree to rounding (2e-15 to 5e-15 when this was written), not bit for bit. The rates are ones
+/// agree to rounding (measured: 2e-15 to 5e-15), not bit for bit. The rates are ones
 /// where training is stable: at --eta 3 with the cross-entropy cost a rounding difference
 /// grows tenfold every ten batches, and PyTorch with 1 and 2 threads already disagrees after
 /// 5,000 images (README, "Parity").
@@ -219,7 +221,7 @@ fn one_epoch_from_the_same_seed_matches_nn_torch_py() {
         let side = |name: &str| (dir.path().join(format!("{name}{k}.jsonl")), dir.path().join(format!("{name}{k}.safetensors")));
         let ((rm, rw), (pm, pw)) = (side("rust"), side("torch"));
         let common_args = ["--epochs", "1", "--train-size", "5000", "--data-dir", common::s(&data)];
-        let mut py = vec!["scripts/reference/nn_torch.py", "--threads", "1", "--metrics", common::s(&pm), "--save", common::s(&pw)];
+        let mut py = vec!["-m", "scripts.reference.nn_torch", "--threads", "1", "--metrics", common::s(&pm), "--save", common::s(&pw)];
         py.extend(common_args.iter().chain(flags));
         python(&py);
         let mut rust = vec!["mlp", "--metrics", common::s(&rm), "--save", common::s(&rw)];

@@ -2,11 +2,15 @@
 //! `docker stop`, a scheduler's time limit) and SIGHUP stop a training run at the next batch
 //! boundary; it saves where it is, says how to continue, exits 128 + the signal's number,
 //! and `--resume` carries on from there. Outside a training loop (loading, evaluating) a
-//! signal exits at once, non-zero. (That a resumed run ends bit-identical to an
-//! uninterrupted one is tested through the library in tests/it/convnet.rs and tests/it/mlp.rs.)
+//! signal exits at once, non-zero; a signal ignored when nnmnist starts stays ignored; a
+//! SIGKILL at any moment leaves a checkpoint that loads. (That a resumed run ends
+//! bit-identical to an uninterrupted one is tested through the library in
+//! tests/it/convnet.rs and tests/it/mlp.rs.)
 use crate::common;
-use crate::common::{output_with_patience, wait_with_patience, Lines};
+use crate::common::{output_with_patience, run, s, small_data, stderr_of, temporaries, wait_with_patience, Lines, XorShift};
+use nnmnist::weights::Weights;
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 fn spawn(args: &[&str]) -> Child {
     common::nnmnist().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("nnmnist starts")
@@ -182,4 +186,132 @@ fn another_signal_after_the_first_quits_at_once() {
     let (stderr, code) = (stderr.rest(), status.code());
     assert!(stderr.contains("without saving"), "{stderr}");
     assert!(matches!(code, Some(130) | Some(143)), "{status:?}: {stderr}");
+}
+
+// ---------------------------------------------------------------- outside the loop, ignored, and SIGKILL
+
+/// SIGTERM while libtorch works outside a training loop (building the network and the data
+/// tensors, evaluating): exit 143 at once, never a corrupted heap, an abort or a panic (no
+/// exit() runs under a busy libtorch). The signal goes at a random moment
+/// after the child logs that it has reached that work: "evaluating" (`eval`) or "building
+/// the convnet model" (a training run, which then builds its tensors and network).
+#[test]
+fn signals_outside_the_loop_exit_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
+    let data = common::repo_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tmp.path().join("w.safetensors");
+    nnmnist::checkpoint::save_to(&weights, &nnmnist::convnet::Net::new(tch::Device::Cpu, 0).entries(), None).unwrap();
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut stopped = 0;
+    for attempt in 0..12 {
+        let delay = Duration::from_millis(rng.next() % 50);
+        let eval = attempt % 2 == 0;
+        let args: Vec<&str> = if eval {
+            vec!["eval", "--model", "convnet", "--device", "cpu", "--threads", "1", "--weights", s(&weights), "--data-dir", s(&data)]
+        } else {
+            vec!["convnet", "--device", "cpu", "--threads", "1", "--epochs", "1", "--data-dir", s(&data)]
+        };
+        let mut child = common::nnmnist().args(&args).env("RUST_LOG", "nnmnist=info").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let (mut stdout, mut stderr) = (Lines::new(child.stdout.take().unwrap()), Lines::new(child.stderr.take().unwrap()));
+        stderr.wait_for_containing(if eval { "evaluating" } else { "building the convnet model" });
+        std::thread::sleep(delay);
+        // SAFETY: kill(2) on our child, not yet reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = wait_with_patience(&mut child, args[0]);
+        let (_, stderr) = (stdout.rest(), stderr.rest());
+        let ok = matches!(status.code(), Some(0) | Some(143)) || status.signal() == Some(libc::SIGTERM);
+        assert!(ok && !stderr.contains("panicked") && !stderr.contains("corrupted"), "{} {delay:?} after it began: {status:?}\n{stderr}", args[0]);
+        if status.code() == Some(143) {
+            stopped += 1;
+        }
+    }
+    eprintln!("12 SIGTERMs outside the training loop: {stopped} stopped the command with 143, the rest came after it had finished its work");
+    assert!(stopped >= 6, "only {stopped} of 12 signals landed before the command's end: the training runs (one epoch on 60,000 images) cannot have finished first");
+}
+
+/// Under `nohup` (SIGHUP ignored when nnmnist starts) a hang-up does not stop the run; the
+/// signals it does catch still do. The hang-up goes after "Epoch 0:"; the run must then go
+/// on to finish two more epochs and, stopped by SIGTERM, exit with SIGTERM's status (had it
+/// caught the SIGHUP, it would have stopped with 129 inside epoch 1).
+#[test]
+fn a_signal_ignored_at_start_stays_ignored() {
+    let data = small_data(3200);
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    let cmd = format!("trap '' HUP; exec '{}' mlp --train-size 3200 --test-size 100 --epochs 100000 --save '{}' --data-dir '{}'", s(&common::bin()), s(&ck), s(data.path()));
+    let mut child = common::command("sh").args(["-c", &cmd]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    lines.wait_for("Epoch 0:");
+    // SAFETY: kill(2) on our child (sh exec'd into nnmnist), not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    lines.wait_for("Epoch 2:");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_with_patience(&mut child, "nnmnist under trap '' HUP");
+    let out = child.wait_with_output().unwrap();
+    lines.rest();
+    let stderr = stderr_of(&out);
+    assert!(!stderr.contains("SIGHUP"), "the ignored SIGHUP was acted on: {stderr}");
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+}
+
+/// SIGKILL at 16 random moments of runs that save after every epoch: each leaves a
+/// checkpoint that loads and resumes. A kill between the crate's link of the finished
+/// temporary file and its rename may leave it as `.NAME.XXXXXX`: a complete checkpoint,
+/// which nnmnist never removes (a name cannot tell it from a user's file); a save that
+/// completes leaves nothing.
+///
+/// The moments are chosen once the first checkpoint exists, whatever the machine's speed:
+/// the run prints "Epoch 0:" after saving epoch 1 (a checkpoint comes before the evaluation),
+/// the time to "Epoch 1:" is one epoch's period (training, save, evaluation), and the kill
+/// lands at a random fraction of one more period, so over the kills every phase of an epoch
+/// is hit, the save included.
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_broken_checkpoint() {
+    const KILLS: usize = 16;
+    let data = small_data(2000);
+    let d = s(data.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck.safetensors");
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut inside_a_save = 0;
+    let mut left: Vec<String> = Vec::new();
+    for kill in 0..KILLS {
+        let _ = std::fs::remove_file(&ck);
+        // 784,300,10: a 1.9 MB checkpoint written every epoch.
+        let mut child = common::nnmnist()
+            .args(["mlp", "--sizes", "784,300,10", "--train-size", "2000", "--test-size", "50", "--epochs", "100000", "--save", s(&ck), "--data-dir", d])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = Lines::new(child.stdout.take().unwrap());
+        lines.wait_for("Epoch 0:");
+        assert!(ck.exists(), "kill {kill}: \"Epoch 0:\" printed before its checkpoint was saved");
+        let epoch0 = Instant::now();
+        lines.wait_for("Epoch 1:");
+        let delay = epoch0.elapsed().mul_f64(rng.fraction());
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let now = temporaries(tmp.path());
+        let new: Vec<&String> = now.iter().filter(|n| !left.contains(n)).collect();
+        assert!(new.len() <= 1, "kill {kill}: one kill, one save at most: {new:?}");
+        for name in &new {
+            let random = name.strip_prefix(".ck.safetensors.").unwrap_or_else(|| panic!("kill {kill}: {name} is not the crate's temporary name"));
+            assert!(random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric()), "kill {kill}: {name}");
+            let w = Weights::load(&tmp.path().join(name)).unwrap_or_else(|e| panic!("kill {kill}: {name} is not a complete checkpoint: {e:#}"));
+            assert!(w.state.is_some(), "kill {kill}: {name} has no run state");
+            inside_a_save += 1;
+        }
+        left = now;
+        let w = Weights::load(&ck).unwrap_or_else(|e| panic!("kill {kill} {delay:?} after epoch 1: a broken checkpoint: {e:#}"));
+        let state = w.state.unwrap_or_else(|| panic!("kill {kill}: a checkpoint without its run state"));
+        assert!(state.epochs_done >= 2 && state.next_batch == 0, "kill {kill}: {state:?}");
+        let out = run(&["mlp", "--resume", s(&ck), "--epochs", &(state.epochs_done + 1).to_string(), "--data-dir", d]);
+        assert!(out.status.success(), "kill {kill}: resume failed: {}", stderr_of(&out));
+        assert_eq!(Weights::load(&ck).unwrap().state.unwrap().epochs_done, state.epochs_done + 1);
+        assert_eq!(temporaries(tmp.path()), left, "kill {kill}: the resumed run, whose saves complete, removes nothing and leaves nothing");
+    }
+    eprintln!("{KILLS} kills after the first checkpoint, each resumed; {inside_a_save} of them left a linked temporary file (killed between link and rename), kept");
 }
