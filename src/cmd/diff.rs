@@ -450,9 +450,14 @@ pub fn run(spec: &DiffSpec) -> Result<Outcome> {
     let mut counts: HashMap<Verdict, usize> = HashMap::new();
     // The first tensor that differs, and whether a tensor before it could not be compared.
     let mut first: Option<(&str, bool)> = None;
+    // The first tensor that could not be compared, and why.
+    let mut first_unreadable: Option<(&str, String)> = None;
     for name in &order {
         let r = row(spec, name, &fa, &fb)?;
         *counts.entry(r.verdict).or_default() += 1;
+        if r.verdict == Verdict::Unreadable && first_unreadable.is_none() {
+            first_unreadable = Some((name, r.note.trim_start_matches("cannot compare: ").to_string()));
+        }
         if !matches!(r.verdict, Verdict::Within | Verdict::Unreadable) && first.is_none() {
             first = Some((name, counts.contains_key(&Verdict::Unreadable)));
         }
@@ -460,8 +465,8 @@ pub fn run(spec: &DiffSpec) -> Result<Outcome> {
     }
     let c = |v| counts.get(&v).copied().unwrap_or(0);
     let unreadable = c(Verdict::Unreadable);
-    let trouble = if unreadable > 0 {
-        Some(format!("{unreadable} tensor(s) could not be compared (see their rows): the files may differ there"))
+    let trouble = if let Some((name, why)) = first_unreadable {
+        Some(format!("{unreadable} tensor(s) could not be compared (see their rows): the files may differ there (the first, {}: {why})", name.shown()))
     } else if order.is_empty() {
         Some(format!("{} and {} hold no tensors to compare", spec.a.shown(), spec.b.shown()))
     } else {
