@@ -15,7 +15,7 @@ pub fn resolve(spec: &str) -> Result<Device> {
                 return Ok(Device::Cuda(0));
             }
             if let Some(why) = crate::nvidia::diagnose() {
-                crate::terminal::note(format_args!("warning: --device auto runs on the CPU: {why}"));
+                crate::terminal::warning(format_args!("--device auto runs on the CPU: {why}"));
             }
             Ok(Device::Cpu)
         }
@@ -83,7 +83,7 @@ pub fn device_and_threads(device: &str, threads: Option<usize>) -> Result<(tch::
         Some(n) => {
             let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             if n > cpus {
-                crate::terminal::note(format_args!("warning: --threads {n} is more than the {cpus} CPUs here; using {cpus}"));
+                crate::terminal::warning(format_args!("--threads {n} is more than the {cpus} CPUs here; using {cpus}"));
             }
             Some(n.min(cpus))
         }

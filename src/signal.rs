@@ -80,7 +80,7 @@ impl Stop {
                     }
                 });
             }
-            Err(e) => crate::terminal::note(format_args!("warning: cannot install the signal handlers ({e}); Ctrl-C will not save")),
+            Err(e) => crate::terminal::warning(format_args!("cannot install the signal handlers ({e}); Ctrl-C will not save")),
         }
         stop
     }

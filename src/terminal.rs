@@ -9,6 +9,11 @@ pub fn note(msg: impl Display) {
     let _ = writeln!(std::io::stderr().lock(), "nnmnist: {}", terminal_safe(&msg.to_string()));
 }
 
+/// A `nnmnist: warning: ...` line on stderr: the one format of every warning.
+pub fn warning(msg: impl Display) {
+    note(format_args!("warning: {msg}"));
+}
+
 /// An `error: ...` line on stderr.
 pub fn error(msg: impl Display) {
     let _ = writeln!(std::io::stderr().lock(), "error: {}", terminal_safe(&msg.to_string()));

@@ -48,8 +48,7 @@ pub fn graph_step_or_eager(opt: nn::Optimizer, net: &Net, batch_size: usize, los
             Ok(Box::new(step))
         }
         Err((why, Some(opt))) => {
-            tracing::warn!("CUDA-graph capture failed ({why:#}); training eagerly (same results, slower)");
-            crate::terminal::note(format_args!("warning: CUDA-graph capture failed ({why:#}); training eagerly"));
+            crate::terminal::warning(format_args!("CUDA-graph capture failed ({why:#}); training eagerly (the same results, slower)"));
             Ok(Box::new(EagerStep::summing(opt, loss_sum)))
         }
         Err((why, None)) => Err(why.context("CUDA-graph capture failed and left the network's parameters changed; nothing was trained")),
@@ -173,7 +172,7 @@ mod enabled {
         fn drop(&mut self) {
             // SAFETY: created by nnm_graph_new, freed once.
             if unsafe { nnm_graph_free(self.0) } != 0 {
-                tracing::warn!("{:#}", last_error("freeing the CUDA graph"));
+                crate::terminal::warning(format_args!("{:#}", last_error("freeing the CUDA graph")));
             }
         }
     }

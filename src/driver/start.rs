@@ -97,7 +97,7 @@ pub fn resolve<M: Model>(spec: &mut RunSpec<M::Hyper, M::Options>) -> Result<Beg
             }
             let ignored = spec::ignored_on_resume(&spec.given, &state.hyper);
             if !ignored.is_empty() {
-                terminal::note(format_args!("warning: --resume continues with the checkpoint's settings; ignoring {}", ignored.join(", ")));
+                terminal::warning(format_args!("--resume continues with the checkpoint's settings; ignoring {}", ignored.join(", ")));
             }
             let epochs = if spec.given.contains_key("epochs") { spec.schedule.epochs } else { stored.schedule.epochs };
             if state.next_batch > 0 && state.epochs_done >= stored.schedule.epochs {
@@ -189,8 +189,8 @@ pub fn load_data<M: Model>(spec: &RunSpec<M::Hyper, M::Options>, begin: &Begin) 
 pub fn warn_of_threads(begin: &Begin, now: Option<usize>) {
     if let (Some(was), Some(now)) = (begin.threads, now) {
         if was != now {
-            terminal::note(format_args!(
-                "warning: the checkpoint was trained with {was} libtorch thread(s) and this run has {now}: libtorch's sums depend on the count, so it will not continue bit for bit (pass --threads {was})"
+            terminal::warning(format_args!(
+                "the checkpoint was trained with {was} libtorch thread(s) and this run has {now}: libtorch's sums depend on the count, so it will not continue bit for bit (pass --threads {was})"
             ));
         }
     }
