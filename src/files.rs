@@ -235,10 +235,18 @@ impl SaveTarget {
 
 impl Drop for SaveTarget {
     fn drop(&mut self) {
+        let Some(lock) = self.lock.take() else { return };
         // Removed while still locked, so a run that opened it meanwhile sees it vanish and
-        // retries (see `lock`).
-        let _ = fs::remove_file(&self.lock_path);
-        self.lock.take();
+        // retries (see `lock`); and only while the name is still this lock's: a file put
+        // there since (another command's output) is not nnmnist's lock.
+        let ours = match (lock.metadata(), fs::symlink_metadata(&self.lock_path)) {
+            (Ok(mine), Ok(there)) => mine.dev() == there.dev() && mine.ino() == there.ino(),
+            _ => false,
+        };
+        if ours {
+            let _ = fs::remove_file(&self.lock_path);
+        }
+        drop(lock);
     }
 }
 
@@ -272,6 +280,15 @@ fn lock_holder(text: &[u8]) -> Option<Option<u32>> {
     }
     let pid = std::str::from_utf8(text).ok()?.strip_suffix('\n')?.strip_prefix(LOCK_TEXT)?;
     pid.parse().ok().map(Some)
+}
+
+/// The process id in `path` when it is an nnmnist lock file (a regular file, symbolic
+/// links followed, holding `nnmnist pid N`), whether a run holds it or it was left behind.
+pub fn lock_file_pid(path: &Path) -> Option<u32> {
+    let (f, len) = open_readable(path, "file").ok()?;
+    let mut text = Vec::new();
+    (len <= 64 && (&f).take(64).read_to_end(&mut text).is_ok()).then_some(())?;
+    lock_holder(&text).flatten()
 }
 
 /// Takes the advisory lock on `path`, creating it, and writes `nnmnist pid N` into it.

@@ -7,7 +7,8 @@
 //! - another output of the same command;
 //! - for a file that is replaced, the file stdout or stderr is written to (the console log);
 //!   an appended log there is written through the stream's own descriptor instead;
-//! - the checkpoint of an unfinished run, which only that run itself may replace.
+//! - the checkpoint of an unfinished run, which only that run itself may replace;
+//! - an nnmnist lock file (`.F.lock`), which a run holds while it saves to F.
 //!
 //!
 //! Once checked, a replaced output is a [`SaveTarget`] and an appended one an [`Appended`]
@@ -85,6 +86,7 @@ impl Plan {
     /// [`SaveTarget`] (checked, locked); refused when the rule forbids it.
     pub fn replace(&mut self, flag: &str, path: &Path) -> Result<SaveTarget> {
         self.check(flag, path, Writing::Replace)?;
+        refuse_lock_file(flag, path)?;
         refuse_console_file(flag, path)?;
         // Locked first: a second run saving to the file is told so, whatever the file holds.
         let target = SaveTarget::open(path)?;
@@ -96,6 +98,7 @@ impl Plan {
     /// Checks `path` (named by `flag`) as a log to append to, and opens it.
     pub fn append(&mut self, flag: &str, path: &Path) -> Result<Appended> {
         self.check(flag, path, Writing::Append)?;
+        refuse_lock_file(flag, path)?;
         self.refuse_unfinished_run(flag, path, Writing::Append)?;
         let appended = Appended::open(path)?;
         self.outputs.push((flag.to_string(), path.to_path_buf()));
@@ -165,6 +168,14 @@ fn run_state_of(path: &Path) -> Option<RunState> {
     RunState::parse(file.metadata.as_ref()?.get(META_KEY)?).ok()
 }
 
+/// Refuses to write `path` (named by `flag`) when it is an nnmnist lock file (`.F.lock`,
+/// holding `nnmnist pid N`): written there, the run holding it would lose its lock, and
+/// would remove the output with its lock when it ends.
+fn refuse_lock_file(flag: &str, path: &Path) -> Result<()> {
+    let Some(pid) = crate::files::lock_file_pid(path) else { return Ok(()) };
+    bail!("{flag} {} is the lock file of an nnmnist run (pid {pid}) that saves beside it: writing there would break its lock; write elsewhere", path.shown())
+}
+
 /// Refuses to replace `path` (named by `flag`) when it is the regular file this process's
 /// stdout or stderr writes to (`--save run.log > run.log`): the save would replace the file
 /// and every console line written to it would be lost.
@@ -179,5 +190,32 @@ fn refuse_console_file(flag: &str, path: &Path) -> Result<()> {
             bail!("{flag} {} is the file {stream} is written to: replacing it would lose the console's lines; save elsewhere", path.shown())
         }
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An output onto a run's lock file is refused, the lock untouched; a file put at the
+    /// lock's name while the run holds it (by hand, or by a command before this rule) is not
+    /// removed when the run ends.
+    #[test]
+    fn a_lock_file_is_no_output_and_only_the_lock_itself_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (target, lock) = (tmp.path().join("run.safetensors"), tmp.path().join(".run.safetensors.lock"));
+        let saving = Plan::new("the run").replace("--save", &target).unwrap();
+        let text = fs::read(&lock).unwrap();
+        assert!(text.starts_with(b"nnmnist pid "), "{text:?}");
+        let err = Plan::new("the run").replace("--save", &lock).unwrap_err().to_string();
+        assert!(err.contains("is the lock file of an nnmnist run"), "{err}");
+        let err = Plan::new("the evaluation").append("--metrics", &lock).unwrap_err().to_string();
+        assert!(err.contains("is the lock file of an nnmnist run"), "{err}");
+        assert_eq!(fs::read(&lock).unwrap(), text, "the lock is untouched");
+        let other = tmp.path().join("other");
+        fs::write(&other, b"mine").unwrap();
+        fs::rename(&other, &lock).unwrap();
+        drop(saving);
+        assert_eq!(fs::read(&lock).unwrap(), b"mine", "a file that is not the lock stays");
     }
 }

@@ -137,6 +137,10 @@ impl std::fmt::Debug for Weights {
     }
 }
 
+/// The most tensor names a message lists (a file of 200,000 tensors would make a line of
+/// megabytes).
+const LISTED_KEYS: usize = 30;
+
 impl Weights {
     /// Reads a weights file's description (see the module comment), noting on stderr what
     /// was read instead of its top level.
@@ -175,13 +179,17 @@ impl Weights {
         Ok(Weights { path: file.path.clone(), entries, state, file })
     }
 
-    /// The names of the file's tensors, for messages: "a, b, c" or "no tensors".
+    /// The names of the file's tensors, for messages: "a, b, c", the first
+    /// [`LISTED_KEYS`] and how many more, or "no tensors".
     pub fn key_list(&self) -> String {
         if self.entries.is_empty() {
-            "no tensors".to_string()
-        } else {
-            self.entries.keys().map(|k| k.shown().to_string()).collect::<Vec<_>>().join(", ")
+            return "no tensors".to_string();
         }
+        let mut list = self.entries.keys().take(LISTED_KEYS).map(|k| k.shown().to_string()).collect::<Vec<_>>().join(", ");
+        if self.entries.len() > LISTED_KEYS {
+            list.push_str(&format!(", and {} more", self.entries.len() - LISTED_KEYS));
+        }
+        list
     }
 
     /// The float tensor `name`, checked to have `shape` (before any of its values are read)

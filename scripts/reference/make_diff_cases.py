@@ -111,6 +111,90 @@ for name, legacy in (("whole_module", False), ("whole_module_legacy", True)):
     pairs[name] = dict(a=f"{name}.pt", b="whole_sd.safetensors", torch_equal=True, exit=0, phrase="tensors: 3 in all, 3 within", flags=[])
 
 
+# A value that is there twice is pickled once and read again through the memo: a
+# dictionary, a list, a submodule (tied weights); each place counts, as in the state_dict.
+shared = {"w": t([1.])}
+pair("shared_dict", {"a": shared, "b": shared}, {"a": {"w": t([1.])}, "b": {"w": t([1.])}}, 0)
+pair("shared_dict_legacy", {"a": shared, "b": shared}, {"a": {"w": t([1.])}, "b": {"w": t([1.])}}, 0, legacy=True)
+shared_list = [t([1.]), t([2.])]
+pair("shared_list", {"a": shared_list, "b": shared_list}, {"a": [t([1.]), t([2.])], "b": [t([1.]), t([3.])]}, 1,
+     "first divergence: b.1")
+
+
+# A defaultdict is a dictionary; a subclass of dict holding no tensor is passed over, as any
+# value that is no tensor.
+pair("defaultdict", {"d": collections.defaultdict(list, {"t": t([1.])})}, {"d": {"t": t([2.])}}, 1, "first divergence: d.t")
+
+
+class Config(dict):
+    pass
+
+
+pair("dict_subclass", {"cfg": Config(lr=0.1), "w": t([1.])}, {"cfg": Config(lr=0.1), "w": t([1.])}, 0)
+
+
+class Loaded:
+    """A value that unpickles as torch.load(path): a tensor the file does not describe."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return torch.load, (self.path,)
+
+
+# Instances of torch's own classes that are no tensors (made by NEWOBJ, not called), and its
+# value types: passed over (every tensor of the pair is equal; the objects are not ==).
+objs = lambda: {"scaler": torch.amp.GradScaler("cpu"), "loss": torch.nn.CrossEntropyLoss(), "dev": torch.device("cpu"),
+                "size": torch.Size([2]), "w": t([1.])}
+pair("torch_objects", objs(), objs(), 0, "tensors: 1 in all, 1 within", equal=True)
+torch.save(t([1.]), f"{out}/loaded_1.pt")
+torch.save(t([2.]), f"{out}/loaded_2.pt")
+cwd = os.getcwd()
+os.chdir(out)
+pair("call_of_torch", {"w": t([1.]), "x": Loaded("loaded_1.pt")}, {"w": t([1.]), "x": Loaded("loaded_2.pt")}, 2,
+     "is built by calling torch.serialization.load", equal=False)
+pairs["call_of_torch"]["torch_equal"] = deep_equal(torch.load("call_of_torch_a.pt", weights_only=False),
+                                                   torch.load("call_of_torch_b.pt", weights_only=False))
+os.chdir(cwd)
+
+
+class Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(2, 2)
+        self.b = self.a
+
+
+torch.manual_seed(3)
+tied = Tied()
+torch.save(tied, f"{out}/tied_module.pt")
+save_file({k: v.clone().contiguous() for k, v in tied.state_dict().items()}, f"{out}/tied_sd.safetensors")
+pairs["tied_module"] = dict(a="tied_module.pt", b="tied_sd.safetensors", torch_equal=True, exit=0,
+                            phrase="tensors: 4 in all, 4 within", flags=[])
+
+
+def zip_entries(obj):
+    """The entries of torch.save's zip of `obj`: (name, bytes), in its order."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
+        return [(n, z.read(n)) for n in z.namelist()]
+
+
+# A zip whose entries are in two folders: torch.load reads the first entry's folder and
+# refuses entries outside it (it has no verdict); nnmnist refuses it too, rather than read
+# the other folder's data.pkl.
+with zipfile.ZipFile(f"{out}/two_roots_a.pt", "w") as z:
+    for n, d in zip_entries({"w": t([1.])}):
+        z.writestr("first/" + n.split("/", 1)[1], d)
+    for n, d in zip_entries({"w": t([2.])}):
+        z.writestr(n.split("/", 1)[1], d)
+torch.save({"w": t([2.])}, f"{out}/two_roots_b.pt")
+pairs["two_roots"] = dict(a="two_roots_a.pt", b="two_roots_b.pt", torch_equal=False, exit=2,
+                          phrase="is outside the folder first/ of its first entry", flags=[])
+
+
 def safetensors_bytes(header, data):
     h = json.dumps(header).encode()
     return struct.pack("<Q", len(h)) + h + data
@@ -145,6 +229,26 @@ for name, (header, n, phrase) in bad_headers.items():
         f.write(struct.pack("<Q", len(h)) + h + bytes(n))
     pairs[name] = dict(a=f"{name}.safetensors", b="st_good.safetensors", torch_equal=False, exit=2, phrase=phrase, flags=[],
                        library_rejects=library_rejects(path))
+
+
+def st_pair(name, a, b, exit, phrase=""):
+    """A pair of safetensors files (header, data) each, with the verdict of torch.equal on
+    what the safetensors library reads from them."""
+    from safetensors.torch import load_file
+    for side, (header, data) in (("a", a), ("b", b)):
+        with open(f"{out}/{name}_{side}.safetensors", "wb") as f:
+            f.write(safetensors_bytes(header, data))
+    ta, tb = (load_file(f"{out}/{name}_{side}.safetensors") for side in "ab")
+    pairs[name] = dict(a=f"{name}_a.safetensors", b=f"{name}_b.safetensors", torch_equal=deep_equal(ta, tb), exit=exit,
+                       phrase=phrase, flags=[])
+
+
+# A bool stored as a byte other than 0 or 1 is true, as torch reads it.
+bools = {"m": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}
+st_pair("bool_bytes", (bools, b"\x01\x02"), (bools, b"\x01\x01"), 0)
+# A field of an entry that the format does not name is ignored, as the library ignores it.
+st_pair("st_extra_field", ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "note": "x"}}, struct.pack("<f", 1.0)),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, struct.pack("<f", 1.0)), 0)
 # One 40 GB tensor claimed by a few bytes.
 with open(f"{out}/st_40gb.safetensors", "wb") as f:
     f.write(safetensors_bytes({"w": {"dtype": "F32", "shape": [10 ** 10], "data_offsets": [0, 4 * 10 ** 10]}}, b""))
@@ -176,9 +280,13 @@ def torch_zip(path, pkl, storages=(), compress=zipfile.ZIP_STORED):
         z.writestr("archive/version", "3\n")
 
 
-# Memo puts that copy a 3000-element list 3000 times (6.6 KB).
+# Memo puts of a 3000-element list, 3000 of them (6.6 KB): no GET reads them, so nothing
+# is copied; a list of Nones, no tensors.
 torch_zip(f"{out}/memo_puts.pt", b"\x80\x02](" + b"N" * 3000 + b"e" + b"\x94" * 3000 + b".")
-crafted["memo_puts"] = dict(file="memo_puts.pt", phrase="more values than the")
+crafted["memo_puts"] = dict(file="memo_puts.pt", phrase="hold no tensors to compare", eval_phrase="missing tensor model.0.weight")
+# Memo gets that copy a 3000-element list 3000 times (12 KB).
+torch_zip(f"{out}/memo_gets.pt", b"\x80\x02](" + b"N" * 3000 + b"eq\x00(" + b"h\x00" * 3000 + b"l.")
+crafted["memo_gets"] = dict(file="memo_gets.pt", phrase="more values than the")
 # 16M stack slots from a deflated pickle of 16 KB.
 torch_zip(f"{out}/stack.pt", b"\x80\x02" + b"N" * 16_000_000 + b".", compress=zipfile.ZIP_DEFLATED)
 crafted["stack"] = dict(file="stack.pt", phrase="more values than the")
@@ -209,6 +317,73 @@ def claimed(size, stride):
 # A shape whose byte count wraps 64 bits, over a storage of one element.
 torch_zip(f"{out}/wraps.pt", claimed((2 ** 61,), (1,)), [("0", struct.pack("<f", 1.0))])
 crafted["wraps"] = dict(file="wraps.pt", phrase="reaches element", eval_phrase="has shape [2305843009213693952]")
+
+
+class Described:
+    """A tensor over storage `key` of class `cls` that the persistent id says holds `numel`
+    elements."""
+
+    def __init__(self, cls, key, numel, size):
+        self.cls, self.key, self.numel, self.size = cls, key, numel, size
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, (self, 0, self.size, (1,), False, collections.OrderedDict())
+
+
+def described(obj, legacy=False):
+    """The pickle of `obj`, whose Described tensors' storages are persistent ids (with the
+    legacy format's sixth field, its view, when `legacy`)."""
+    buf = io.BytesIO()
+    pk = pickle.Pickler(buf, protocol=2)
+    seen = set()
+
+    def pid(o):
+        # The tensor itself is pickled by __reduce__; its first argument (itself again) is
+        # the storage.
+        if isinstance(o, Described) and id(o) in seen:
+            return ("storage", o.cls, o.key, "cpu", o.numel) + ((None,) if legacy else ())
+        if isinstance(o, Described):
+            seen.add(id(o))
+        return None
+
+    pk.persistent_id = pid
+    pk.dump(obj)
+    return buf.getvalue()
+
+
+def legacy_file(path, pkl, storages):
+    """PyTorch's legacy format around the object pickle `pkl`: storages (key, count, bytes)."""
+    with open(path, "wb") as f:
+        for v in (0x1950a86a20f9469cfc6c, 1001, dict(protocol_version=1001, little_endian=True,
+                                                     type_sizes=dict(short=2, int=4, long=4))):
+            pickle.dump(v, f, protocol=2)
+        f.write(pkl)
+        pickle.dump([k for k, _, _ in storages], f, protocol=2)
+        for _, count, data in storages:
+            f.write(struct.pack("<q", count) + data)
+
+
+four = struct.pack("<4f", 1, 2, 3, 4)
+# One storage read as float32 by one tensor and as int32 by another (torch.save refuses to
+# write that; torch.load reads both as float32): not compared, never "the same" as the
+# int32 reading of those bytes.
+both = {"a": Described(torch.FloatStorage, "0", 4, (4,)), "b": Described(torch.IntStorage, "0", 4, (4,))}
+torch_zip(f"{out}/two_dtypes_a.pt", described(both), [("0", four)])
+torch.save({"a": t([1., 2., 3., 4.]), "b": torch.frombuffer(bytearray(four), dtype=torch.int32)}, f"{out}/two_dtypes_b.pt")
+pairs["two_dtypes"] = dict(a="two_dtypes_a.pt", b="two_dtypes_b.pt", torch_equal=deep_equal(torch.load(f"{out}/two_dtypes_a.pt"), torch.load(f"{out}/two_dtypes_b.pt")),
+                           exit=2, phrase='its storage "0" is read as float32 and int32', flags=[])
+# The same in the legacy format, where the storage's size in the file depends on its dtype.
+legacy_file(f"{out}/two_dtypes_legacy.pt", described(both, legacy=True), [("0", 4, four)])
+pairs["two_dtypes_legacy"] = dict(a="two_dtypes_legacy.pt", b="two_dtypes_b.pt", torch_equal=False, exit=2,
+                                  phrase='storage "0" is named both as float32 and as int32', flags=[])
+# A storage that holds other than its persistent id says (torch.load refuses the file).
+torch_zip(f"{out}/numel_a.pt", described({"w": Described(torch.FloatStorage, "0", 2, (2,))}), [("0", four)])
+torch.save({"w": t([1., 2.])}, f"{out}/numel_b.pt")
+pairs["numel"] = dict(a="numel_a.pt", b="numel_b.pt", torch_equal=False, exit=2,
+                      phrase="holds 16 bytes, but the file describes it as 2 elements of float32", flags=[])
+legacy_file(f"{out}/numel_legacy_a.pt", described({"w": Described(torch.FloatStorage, "0", 2, (2,))}, legacy=True), [("0", 4, four)])
+pairs["numel_legacy"] = dict(a="numel_legacy_a.pt", b="numel_b.pt", torch_equal=False, exit=2,
+                             phrase="holds 16 bytes, but the file describes it as 2 elements of float32", flags=[])
 # A real torch.save of a 2**40-element expansion (1.6 KB), against itself: the same.
 torch.save({"w": torch.zeros(1).expand(2 ** 40)}, f"{out}/expand40.pt")
 

@@ -450,9 +450,14 @@ pub fn run(spec: &DiffSpec) -> Result<Outcome> {
     let mut counts: HashMap<Verdict, usize> = HashMap::new();
     // The first tensor that differs, and whether a tensor before it could not be compared.
     let mut first: Option<(&str, bool)> = None;
+    // The first tensor that could not be compared, and why.
+    let mut first_unreadable: Option<(&str, String)> = None;
     for name in &order {
         let r = row(spec, name, &fa, &fb)?;
         *counts.entry(r.verdict).or_default() += 1;
+        if r.verdict == Verdict::Unreadable && first_unreadable.is_none() {
+            first_unreadable = Some((name, r.note.trim_start_matches("cannot compare: ").to_string()));
+        }
         if !matches!(r.verdict, Verdict::Within | Verdict::Unreadable) && first.is_none() {
             first = Some((name, counts.contains_key(&Verdict::Unreadable)));
         }
@@ -460,8 +465,8 @@ pub fn run(spec: &DiffSpec) -> Result<Outcome> {
     }
     let c = |v| counts.get(&v).copied().unwrap_or(0);
     let unreadable = c(Verdict::Unreadable);
-    let trouble = if unreadable > 0 {
-        Some(format!("{unreadable} tensor(s) could not be compared (see their rows): the files may differ there"))
+    let trouble = if let Some((name, why)) = first_unreadable {
+        Some(format!("{unreadable} tensor(s) could not be compared (see their rows): the files may differ there (the first, {}: {why})", name.shown()))
     } else if order.is_empty() {
         Some(format!("{} and {} hold no tensors to compare", spec.a.shown(), spec.b.shown()))
     } else {
@@ -510,6 +515,11 @@ trait Writer {
     fn summary(&mut self, s: &Summary) -> Result<()>;
 }
 
+/// The widest the table's name column gets (a longer name overflows its row).
+const MAX_NAME_WIDTH: usize = 64;
+/// The widest the table's shape column gets.
+const MAX_SHAPE_WIDTH: usize = 32;
+
 /// The table: a header, one line per row, the counts and the first divergence.
 struct Table {
     name_w: usize,
@@ -529,8 +539,10 @@ impl Table {
             }
             seen
         };
-        let name_w = order.iter().map(|n| n.shown().to_string().chars().count()).max().unwrap_or(0).max(6);
-        let shape_w = order.iter().filter_map(|n| fa.get(n).or(fb.get(n))).map(|t| shape_text(&t.shape).len()).max().unwrap_or(0).max(5);
+        // Columns as wide as their longest cell, up to a bound: a longer name or shape
+        // overflows its own row only (a name of a megabyte would otherwise pad every row).
+        let name_w = order.iter().map(|n| n.shown().to_string().chars().count()).max().unwrap_or(0).clamp(6, MAX_NAME_WIDTH);
+        let shape_w = order.iter().filter_map(|n| fa.get(n).or(fb.get(n))).map(|t| shape_text(&t.shape).len()).max().unwrap_or(0).clamp(5, MAX_SHAPE_WIDTH);
         let mut out = String::new();
         let _ = writeln!(out, "A: {}", spec.a.shown());
         let _ = writeln!(out, "B: {} (expected)", spec.b.shown());

@@ -131,10 +131,12 @@ impl DType {
         matches!(self, DType::Bool | DType::U8 | DType::I8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64)
     }
 
-    /// An integer or bool element (little-endian bytes) as its exact value.
+    /// An integer or bool element (little-endian bytes) as its exact value (a bool as 0 or 1).
     pub fn int_at(self, b: &[u8]) -> i128 {
         match self {
-            DType::Bool | DType::U8 => b[0] as i128,
+            // Any byte but 0 is true, as torch reads a bool.
+            DType::Bool => (b[0] != 0) as i128,
+            DType::U8 => b[0] as i128,
             DType::I8 => b[0] as i8 as i128,
             DType::I16 => i16::from_le_bytes([b[0], b[1]]) as i128,
             DType::U16 => u16::from_le_bytes([b[0], b[1]]) as i128,
@@ -182,5 +184,6 @@ mod tests {
         assert_eq!(DType::I64.int_at(&(-7i64).to_le_bytes()), -7);
         assert_eq!(DType::U64.int_at(&u64::MAX.to_le_bytes()), u64::MAX as i128);
         assert_eq!(DType::I64.int_at(&((1i64 << 53) + 1).to_le_bytes()), (1 << 53) + 1);
+        assert_eq!((DType::Bool.int_at(&[2]), DType::Bool.int_at(&[0])), (1, 0));
     }
 }

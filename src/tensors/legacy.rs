@@ -34,7 +34,7 @@ pub fn open(src: &mut Source, len: u64) -> Result<(Listing, Storages), String> {
         }
     };
     let listing = torch::list(&top)?;
-    let dtypes = storage_dtypes(&top);
+    let dtypes = storage_dtypes(&top)?;
     let mut storages = HashMap::new();
     let mut at = end as u64;
     for key in keys {
@@ -81,34 +81,41 @@ fn pickles(buf: &[u8]) -> Result<(Value, Vec<String>, usize), String> {
     Ok((top, keys, at))
 }
 
-/// The dtype of every storage the object's persistent ids name.
-fn storage_dtypes(top: &Value) -> HashMap<&str, DType> {
-    fn scan<'a>(v: &'a Value, out: &mut HashMap<&'a str, DType>) {
+/// The dtype of every storage the object's persistent ids name. A storage named with two
+/// dtypes is refused: its size in the file, and so the place of every storage after it,
+/// depends on which one counts (torch.load takes the first; torch.save never writes that).
+fn storage_dtypes(top: &Value) -> Result<HashMap<&str, DType>, String> {
+    fn scan<'a>(v: &'a Value, out: &mut HashMap<&'a str, DType>, clash: &mut Option<String>) {
         match v {
             Value::Persistent(id) => {
                 if let Value::Tuple(t) = id.as_ref() {
                     if let (Some(Value::Str(s)), Some(Value::Global(class)), Some(Value::Str(key))) = (t.first(), t.get(1), t.get(2)) {
                         if let (true, Some(d)) = (s == "storage", DType::from_torch(class)) {
-                            out.insert(key, d);
+                            if let Some(other) = out.insert(key, d).filter(|&o| o != d) {
+                                clash.get_or_insert_with(|| format!("storage {key:?} is named both as {} and as {}: its size in the file is unknown", other.name(), d.name()));
+                            }
                         }
                     }
                 }
             }
             Value::Dict(d) => d.items.iter().for_each(|(k, v)| {
-                scan(k, out);
-                scan(v, out)
+                scan(k, out, clash);
+                scan(v, out, clash)
             }),
-            Value::List(items) | Value::Tuple(items) => items.iter().for_each(|v| scan(v, out)),
-            Value::Object { args, state, .. } => {
-                args.iter().for_each(|v| scan(v, out));
+            Value::List(items) | Value::Tuple(items) => items.iter().for_each(|v| scan(v, out, clash)),
+            Value::Object { args, state, items, .. } => {
+                args.iter().chain(items).for_each(|v| scan(v, out, clash));
                 if let Some(s) = state {
-                    scan(s, out);
+                    scan(s, out, clash);
                 }
             }
             _ => {}
         }
     }
-    let mut out = HashMap::new();
-    scan(top, &mut out);
-    out
+    let (mut out, mut clash) = (HashMap::new(), None);
+    scan(top, &mut out, &mut clash);
+    match clash {
+        Some(why) => Err(why),
+        None => Ok(out),
+    }
 }

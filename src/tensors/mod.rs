@@ -26,7 +26,7 @@ use input::Source;
 
 use crate::terminal::Shown;
 use anyhow::{anyhow, bail, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -87,6 +87,9 @@ struct Place {
     /// In elements, from the storage's start.
     offset: usize,
     strides: Vec<usize>,
+    /// The storage's element count as the file describes it (a `.pt`'s persistent id), which
+    /// must be what the storage holds.
+    claimed: Option<u64>,
 }
 
 /// A run of bytes holding a storage's elements.
@@ -180,6 +183,9 @@ pub struct TensorFile {
     pub nested: Option<&'static str>,
     /// The wrapper prefixes removed from the state_dict's names ("" if none).
     pub prefix: String,
+    /// Each name's place in `tensors`: a lookup costs the same in a file of a million
+    /// tensors as in one of ten.
+    index: HashMap<String, usize>,
     reader: Mutex<Reader>,
     len: u64,
 }
@@ -211,7 +217,10 @@ impl TensorFile {
         let mut head = Vec::new();
         (&mut src).take(16).read_to_end(&mut head).map_err(|e| anyhow!("cannot read {p}: {e}"))?;
         src.seek(SeekFrom::Start(0)).map_err(|e| anyhow!("cannot read {p}: {e}"))?;
-        let file = |format, tensors, metadata, nested, prefix, reader| TensorFile { path: path.to_path_buf(), format, tensors, metadata, nested, prefix, reader: Mutex::new(reader), len };
+        let file = |format, tensors: Vec<Tensor>, metadata, nested, prefix, reader| {
+            let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+            TensorFile { path: path.to_path_buf(), format, tensors, metadata, nested, prefix, index, reader: Mutex::new(reader), len }
+        };
         if safetensors::looks_like(&head) {
             let (tensors, metadata) = open_safetensors(&mut src, len).map_err(|e| anyhow!("{p}: not a safetensors file ({e})"))?;
             return Ok(file(Format::Safetensors, tensors, metadata, None, String::new(), Reader::Plain(src)));
@@ -254,7 +263,7 @@ impl TensorFile {
 
     /// The tensor named `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.tensors.iter().find(|t| t.name == name)
+        self.index.get(name).map(|&i| &self.tensors[i])
     }
 
     /// The order a writer recorded under [`ORDER_KEY`]: Some(Ok) a list of names, Some(Err)
@@ -289,6 +298,9 @@ impl TensorFile {
             (Storage::ZipEntry(name), Reader::Zip(archive)) => (zip::entry_size(archive, name, self.len)?, format!("its storage {name}")),
             (Storage::ZipEntry(_), Reader::Plain(_)) => return Err("its storage is in no zip".into()),
         };
+        if let Some(n) = place.claimed.filter(|&n| n.checked_mul(esize) != Some(stored)) {
+            return Err(format!("{name} holds {stored} bytes, but the file describes it as {n} elements of {}: torch.load refuses such a file", dtype.name()));
+        }
         let held = stored / esize;
         if numel == 0 {
             return Ok(View { dtype, shape: shape.to_vec(), strides: place.strides.clone(), bytes: Vec::new() });
@@ -314,14 +326,29 @@ impl TensorFile {
     }
 }
 
-/// The tensors of a `.pt` listing, each storage key resolved to its bytes by `find`.
+/// The tensors of a `.pt` listing, each storage key resolved to its bytes by `find`. A
+/// storage that tensors read as two dtypes is read by none of them: torch.load reads it as
+/// the dtype of the first it meets (torch.save refuses to write such a file).
 fn placed(described: Vec<torch::Described>, find: impl Fn(&str) -> Option<Storage>) -> Vec<Tensor> {
+    let mut dtypes: HashMap<String, Vec<DType>> = HashMap::new();
+    for d in &described {
+        if let (Ok(s), Some(dtype)) = (&d.storage, d.dtype) {
+            let seen = dtypes.entry(s.key.clone()).or_default();
+            if !seen.contains(&dtype) {
+                seen.push(dtype);
+            }
+        }
+    }
     described
         .into_iter()
         .map(|d| {
             let place = d.storage.and_then(|s| {
+                if let Some(seen) = dtypes.get(&s.key).filter(|seen| seen.len() > 1) {
+                    let names: Vec<&str> = seen.iter().map(|d| d.name()).collect();
+                    return Err(format!("its storage {:?} is read as {} by the file's tensors, and torch.load would read it as one of them only", s.key, names.join(" and ")));
+                }
                 let storage = find(&s.key).ok_or_else(|| format!("its storage {:?} is missing from the file", s.key))?;
-                Ok(Place { storage, offset: s.offset, strides: s.strides })
+                Ok(Place { storage, offset: s.offset, strides: s.strides, claimed: s.numel })
             });
             Tensor { name: d.name, shape: d.shape, dtype: d.dtype, outside_state_dict: d.outside, place }
         })
@@ -344,7 +371,7 @@ fn open_safetensors(src: &mut Source, len: u64) -> std::result::Result<Safetenso
         .into_iter()
         .map(|e| {
             let strides = row_major(&e.shape);
-            let place = Ok(Place { storage: Storage::Range { start: data + e.start, len: e.end - e.start }, offset: 0, strides });
+            let place = Ok(Place { storage: Storage::Range { start: data + e.start, len: e.end - e.start }, offset: 0, strides, claimed: None });
             Tensor { name: e.name, shape: e.shape, dtype: Some(e.dtype), outside_state_dict: false, place }
         })
         .collect();

@@ -4,7 +4,8 @@
 //! optional `__metadata__` of string values. Refused, naming the entry: a name given twice
 //! (JSON readers disagree on which copy counts), an unknown dtype, offsets that do not hold
 //! dtype x shape, and data sections that overlap, leave a gap or do not end where the file
-//! does. Nothing but the header is read here.
+//! does. Fields of an entry that the format does not name are ignored, as the library
+//! ignores them. Nothing but the header is read here.
 use super::DType;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -51,8 +52,8 @@ pub fn header_len(first8: [u8; 8], file_len: u64) -> Result<u64, String> {
     Ok(n)
 }
 
+/// An entry; other fields are ignored, as the library ignores them.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEntry {
     dtype: String,
     shape: Vec<u64>,

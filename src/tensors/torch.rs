@@ -13,7 +13,8 @@
 //! every name of the state_dict shares is removed from it.
 //!
 //! Nothing is dropped in silence: a tensor under a key of another type (a tuple, a float),
-//! inside an object nnmnist cannot name (a namedtuple, a custom class), or two tensors that
+//! inside an object nnmnist cannot name (a namedtuple, a custom class), a value built by a
+//! call of torch's that could make a tensor ([`may_build_tensor`]), or two tensors that
 //! would share one name, make the file unreadable with the place inside it named.
 use super::pickle::{Dict, Value};
 use super::DType;
@@ -152,6 +153,7 @@ fn walk<'a>(v: &'a Value, name: String, at: String, depth: usize, out: &mut Foun
             Ok(())
         }
         Value::Object { callee, .. } if holds_tensor(v) => Err(format!("tensors at {} are inside a {callee} object, which nnmnist cannot name", shown_at(&at))),
+        Value::Object { callee, new, .. } if may_build_tensor(callee, *new) => Err(opaque(callee, *new, &at)),
         Value::Persistent(_) if holds_tensor(v) => Err(format!("tensors at {} are inside a persistent id", shown_at(&at))),
         _ => Ok(()),
     }
@@ -179,6 +181,7 @@ fn walk_module<'a>(state: &'a Dict, name: &str, at: &str, depth: usize, out: &mu
                 (Value::Str(k), v) if is_tensor(v) && field == "_buffers" && non_persistent.contains(&k.as_str()) => {}
                 (Value::Str(k), v) if is_tensor(v) => out.push((child(name, k), here, v)),
                 _ if holds_tensor(v) => return Err(format!("the module entry at {here} is no tensor nnmnist can name")),
+                (_, Value::Object { callee, new, .. }) if may_build_tensor(callee, *new) => return Err(opaque(callee, *new, &here)),
                 _ => {}
             }
         }
@@ -196,6 +199,31 @@ fn walk_module<'a>(state: &'a Dict, name: &str, at: &str, depth: usize, out: &mu
     Ok(())
 }
 
+/// The values of torch's own that a pickle builds by calling torch and that hold no tensor
+/// (a checkpoint's `torch.Size`, `torch.device`).
+const TORCH_VALUES: [&str; 7] = ["torch.Size", "torch.device", "torch.dtype", "torch.layout", "torch.memory_format", "torch.finfo", "torch.iinfo"];
+
+/// Whether a value the pickle builds (nnmnist never runs it) may be a tensor that the file
+/// does not describe as one: a call of any of torch's functions (`torch.load`, ...) but the
+/// tensor rebuilds nnmnist reads and [`TORCH_VALUES`]; an instance made of one of torch's
+/// tensor classes (`new`: NEWOBJ of `torch.Tensor`, `torch.nn.parameter.Parameter`...). An
+/// instance of another class (a `GradScaler`, a module) is none.
+fn may_build_tensor(callee: &str, new: bool) -> bool {
+    let Some(path) = callee.strip_prefix("torch.") else { return false };
+    if new {
+        let class = path.rsplit('.').next().unwrap_or(path);
+        ["Tensor", "Parameter", "Buffer"].iter().any(|k| class.contains(k))
+    } else {
+        !TORCH_VALUES.contains(&callee)
+    }
+}
+
+/// Why the value at `at`, built by `callee`, is not passed over.
+fn opaque(callee: &str, new: bool, at: &str) -> String {
+    let how = if new { "an instance of" } else { "built by calling" };
+    format!("the value at {} is {how} {callee}, which nnmnist does not run: it may be a tensor that nnmnist cannot read", shown_at(at))
+}
+
 /// Whether any tensor lies inside `v`.
 fn holds_tensor(v: &Value) -> bool {
     if is_tensor(v) {
@@ -204,7 +232,7 @@ fn holds_tensor(v: &Value) -> bool {
     match v {
         Value::Dict(d) => d.items.iter().any(|(k, v)| holds_tensor(k) || holds_tensor(v)),
         Value::List(items) | Value::Tuple(items) => items.iter().any(holds_tensor),
-        Value::Object { args, state, .. } => args.iter().any(holds_tensor) || state.as_deref().is_some_and(holds_tensor),
+        Value::Object { args, state, items, .. } => args.iter().chain(items).any(holds_tensor) || state.as_deref().is_some_and(holds_tensor),
         Value::Persistent(id) => holds_tensor(id),
         _ => false,
     }
@@ -289,7 +317,7 @@ fn describe(name: String, v: &Value) -> Described {
         },
         "torch._tensor._rebuild_from_type_v2" => match (args.first(), args.get(2)) {
             // A tensor subclass: (function, class, arguments of the function, state).
-            (Some(Value::Global(f)), Some(Value::Tuple(a))) => describe(name, &Value::Object { callee: f.clone(), args: a.clone(), state: None }),
+            (Some(Value::Global(f)), Some(Value::Tuple(a))) => describe(name, &Value::Object { callee: f.clone(), args: a.clone(), state: None, items: Vec::new(), new: false }),
             _ => unreadable(vec![], None, "a tensor subclass nnmnist cannot read".into()),
         },
         "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor_v3" | "torch._utils._rebuild_tensor" => strided(&name, args).unwrap_or_else(|(shape, dtype, why)| unreadable(shape, dtype, why)),
@@ -346,9 +374,4 @@ fn strided(name: &str, args: &[Value]) -> Result<Described, Unreadable> {
         return Err((shape, Some(dtype), format!("storage key {key:?} is not a plain name")));
     }
     Ok(Described { name: name.to_string(), shape, dtype: Some(dtype), storage: Ok(StorageView { key, offset, strides, numel }), outside: false })
-}
-
-/// The dtype of each storage key that a tensor of the listing uses.
-pub fn storage_dtypes(tensors: &[Described]) -> std::collections::HashMap<&str, DType> {
-    tensors.iter().filter_map(|t| Some((t.storage.as_ref().ok()?.key.as_str(), t.dtype?))).collect()
 }

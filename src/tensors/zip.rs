@@ -12,10 +12,13 @@
 //! Central Directory header"). With the offset known it looks where the end record says.
 //!
 //! A zip that names one entry twice is refused: readers disagree on which copy counts (the
-//! `zip` crate keeps the last, `torch.load` the first).
+//! `zip` crate keeps the last, `torch.load` the first). So is one whose entries are not all
+//! in the folder of its first entry: `torch.load` reads that folder and refuses the rest, so
+//! another folder's `data.pkl` would be a file PyTorch never reads.
 use super::pickle::{self, Budget};
 use super::torch::{self, Listing};
 use super::input::{alloc, pickle_budget, Source};
+use crate::terminal::Shown;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use zip::read::{ArchiveOffset, Config};
@@ -34,13 +37,7 @@ pub fn open(src: Source, len: u64) -> Result<(Archive, Listing, HashMap<String, 
         return Err(format!("a zip that holds two entries named {which}: readers disagree on which counts (torch.load takes the first), so it is refused"));
     }
     let not_torch = |e: String| format!("a zip file (torch.save's format) that nnmnist cannot read: {e}");
-    let root = archive
-        .file_names()
-        .filter_map(|n| n.ok())
-        .filter_map(|n| n.strip_suffix("data.pkl").map(str::to_string))
-        .filter(|r| r.is_empty() || r.ends_with('/'))
-        .min_by_key(|r| r.len())
-        .ok_or_else(|| not_torch("it has no data.pkl, so it is not torch.save's format".into()))?;
+    let root = root(&archive).map_err(not_torch)?;
     if let Some(order) = read_small(&mut archive, &format!("{root}byteorder"), len, &mut Budget::new(64))? {
         let order = String::from_utf8_lossy(&order).trim().to_string();
         if order != "little" {
@@ -60,6 +57,27 @@ pub fn open(src: Source, len: u64) -> Result<(Archive, Listing, HashMap<String, 
         .filter_map(|n| Some((n.strip_prefix(&root)?.strip_prefix("data/")?.to_string(), n.to_string())))
         .collect();
     Ok((archive, listing, storages))
+}
+
+/// The folder every entry is in, with its `/` (`archive/`), found as `torch.load` finds it:
+/// the first entry's folder, which every other entry must share, and which holds `data.pkl`.
+fn root(archive: &Archive) -> Result<String, String> {
+    let names: Vec<String> = archive.file_names().map(|n| n.map(|n| n.into_owned()).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    if !names.iter().any(|n| n.ends_with("data.pkl")) {
+        return Err("it has no data.pkl, so it is not torch.save's format".into());
+    }
+    let first = &names[0];
+    let Some(slash) = first.find('/') else {
+        return Err(format!("its first entry {} is in no folder: torch.save puts every entry in one folder, and torch.load refuses such a zip", first.as_str().shown()));
+    };
+    let root = first[..=slash].to_string();
+    if !names.iter().any(|n| *n == format!("{root}data.pkl")) {
+        return Err(format!("it has no data.pkl in the folder {} of its first entry, where torch.load looks for it", root.as_str().shown()));
+    }
+    if let Some(out) = names.iter().find(|n| !n.starts_with(&root)) {
+        return Err(format!("its entry {} is outside the folder {} of its first entry: torch.load refuses such a zip (it reads one folder)", out.as_str().shown(), root.as_str().shown()));
+    }
+    Ok(root)
 }
 
 /// The whole entry `name`, its inflated bytes charged to `budget`; None when there is none.

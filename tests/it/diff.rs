@@ -355,6 +355,59 @@ fn memory_stays_bounded_by_one_tensor() {
     assert!(peak - base < 48.0, "{peak:.0} MiB against {base:.0} MiB: more than a tensor at a time");
 }
 
+/// A name or shape longer than the table's columns overflows its own row, without padding
+/// the others to its width (a name of 70,000 characters, beyond what a format width may
+/// be, made diff panic).
+#[test]
+fn long_names_and_shapes_overflow_their_own_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("long.safetensors");
+    let long = "x".repeat(70_000);
+    let dims = vec![1; 40_000];
+    write(&file, &[(long.as_str(), Dtype::F32, vec![1], f32s(&[1.0])), ("short", Dtype::F32, dims, f32s(&[2.0]))], None);
+    let (code, out, err) = diff(&[s(&file), s(&file)]);
+    assert_eq!(code, 0, "{err}");
+    let short = row(&out, "short");
+    assert!(short.len() < 80_000 + 200 && !short.contains(&" ".repeat(100)), "the short name is not padded to the long one: {}", &short[..200]);
+    assert!(row(&out, &long).contains("0 of 1"));
+}
+
+/// The CPU time (user and system, in seconds) `nnmnist diff FILE FILE` takes, its output
+/// discarded.
+fn cpu_seconds(file: &Path) -> f64 {
+    let mut child = crate::common::nnmnist().args(["diff", s(file), s(file)]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let (mut status, pid) = (0, child.id() as libc::pid_t);
+    // SAFETY: wait4 on our own child, not yet reaped, with a status and a rusage to fill.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut u), pid);
+        u
+    };
+    let _ = child.try_wait();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "diff {}: status {status}", file.display());
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The work of a diff grows with the number of tensors, not with its square: a file of
+/// 50,000 (empty) tensors against itself costs a few times what a file of 500 does (mostly
+/// the binary's start), where a name looked up by scanning every tensor would cost about a
+/// hundred times more.
+#[test]
+fn many_tensors_cost_time_in_proportion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |n: usize| {
+        let path = tmp.path().join(format!("many{n}.safetensors"));
+        let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        let tensors: Vec<T> = names.iter().map(|name| (name.as_str(), Dtype::F32, vec![0], Vec::new())).collect();
+        write(&path, &tensors, None);
+        path
+    };
+    let (few, many) = (cpu_seconds(&file(500)), cpu_seconds(&file(50_000)));
+    eprintln!("diff of a file with itself: {few:.2} s of CPU for 500 tensors, {many:.2} s for 50000");
+    assert!(many < 20.0 * few.max(0.05), "{many:.2} s for 50000 tensors against {few:.2} s for 500: more than in proportion");
+}
+
 /// scripts.reference.dump_tensors on nn_convnet.py's model writes the names `nnmnist
 /// trace` writes: one step from the same weights on the same batch, and `nnmnist diff`
 /// finds every one of the 27 tensors in both files, within tolerance, either way round.
