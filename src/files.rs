@@ -33,10 +33,13 @@
 //!   the rename (in a sticky directory such as /tmp, another user's file cannot be replaced).
 //! - One run at a time: an advisory lock (`flock`) on `.NAME.lock` beside the target, held
 //!   for as long as the run lives, refuses a second run that would save to the same file.
-//!   The lock file is nnmnist's own (a regular file of one name holding `nnmnist pid N`, or
-//!   empty while it is made); anything else at its name (a hard link, a file of other text)
-//!   is refused, untouched. It is removed when the run ends; one left by a
-//!   killed run holds no lock and is reused.
+//!   The lock file is nnmnist's own: a regular file of one name holding `nnmnist pid N`,
+//!   written whole under a temporary name (`.NAME.XXXXXX`, made by this process) and
+//!   moved to its name only where that name is free, so it is never seen empty or half
+//!   written; anything else at its name (an empty file, a hard link, a file of other text)
+//!   is refused, untouched. It is removed when the run ends; one left by a killed run holds
+//!   no lock and is reused. A run killed while it makes its lock can leave that temporary
+//!   `.NAME.XXXXXX` behind, as a killed save can, which nnmnist never removes.
 //!
 //! An appended output (an [`Appended`]: `--metrics`) is opened for
 //! appending, never truncated; it may be a regular file holding text, a character device
@@ -178,7 +181,10 @@ impl SaveTarget {
         lock_name.push(file_name);
         lock_name.push(".lock");
         let lock_path = dir.join(lock_name);
-        let lock = lock(&lock_path).map_err(|e| match e {
+        let mut temp_prefix = std::ffi::OsString::from(".");
+        temp_prefix.push(file_name);
+        temp_prefix.push(".");
+        let lock = lock(&lock_path, &temp_prefix).map_err(|e| match e {
             LockError::Held(pid) => cannot(format!(
                 "another nnmnist run{} is saving to it; wait for it to end or choose another file",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
@@ -272,14 +278,11 @@ fn not_a_lock(meta: &fs::Metadata) -> Result<(), LockError> {
 /// What a lock file holds: `nnmnist pid N`.
 const LOCK_TEXT: &str = "nnmnist pid ";
 
-/// The process id a lock file's `text` names: Some(None) for an empty file (one just made),
-/// None for anything that is not nnmnist's lock.
-fn lock_holder(text: &[u8]) -> Option<Option<u32>> {
-    if text.is_empty() {
-        return Some(None);
-    }
+/// The process id a lock file's `text` names; None for anything that is not nnmnist's lock
+/// (an empty file too: a lock file is never seen before its text is in it).
+fn lock_holder(text: &[u8]) -> Option<u32> {
     let pid = std::str::from_utf8(text).ok()?.strip_suffix('\n')?.strip_prefix(LOCK_TEXT)?;
-    pid.parse().ok().map(Some)
+    pid.parse().ok()
 }
 
 /// The process id in `path` when it is an nnmnist lock file (a regular file, symbolic
@@ -288,7 +291,7 @@ pub fn lock_file_pid(path: &Path) -> Option<u32> {
     let (f, len) = open_readable(path, "file").ok()?;
     let mut text = Vec::new();
     (len <= 64 && (&f).take(64).read_to_end(&mut text).is_ok()).then_some(())?;
-    lock_holder(&text).flatten()
+    lock_holder(&text)
 }
 
 /// Takes the advisory lock on `path`, creating it, and writes `nnmnist pid N` into it.
@@ -296,30 +299,35 @@ pub fn lock_file_pid(path: &Path) -> Option<u32> {
 /// another file's: not through a link (`O_NOFOLLOW`), nothing but a regular file of one name
 /// (checked before the open and on the opened descriptor, the open never blocking), nothing
 /// that holds anything but nnmnist's lock text (read from that descriptor).
-fn lock(path: &Path) -> Result<File, LockError> {
+fn lock(path: &Path, temp_prefix: &std::ffi::OsStr) -> Result<File, LockError> {
+    let text = format!("{LOCK_TEXT}{}\n", std::process::id());
     for _ in 0..100 {
-        if let Ok(meta) = fs::symlink_metadata(path) {
-            not_a_lock(&meta)?;
+        match fs::symlink_metadata(path) {
+            Ok(meta) => not_a_lock(&meta)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match new_lock(path, temp_prefix, &text) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => continue, // another run made it first: that one is looked at
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(LockError::Io(e)),
         }
         let f = OpenOptions::new()
-            .create(true)
             .read(true)
             .write(true)
-            .truncate(false)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| if e.raw_os_error() == Some(libc::ELOOP) { LockError::NotOurs("is a symbolic link, not nnmnist's lock file".into()) } else { LockError::Io(e) })?;
         let meta = f.metadata().map_err(LockError::Io)?;
         not_a_lock(&meta)?;
         set_blocking(&f).map_err(LockError::Io)?;
-        let mut text = Vec::new();
-        (&f).take(64).read_to_end(&mut text).map_err(LockError::Io)?;
-        let Some(holder) = lock_holder(&text) else {
+        let mut held = Vec::new();
+        (&f).take(64).read_to_end(&mut held).map_err(LockError::Io)?;
+        let Some(holder) = lock_holder(&held) else {
             return Err(LockError::NotOurs("holds something else than an nnmnist lock (\"nnmnist pid N\")".into()));
         };
         match f.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(LockError::Held(holder)),
+            Err(TryLockError::WouldBlock) => return Err(LockError::Held(Some(holder))),
             Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
         }
         let same = match fs::symlink_metadata(path) {
@@ -328,11 +336,33 @@ fn lock(path: &Path) -> Result<File, LockError> {
         };
         if same {
             use std::os::unix::fs::FileExt;
-            let _ = f.set_len(0).and_then(|_| f.write_all_at(format!("{LOCK_TEXT}{}\n", std::process::id()).as_bytes(), 0));
+            // The same length, so the file never holds less than a lock's text.
+            let _ = f.write_all_at(format!("{LOCK_TEXT}{:0width$}\n", std::process::id(), width = held.len().saturating_sub(LOCK_TEXT.len() + 1)).as_bytes(), 0);
             return Ok(f);
         }
     }
     Err(LockError::Io(std::io::Error::other("the lock file keeps being replaced")))
+}
+
+/// A new lock file at `path`, holding `text` and locked: written whole under a temporary
+/// name beside it (`temp_prefix` and six random characters), then moved to `path` only if nothing is there (renameat2's
+/// RENAME_NOREPLACE, or a hard link where the file system lacks it). None when something
+/// took the name first. The temporary is removed only when it is still the one this call
+/// made (the move failed).
+fn new_lock(path: &Path, temp_prefix: &std::ffi::OsStr, text: &str) -> Result<Option<File>, LockError> {
+    let mut temp = tempfile::Builder::new().prefix(temp_prefix).rand_bytes(6).tempfile_in(parent_dir(path)).map_err(LockError::Io)?;
+    temp.write_all(text.as_bytes()).map_err(LockError::Io)?;
+    let f = match temp.persist_noclobber(path) {
+        Ok(f) => f,
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(LockError::Io(e.error)),
+    };
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        // Another run opened it between the move and this lock, and holds it.
+        Err(TryLockError::WouldBlock) => Err(LockError::Held(None)),
+        Err(TryLockError::Error(e)) => Err(LockError::Io(e)),
+    }
 }
 
 /// A log opened for appending (by [`crate::outputs::Plan::append`]).
@@ -532,9 +562,9 @@ mod tests {
 
     #[test]
     fn only_nnmnists_lock_text_is_a_lock() {
-        assert_eq!(lock_holder(b""), Some(None));
-        assert_eq!(lock_holder(b"nnmnist pid 4242\n"), Some(Some(4242)));
-        for other in [&b"4242"[..], b"4242\n", b"nnmnist pid 4242", b"nnmnist pid x\n", b"notes of mine", b" "] {
+        assert_eq!(lock_holder(b"nnmnist pid 4242\n"), Some(4242));
+        assert_eq!(lock_holder(b"nnmnist pid 0004242\n"), Some(4242));
+        for other in [&b""[..], b"4242", b"4242\n", b"nnmnist pid 4242", b"nnmnist pid x\n", b"notes of mine", b" "] {
             assert_eq!(lock_holder(other), None, "{:?}", String::from_utf8_lossy(other));
         }
     }

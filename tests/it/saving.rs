@@ -240,6 +240,18 @@ fn the_lock_never_takes_over_another_file() {
     refused(&["mlp", "--save", s(&ck)], &[".q.st.lock has 2 hard links, so it is not nnmnist's lock file"]);
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), "", "the linked file is not written");
     assert!(tmp.path().join(".q.st.lock").exists(), "nor removed");
+    // An empty file of the user's: a lock file of nnmnist's is never seen empty.
+    std::fs::remove_file(tmp.path().join(".q.st.lock")).unwrap();
+    std::fs::write(tmp.path().join(".q.st.lock"), "").unwrap();
+    refused(&["mlp", "--save", s(&ck)], &["holds something else than an nnmnist lock"]);
+    assert_eq!(std::fs::read(tmp.path().join(".q.st.lock")).unwrap(), b"", "the empty file is left as it was");
+    // A save with its lock free leaves nothing beside the target but what was there.
+    std::fs::remove_file(tmp.path().join(".q.st.lock")).unwrap();
+    let data = common::small_data(300);
+    assert!(run(&["mlp", "--train-size", "300", "--test-size", "100", "--epochs", "1", "--save", s(&ck), "--data-dir", s(data.path())]).status.success());
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["my.pid", "q.st", "victim.txt"]);
 }
 
 #[test]
