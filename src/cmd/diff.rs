@@ -400,7 +400,7 @@ fn row(spec: &DiffSpec, name: &str, fa: &TensorFile, fb: &TensorFile) -> Result<
 /// Opens one side, with the notes on what was read.
 fn open(path: &std::path::Path) -> Result<TensorFile> {
     let f = TensorFile::open(path, "tensor file")?;
-    for note in f.notes("keep their full names (compared as any tensor)") {
+    for note in f.notes("keep their full names (compared as any tensor)").into_iter().chain(f.others_note("are not compared (diff compares tensors)")) {
         crate::terminal::note(format_args!("note: {note}"));
     }
     Ok(f)
@@ -473,7 +473,7 @@ pub fn run(spec: &DiffSpec) -> Result<Outcome> {
         None
     };
     let differ = order.len() - c(Verdict::Within) - unreadable;
-    let summary = Summary { spec, total: order.len(), counts: &counts, first, differ, trouble: trouble.as_deref() };
+    let summary = Summary { spec, total: order.len(), counts: &counts, first, differ, trouble: trouble.as_deref(), not_tensors: (fa.others.count, fb.others.count) };
     out.summary(&summary)?;
     if let Some(t) = trouble {
         bail!("{t}");
@@ -490,6 +490,8 @@ struct Summary<'a> {
     first: Option<(&'a str, bool)>,
     differ: usize,
     trouble: Option<&'a str>,
+    /// How many values of A and of B are not tensors (not compared).
+    not_tensors: (usize, usize),
 }
 
 impl Summary<'_> {
@@ -598,6 +600,9 @@ impl Writer for Table {
             (None, None) => "none".into(),
         };
         let _ = writeln!(out, "first divergence: {first}");
+        if s.not_tensors != (0, 0) {
+            let _ = writeln!(out, "not compared: the values that are not tensors ({} in A, {} in B; named in the notes above)", s.not_tensors.0, s.not_tensors.1);
+        }
         crate::terminal::print(out)
     }
 }
@@ -652,6 +657,8 @@ impl Writer for Json {
             "first_divergence_certain": s.first.map_or(s.trouble.is_none(), |f| !f.1),
             "verdict": s.verdict(),
             "trouble": s.trouble,
+            "not_tensors_a": s.not_tensors.0,
+            "not_tensors_b": s.not_tensors.1,
         }});
         crate::terminal::print(format!("{obj}\n"))
     }

@@ -20,7 +20,7 @@ mod zip;
 
 pub use dtype::DType;
 pub use input::{alloc, pickle_budget};
-pub use torch::NESTED_KEYS;
+pub use torch::{Others, NESTED_KEYS};
 
 use input::Source;
 
@@ -183,6 +183,8 @@ pub struct TensorFile {
     pub nested: Option<&'static str>,
     /// The wrapper prefixes removed from the state_dict's names ("" if none).
     pub prefix: String,
+    /// The values of a `.pt` file that are not tensors (none in a safetensors file).
+    pub others: Others,
     /// Each name's place in `tensors`: a lookup costs the same in a file of a million
     /// tensors as in one of ten.
     index: HashMap<String, usize>,
@@ -217,23 +219,23 @@ impl TensorFile {
         let mut head = Vec::new();
         (&mut src).take(16).read_to_end(&mut head).map_err(|e| anyhow!("cannot read {p}: {e}"))?;
         src.seek(SeekFrom::Start(0)).map_err(|e| anyhow!("cannot read {p}: {e}"))?;
-        let file = |format, tensors: Vec<Tensor>, metadata, nested, prefix, reader| {
+        let file = |format, tensors: Vec<Tensor>, metadata, nested, prefix, others, reader| {
             let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-            TensorFile { path: path.to_path_buf(), format, tensors, metadata, nested, prefix, index, reader: Mutex::new(reader), len }
+            TensorFile { path: path.to_path_buf(), format, tensors, metadata, nested, prefix, others, index, reader: Mutex::new(reader), len }
         };
         if safetensors::looks_like(&head) {
             let (tensors, metadata) = open_safetensors(&mut src, len).map_err(|e| anyhow!("{p}: not a safetensors file ({e})"))?;
-            return Ok(file(Format::Safetensors, tensors, metadata, None, String::new(), Reader::Plain(src)));
+            return Ok(file(Format::Safetensors, tensors, metadata, None, String::new(), Others::default(), Reader::Plain(src)));
         }
         if head.starts_with(b"PK\x03\x04") {
             let (archive, listing, storages) = zip::open(src, len).map_err(|e| anyhow!("{p}: {e}"))?;
             let tensors = placed(listing.tensors, |key| storages.get(key).map(|name| Storage::ZipEntry(name.clone())));
-            return Ok(file(Format::TorchZip, tensors, None, listing.nested, listing.prefix, Reader::Zip(Box::new(archive))));
+            return Ok(file(Format::TorchZip, tensors, None, listing.nested, listing.prefix, listing.others, Reader::Zip(Box::new(archive))));
         }
         if head.starts_with(LEGACY_MAGIC) {
             let (listing, storages) = legacy::open(&mut src, len).map_err(|e| anyhow!("{p}: a PyTorch file in the legacy format (PyTorch before 1.6, or _use_new_zipfile_serialization=False) that nnmnist cannot read ({e})"))?;
             let tensors = placed(listing.tensors, |key| storages.get(key).map(|&(start, len)| Storage::Range { start, len }));
-            return Ok(file(Format::TorchLegacy, tensors, None, listing.nested, listing.prefix, Reader::Plain(src)));
+            return Ok(file(Format::TorchLegacy, tensors, None, listing.nested, listing.prefix, listing.others, Reader::Plain(src)));
         }
         if is_tar(&mut src) {
             bail!("{p}: a PyTorch file in the tar format of PyTorch 0.1 to 0.3, which nnmnist does not read: load it in PyTorch and save it again");
@@ -259,6 +261,17 @@ impl TensorFile {
             ));
         }
         notes
+    }
+
+    /// A note naming the values of the file that are not tensors (see [`Others`]), when
+    /// there are some: `what` says what becomes of them ("are not compared").
+    pub fn others_note(&self, what: &str) -> Option<String> {
+        let o = &self.others;
+        let more = match o.count - o.first.len() {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        (o.count > 0).then(|| format!("{}: {} value(s) in it are not tensors and {what}: {}{more}", self.path.shown(), o.count, o.first.iter().map(|p| p.shown().to_string()).collect::<Vec<_>>().join(", ")))
     }
 
     /// The tensor named `name`.

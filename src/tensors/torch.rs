@@ -48,11 +48,34 @@ pub struct StorageView {
 }
 
 /// The tensors of a pickle's top value, the key a checkpoint nested its state_dict under,
-/// and the wrapper prefix removed from that state_dict's names ("" if none).
+/// the wrapper prefix removed from that state_dict's names ("" if none), and the values that
+/// are not tensors.
 pub struct Listing {
     pub tensors: Vec<Described>,
     pub nested: Option<&'static str>,
     pub prefix: String,
+    pub others: Others,
+}
+
+/// The values of a file that are neither tensors nor containers of them (an epoch number, a
+/// learning rate, a numpy array, an object of another class): how many, and the places of
+/// the first [`Others::SHOWN`] with their types, as `[epoch] (int)`. A whole module's other
+/// attributes are not among them: a module reads as its state_dict.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Others {
+    pub count: usize,
+    pub first: Vec<String>,
+}
+
+impl Others {
+    pub const SHOWN: usize = 5;
+
+    fn add(&mut self, at: &str, v: &Value) {
+        self.count += 1;
+        if self.first.len() < Self::SHOWN {
+            self.first.push(format!("{} ({})", shown_at(at), type_name(v)));
+        }
+    }
 }
 
 /// Lists every tensor of `top` (see the module comment).
@@ -89,7 +112,35 @@ pub fn list(top: &Value) -> Result<Listing, String> {
         }
     }
     let tensors = inner.into_iter().enumerate().map(|(i, (name, _, v))| Described { outside: i >= state_dict, ..describe(name, v) }).collect();
-    Ok(Listing { tensors, nested, prefix })
+    let mut others = Others::default();
+    not_tensors(top, "", 0, &mut others);
+    Ok(Listing { tensors, nested, prefix, others })
+}
+
+/// Counts into `out` the values inside `v` (at `at`) that are neither tensors, modules, None
+/// nor containers (dictionaries, lists, tuples), whose items it looks into; a dictionary's
+/// keys are looked at only where they are no str or int (which name what is under them).
+fn not_tensors(v: &Value, at: &str, depth: usize, out: &mut Others) {
+    if depth > MAX_DEPTH || is_tensor(v) || is_module(v) {
+        return;
+    }
+    match v {
+        Value::None => {}
+        Value::Dict(d) => {
+            for (k, item) in &d.items {
+                if !matches!(k, Value::Str(_) | Value::Int(_)) {
+                    not_tensors(k, &format!("{at} key {}", repr(k)), depth + 1, out);
+                }
+                not_tensors(item, &format!("{at}[{}]", repr(k)), depth + 1, out);
+            }
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            for (i, item) in items.iter().enumerate() {
+                not_tensors(item, &format!("{at}[{i}]"), depth + 1, out);
+            }
+        }
+        other => out.add(at, other),
+    }
 }
 
 /// (name, place in the file for messages, value) of each tensor found.

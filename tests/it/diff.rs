@@ -451,3 +451,32 @@ print(len(names))
     assert_eq!(names[..11], ["model.0", "model.1", "model.2", "model.3", "model.4", "model.5", "model.6", "model.7", "model.8", "model.9", "loss"]);
     assert!(names[11..19].iter().all(|n| n.starts_with("grad.")) && names[19..].iter().all(|n| n.starts_with("after.")), "{names:?}");
 }
+
+/// A checkpoint's numbers, strings and numpy arrays are not tensors: diff compares its tensors
+/// and says, in a note per file and in the summary, which values it did not compare.
+#[test]
+fn values_that_are_not_tensors_are_named_as_not_compared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, torch, numpy as np
+d = sys.argv[1]
+torch.save({"w": torch.ones(3), "epoch": 3, "arr": np.zeros(2), "opt": {"lr": 0.1}}, f"{d}/a.pt")
+torch.save({"w": torch.ones(3), "epoch": 5, "arr": np.ones(2), "opt": {"lr": 0.2}}, f"{d}/b.pt")
+torch.save({"w": torch.ones(3)}, f"{d}/plain.pt")
+"#;
+    let out = Command::new(python()).args(["-c", script, s(tmp.path())]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b, plain) = (tmp.path().join("a.pt"), tmp.path().join("b.pt"), tmp.path().join("plain.pt"));
+    let (code, stdout, stderr) = diff(&[s(&a), s(&b)]);
+    assert_eq!(code, 0, "the tensors are the same: {stdout}");
+    let named = r#"3 value(s) in it are not tensors and are not compared (diff compares tensors): ["epoch"] (int), ["arr"] (numpy._core.multiarray._reconstruct), ["opt"]["lr"] (float)"#;
+    for f in [&a, &b] {
+        assert!(stderr.contains(&format!("nnmnist: note: {}: {named}", f.display())), "{stderr}");
+    }
+    assert_eq!(last_line(&stdout), "not compared: the values that are not tensors (3 in A, 3 in B; named in the notes above)");
+    let (_, json, _) = diff(&[s(&a), s(&plain), "--format", "json"]);
+    let summary: serde_json::Value = serde_json::from_str(last_line(&json)).unwrap();
+    assert_eq!((summary["summary"]["not_tensors_a"].as_u64(), summary["summary"]["not_tensors_b"].as_u64()), (Some(3), Some(0)), "{json}");
+    let (code, stdout, stderr) = diff(&[s(&plain), s(&plain)]);
+    assert!(code == 0 && !stderr.contains("not tensors") && last_line(&stdout) == "first divergence: none", "{stdout}{stderr}");
+}
