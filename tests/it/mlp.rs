@@ -139,12 +139,11 @@ fn sigmoid_clips_z_and_cross_entropy_stays_finite() {
 
 // ---------------------------------------------------------------- fast == reference
 
-/// Several steps of the fast path equal Network::update_mini_batch bit for bit, for every
-/// SIMD kernel set the CPU has (a set it lacks is skipped, with a printed line), batches by
-/// pixel (<= 64 images) and by image (> 64), both costs, with and without L2, one and two
-/// hidden layers (widths 30 and 40 exercise the 32- and 8-lane blocks).
-#[test]
-fn fast_path_equals_reference_bit_for_bit() {
+/// Several steps of the fast path with the `simd` kernels equal Network::update_mini_batch
+/// bit for bit: batches by pixel (<= 64 images) and by image (> 64), both costs, with and
+/// without L2, one and two hidden layers (widths 30 and 40 exercise the 32- and 8-lane
+/// blocks). Fails where the CPU lacks the kernel set.
+fn fast_path_equals_reference_bit_for_bit(simd: Simd) {
     let train = &mnist().train;
     let n = 600;
     let images = SparseImages::from_split(train, n);
@@ -167,20 +166,32 @@ fn fast_path_equals_reference_bit_for_bit() {
             let yb: Vec<f64> = b.iter().flat_map(|&i| y[i as usize * 10..(i as usize + 1) * 10].to_vec()).collect();
             ref_costs.push(reference.update_mini_batch(&xb, &yb, b.len(), &Sgd { eta, cost, lambda, n }));
         }
-        for simd in [Simd::Avx512, Simd::Avx2, Simd::Baseline] {
-            let mut fast = FastNet::from_network(&start, m);
-            if !fast.set_simd(simd) {
-                eprintln!("skipped: this CPU lacks the {simd:?} kernels");
-                continue;
-            }
-            let costs: Vec<f64> = batches.iter().map(|b| fast.train_batch(&images, b, &Sgd { eta, cost, lambda, n })).collect();
-            assert_eq!(costs, ref_costs, "{sizes:?} m={m} {cost:?} {:?}: batch costs", fast.simd());
-            assert!(fast.to_network() == reference, "{sizes:?} m={m} {cost:?} {:?}: weights differ from the reference", fast.simd());
-            // Evaluation agrees with nn.py's evaluate.
-            let ev = fast.evaluate(&images, cost);
-            assert_eq!(ev.correct(), reference.evaluate(&x, &train.labels[..n]));
-        }
+        let mut fast = FastNet::from_network(&start, m);
+        assert!(fast.set_simd(simd), "this CPU lacks the {simd} kernels");
+        let costs: Vec<f64> = batches.iter().map(|b| fast.train_batch(&images, b, &Sgd { eta, cost, lambda, n })).collect();
+        assert_eq!(costs, ref_costs, "{sizes:?} m={m} {cost:?} {simd}: batch costs");
+        assert!(fast.to_network() == reference, "{sizes:?} m={m} {cost:?} {simd}: weights differ from the reference");
+        // Evaluation agrees with nn.py's evaluate.
+        let ev = fast.evaluate(&images, cost);
+        assert_eq!(ev.correct(), reference.evaluate(&x, &train.labels[..n]));
     }
+}
+
+#[test]
+fn fast_path_equals_reference_bit_for_bit_baseline() {
+    fast_path_equals_reference_bit_for_bit(Simd::Baseline);
+}
+
+#[test]
+#[ignore = "needs a CPU with AVX2: scripts/test runs it where /proc/cpuinfo lists avx2"]
+fn fast_path_equals_reference_bit_for_bit_avx2() {
+    fast_path_equals_reference_bit_for_bit(Simd::Avx2);
+}
+
+#[test]
+#[ignore = "needs a CPU with AVX-512: scripts/test runs it where /proc/cpuinfo lists avx512f"]
+fn fast_path_equals_reference_bit_for_bit_avx512() {
+    fast_path_equals_reference_bit_for_bit(Simd::Avx512);
 }
 
 // ---------------------------------------------------------------- learning
