@@ -37,6 +37,10 @@ impl Polarity {
     }
 }
 
+/// A band of the paper's noise wider than this (half the range from black to white) leaves
+/// no room for ink: the image is noise, not a blank page.
+const NOISE_ALL_OVER: f64 = 0.5;
+
 /// The ink found in `g` over the paper `paper`: the strengths (0 where the paper is), the
 /// polarity, and the noise's robust standard deviation (in strength units). Fails when no
 /// pixel stands out of the paper's band on either side: a blank image.
@@ -45,6 +49,9 @@ pub fn ink(g: &Plane, paper: &Plane) -> Result<(Plane, Polarity, f64)> {
     let band = band(&r);
     let dark: f64 = r.iter().map(|d| (-d - band).max(0.0)).sum();
     let light: f64 = r.iter().map(|d| (d - band).max(0.0)).sum();
+    if dark == 0.0 && light == 0.0 && band > NOISE_ALL_OVER {
+        bail!("its pixels scatter by {band:.3} around the paper's level (0 black, 1 white), more than a digit's ink could stand out: noise all over, no digit to read");
+    }
     if dark == 0.0 && light == 0.0 {
         bail!("no pixel differs from the paper's level by more than {band:.3} (0 black, 1 white): a blank image");
     }

@@ -139,11 +139,40 @@ fn bad_images_are_refused_naming_the_file() {
     let good = png(real().test.image(0));
     // A digit in ink barely darker than the paper: 221 on 230, 4% of the paper's level.
     let faint: Vec<u8> = real().test.image(0).iter().map(|&p| if p > 128 { 221 } else { 230 }).collect();
+    let good_jpeg = {
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).write_image(real().test.image(0), COLS as u32, ROWS as u32, image::ExtendedColorType::L8).unwrap();
+        bytes
+    };
+    let sos = good_jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).expect("a JPEG has a scan");
+    let claims_jpeg = {
+        let mut bytes = good_jpeg.clone();
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG has SOF0");
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0x17, 0x70, 0x17, 0x70]);
+        bytes
+    };
+    // Uniform noise from a seeded generator: nothing but noise, no blank page.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..PIXELS)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        })
+        .collect();
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
         ("blank.png", png(&[255u8; PIXELS]), "no digit found in image {}: no pixel differs from the paper's level by more than 0.030 (0 black, 1 white): a blank image".into()),
         ("notes.png", b"my shopping list\n".to_vec(), "cannot read image {}: not a PNG, JPEG or PNM (PGM, PPM) image: its first bytes are none of their signatures".into()),
         ("empty.png", Vec::new(), "cannot read image {}: not a PNG, JPEG or PNM (PGM, PPM) image: its first bytes are none of their signatures".into()),
-        ("cut.png", good[..good.len() / 2].to_vec(), String::new()),
+        ("cut.png", good[..good.len() / 2].to_vec(), "cannot read image {}: PNG data that cannot be decoded (…".into()),
+        // A JPEG cut anywhere in its scan, or whose header claims more pixels than its data
+        // holds, is refused: never read with the missing part filled in.
+        ("cut.jpg", good_jpeg[..good_jpeg.len() / 2].to_vec(), "cannot read image {}: JPEG data that cannot be decoded (…".into()),
+        ("scan-cut.jpg", good_jpeg[..sos + 14].to_vec(), "cannot read image {}: JPEG data that cannot be decoded (…".into()),
+        ("claims.jpg", claims_jpeg.clone(), format!("cannot read image {{}}: JPEG data that ends early: 6000x6000 pixels need at least 70312 bytes (a bit for each 8x8 block), the file has {}", claims_jpeg.len())),
+        ("claims.pgm", b"P5\n6000 6000\n255\n\0\0\0".to_vec(), "cannot read image {}: PNM data that ends early: 6000x6000 pixels need at least 36000000 bytes (a byte for each sample), the file has 20".into()),
+        ("noise.png", png(&noise), "no digit found in image {}: its pixels scatter by …".into()),
         ("huge.png", png_claiming(20000, 20000), "cannot read image {}: 20000x20000 pixels, over the limit of 40000000 (40 megapixels): scale it down first".into()),
         ("faint.png", png(&faint), "no digit found in image {}: the ink stands only 0.039 from the paper, within its noise or fainter than 0.05: no digit to read".into()),
         ("huge.jpg", jpeg_claiming(20000, 20000), "cannot read image {}: 20000x20000 pixels, over the limit of 40000000 (40 megapixels): scale it down first".into()),
@@ -158,9 +187,10 @@ fn bad_images_are_refused_naming_the_file() {
         eprintln!("[{code:?}] {name}: {}", stderr.trim_end());
         assert_eq!(code, Some(1), "{name}: {stderr}");
         assert!(stdout.is_empty(), "{name}: {stdout}");
-        if message.is_empty() {
-            // The decoder's own words about a cut file; ours name the file and the format.
-            assert!(stderr.starts_with(&format!("error: cannot read image {}: PNG data that cannot be decoded (", f.display())), "{name}: {stderr}");
+        if let Some(start) = message.strip_suffix('…') {
+            // The decoder's own words, or a figure of the image's, after ours.
+            assert!(stderr.starts_with(&format!("error: {}", start.replace("{}", s(&f)))), "{name}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
         } else {
             assert_eq!(stderr, format!("error: {}\n", message.replace("{}", s(&f))), "{name}");
         }
