@@ -8,8 +8,10 @@
 //! - `GET /api/mnist/{n}`: MNIST test image n, for "load test image N".
 //!
 //! A refused request gets a 4xx status and `{"error": ...}` ([`ApiError`]); any other path is
-//! 404, any other method 405. Bodies are read up to [`MAX_BODY`] bytes. The networks run on
-//! tokio's blocking threads, at most as many at once as the machine has cores.
+//! 404, any other method 405. Bodies are read up to [`MAX_BODY`] bytes each, at most
+//! [`BODY_BUDGET`] bytes of them at once (a request past it waits for its turn before its
+//! body is read: a 503 after [`BODY_TIMEOUT`]), each within [`BODY_TIMEOUT`] (else a 408). The networks run on tokio's blocking
+//! threads, at most as many at once as the machine has cores.
 use super::error::ApiError;
 use super::networks::{Reading, Served};
 use super::pytorch::{parity, PyTorch};
@@ -17,9 +19,9 @@ use crate::data::{Split, PIXELS};
 use anyhow::Result;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -31,6 +33,15 @@ use tokio::sync::Semaphore;
 /// size in pixels is checked again, from its header, before it is decoded).
 pub const MAX_BODY: usize = 16 << 20;
 
+/// The most body bytes read at once, over every request: 64 MiB, four bodies of the largest
+/// size. A request takes its share (its `Content-Length`, or [`MAX_BODY`] without one)
+/// before its body is read.
+pub const BODY_BUDGET: usize = 4 * MAX_BODY;
+
+/// How long a body may take to arrive once its turn has come (16 MiB at 1 MB/s), and how
+/// long a request waits for that turn.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// What every request handler shares.
 pub struct App {
     pub networks: Vec<Served>,
@@ -41,6 +52,8 @@ pub struct App {
     models: Vec<u8>,
     /// Requests computing at once (the networks, the PNG decoding) at most: the cores.
     busy: Semaphore,
+    /// The bodies being read, in KiB, out of [`BODY_BUDGET`].
+    reading: Semaphore,
 }
 
 /// `GET /api/models`.
@@ -87,7 +100,7 @@ impl App {
             max_body_bytes: MAX_BODY,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(App { models: serde_json::to_vec(&models)?, networks, pytorch, test, busy: Semaphore::new(cores) })
+        Ok(App { models: serde_json::to_vec(&models)?, networks, pytorch, test, busy: Semaphore::new(cores), reading: Semaphore::new(BODY_BUDGET >> 10) })
     }
 }
 
@@ -126,16 +139,30 @@ async fn models(State(app): State<Arc<App>>) -> Response {
 
 async fn test_image(State(app): State<Arc<App>>, Path(n): Path<String>) -> Result<Response, ApiError> {
     let last = app.test.len().saturating_sub(1);
-    let index: usize = n.parse().map_err(|_| ApiError::bad(format!("{n:?} is not a test image number: use 0 to {last}")))?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad(format!("{n:?} is not a test image number: use 0 to {last}")));
+    }
+    // A number of digits only, past usize too: no such image.
+    let index = n.parse::<usize>().unwrap_or(usize::MAX);
     if index >= app.test.len() {
-        return Err(ApiError::not_found(format!("test image {index} does not exist: the test set has {} images (0 to {last})", app.test.len())));
+        return Err(ApiError::not_found(format!("test image {n} does not exist: the test set has {} images (0 to {last})", app.test.len())));
     }
     let image = TestImage { index, label: app.test.labels[index], pixels: app.test.image(index).to_vec() };
     Ok(json(serde_json::to_vec(&image).map_err(internal)?))
 }
 
-async fn predict(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| match e.status() {
+async fn predict(State(app): State<Arc<App>>, request: Request) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<usize>().ok());
+    let share = declared.unwrap_or(MAX_BODY).clamp(1, MAX_BODY).div_ceil(1 << 10) as u32;
+    let turn = tokio::time::timeout(BODY_TIMEOUT, app.reading.acquire_many(share)).await.map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("busy: other requests' bodies ({} MiB at most at once) took the last {} s; try again", BODY_BUDGET >> 20, BODY_TIMEOUT.as_secs()))
+    })?;
+    let _reading = turn.map_err(internal)?;
+    let body = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, &())).await.map_err(|_| {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()))
+    })?;
+    let body = body.map_err(|e: BytesRejection| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(e.status(), format!("the body is larger than {MAX_BODY} bytes ({} MiB), the limit of POST /api/predict", MAX_BODY >> 20)),
         status => ApiError::new(status, format!("cannot read the body: {e}")),
     })?;

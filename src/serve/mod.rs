@@ -7,12 +7,14 @@
 //! - [`pytorch`]: the PyTorch side, one long-lived child process;
 //! - [`api`]: the HTTP routes and the JSON API; [`error`]: its errors; [`assets`]: the page,
 //!   embedded (src/serve/page/: HTML, CSS, JavaScript);
+//! - [`connections`]: the connections taken, how many and for how long;
 //! - [`preprocessing`]: what the image's preprocessing found, as the page shows it.
 //!
 //! The input of every network is computed by the server, by [`crate::digit`]: the one
 //! preprocessing `nnmnist predict` uses.
 pub mod api;
 pub mod assets;
+pub mod connections;
 pub mod error;
 pub mod networks;
 pub mod preprocessing;
@@ -69,7 +71,7 @@ pub fn run(spec: &ServeSpec, stop: &dyn StopCondition) -> Result<Outcome> {
         let listener = tokio::net::TcpListener::bind((spec.host.as_str(), spec.port)).await.with_context(|| format!("cannot listen on {}:{}", spec.host.shown(), spec.port))?;
         let address = listener.local_addr()?;
         terminal::print(format_args!("Listening on http://{address}/\n"))?;
-        axum::serve(listener, api::router(app)).await.context("the server stopped")
+        connections::serve(listener, api::router(app)).await.context("the server stopped")
     })?;
     Ok(Outcome::Done)
 }

@@ -116,6 +116,7 @@ const LAYERS: &[&str] = &[
     "serve::pytorch",
     "serve::train",
     "serve::api",
+    "serve::connections",
     "serve",
     "version",
     "cli",

@@ -108,6 +108,21 @@ impl Server {
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// A line of the server's /proc/PID/status, in KiB (`VmRSS`, `VmHWM`).
+    fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A raw TCP connection to the server, which gives up reading after `patience`.
+    fn connect(&self, patience: Duration) -> std::net::TcpStream {
+        let address = self.url.strip_prefix("http://").unwrap();
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(patience)).unwrap();
+        stream
+    }
 }
 
 impl Drop for Server {
@@ -260,7 +275,8 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
         ("DELETE", format!("{}/", server.url), None, b"", 405, "DELETE is not allowed on /"),
         ("GET", format!("{}/api/mnist/10000", server.url), None, b"", 404, "the test set has 10000 images (0 to 9999)"),
         ("GET", format!("{}/api/mnist/-1", server.url), None, b"", 400, "\"-1\" is not a test image number"),
-        ("GET", format!("{}/api/mnist/99999999999999999999999", server.url), None, b"", 400, "is not a test image number"),
+        ("GET", format!("{}/api/mnist/99999999999999999999999", server.url), None, b"", 404, "test image 99999999999999999999999 does not exist"),
+        ("GET", format!("{}/api/mnist/+5", server.url), None, b"", 400, "\"+5\" is not a test image number"),
         ("GET", format!("{}/nothing", server.url), None, b"", 404, "no such page: /nothing"),
         ("GET", format!("{}/index.html", server.url), None, b"", 404, "no such page"),
         ("GET", format!("{}/app.js/", server.url), None, b"", 404, "no such page"),
@@ -329,6 +345,76 @@ fn many_requests_at_once_are_all_answered() {
         t.join().expect("a client failed");
     }
     assert_eq!(call("GET", &format!("{}/api/models", server.url), None, b"").0, 200);
+}
+
+/// A client that sends nothing, or half a body, holds no connection for ever: an idle
+/// connection is closed once the headers' time is up, a body that stops coming gets a 408
+/// and a JSON error once the body's time is up; the server answers others meanwhile.
+#[test]
+fn clients_that_send_nothing_are_timed_out() {
+    use std::io::Write;
+    let server = Server::with_fixtures(&[]);
+    // Well past both limits: a server that never closes fails the read, not the suite.
+    let patience = nnmnist::serve::connections::HEADER_TIMEOUT + nnmnist::serve::api::BODY_TIMEOUT * 3;
+    let mut idle = server.connect(patience);
+    let mut half = server.connect(patience);
+    half.write_all(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n\x89PNG").unwrap();
+    assert_eq!(call("GET", &format!("{}/api/models", server.url), None, b"").0, 200);
+    let mut byte = [0u8; 1];
+    assert_eq!(idle.read(&mut byte).expect("the idle connection is closed, not left open"), 0);
+    let mut answer = String::new();
+    half.read_to_string(&mut answer).expect("the half-sent body is answered and its connection closed");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let error: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error"], format!("the body did not arrive within {} s", nnmnist::serve::api::BODY_TIMEOUT.as_secs()));
+}
+
+/// 40 clients each sending a body of the largest size and holding back its last byte: the
+/// server reads at most its budget of bodies at once (the others wait their turn, unread),
+/// so its memory grows by that budget, not by 40 bodies (640 MiB), and it answers other
+/// routes meanwhile.
+#[test]
+fn bodies_read_at_once_stay_within_their_budget() {
+    use std::io::Write;
+    let server = Server::with_fixtures(&[]);
+    let predict = format!("{}/api/predict", server.url);
+    assert_eq!(call("POST", &predict, Some("image/png"), &test_png(0)).0, 200);
+    let before = server.memory("VmHWM");
+    let size = nnmnist::serve::api::MAX_BODY;
+    // Each client writes until its body is in or the server has stopped reading it (no
+    // progress for the write timeout); the connections stay open until the end.
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            let mut stream = server.connect(Duration::from_secs(60));
+            std::thread::spawn(move || {
+                stream.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                let head = format!("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n");
+                stream.write_all(head.as_bytes()).unwrap();
+                let chunk = vec![0u8; 1 << 16];
+                let mut sent = 0;
+                while sent < size - 1 {
+                    match stream.write(&chunk[..chunk.len().min(size - 1 - sent)]) {
+                        Ok(n) => sent += n,
+                        Err(_) => break,
+                    }
+                }
+                (stream, sent)
+            })
+        })
+        .collect();
+    let clients: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let whole = clients.iter().filter(|(_, sent)| *sent == size - 1).count();
+    let grown = server.memory("VmHWM").saturating_sub(before);
+    eprintln!("{whole} of 40 bodies sent whole; the server's peak grew by {grown} KiB from {before} KiB");
+    let budget = (nnmnist::serve::api::BODY_BUDGET >> 10) as u64;
+    assert!(grown < 2 * budget, "the server's peak grew by {grown} KiB, more than twice its body budget of {budget} KiB");
+    assert!(whole <= nnmnist::serve::api::BODY_BUDGET / size, "{whole} bodies were read at once");
+    assert_eq!(call("GET", &format!("{}/api/models", server.url), None, b"").0, 200);
+    // Their turns come to nothing once they are gone (at the latest a 503 after the time a
+    // turn may take): the next body is read.
+    drop(clients);
+    assert_eq!(call("POST", &predict, Some("image/png"), &test_png(0)).0, 200);
 }
 
 /// `--pytorch`: the same weights in PyTorch, on the same inputs: the convnet's logits equal
