@@ -23,7 +23,7 @@ pub fn error(msg: impl Display) {
 /// does: a second line of defence for names quoted inside another library's error text
 /// (names nnmnist prints itself go through [`Shown`]).
 fn terminal_safe(msg: &str) -> String {
-    msg.split('\n').map(|line| line.split('\t').map(|p| p.shown().to_string()).collect::<Vec<_>>().join("\t")).collect::<Vec<_>>().join("\n")
+    msg.split('\n').map(|line| line.split('\t').map(|p| Controls(p).to_string()).collect::<Vec<_>>().join("\t")).collect::<Vec<_>>().join("\n")
 }
 
 /// Text on stdout, flushed.
@@ -63,23 +63,47 @@ fn stdout_was_closed() -> bool {
 /// (C0, DEL, C1) and every invisible format or bidirectional-override character is written
 /// as an escape (`\n`, `\t`, `\r`, `\x1b`, `\u{202e}`), so that a tensor name or a file name
 /// can never move the cursor, clear the screen, set a terminal's title or fake a line of
-/// nnmnist's own. Bytes that are not UTF-8 show as U+FFFD.
-pub struct Escaped<'a>(std::borrow::Cow<'a, str>);
+/// nnmnist's own. A byte that is not UTF-8 is written `\xHH` and a backslash `\\`, so that
+/// two different names never print alike (`a\nb` the name with a newline, `a\\nb` the one
+/// with a backslash).
+pub struct Escaped<'a>(&'a [u8]);
 
 impl Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write as _;
-        for c in self.0.chars() {
+        write_escaped(f, self.0, true)
+    }
+}
+
+/// `bytes` as [`Escaped`] shows them; a backslash escaped too where `backslash`.
+fn write_escaped(f: &mut std::fmt::Formatter<'_>, bytes: &[u8], backslash: bool) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
             match c {
                 '\n' => f.write_str("\\n")?,
                 '\t' => f.write_str("\\t")?,
                 '\r' => f.write_str("\\r")?,
+                '\\' if backslash => f.write_str("\\\\")?,
                 c if (c as u32) < 0x80 && c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
                 c if c.is_control() || invisible(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
                 c => f.write_char(c)?,
             }
         }
-        Ok(())
+        for b in chunk.invalid() {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+/// A whole message's text with its control and invisible characters escaped as [`Escaped`]
+/// escapes them, its backslashes left as they are (the names in it went through
+/// [`Shown`] already, which escaped theirs).
+struct Controls<'a>(&'a str);
+
+impl Display for Controls<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_escaped(f, self.0.as_bytes(), false)
     }
 }
 
@@ -117,13 +141,14 @@ pub trait Shown {
 
 impl Shown for str {
     fn shown(&self) -> Escaped<'_> {
-        Escaped(std::borrow::Cow::Borrowed(self))
+        Escaped(self.as_bytes())
     }
 }
 
 impl Shown for std::ffi::OsStr {
     fn shown(&self) -> Escaped<'_> {
-        Escaped(self.to_string_lossy())
+        use std::os::unix::ffi::OsStrExt;
+        Escaped(self.as_bytes())
     }
 }
 
@@ -189,6 +214,12 @@ mod tests {
         assert_eq!("a\u{2028}b\u{e0041}c\u{fe0f}d\u{3164}é€".shown().to_string(), "a\\u{2028}b\\u{e0041}c\\u{fe0f}d\\u{3164}é€");
         assert_eq!("model.0.weight".shown().to_string(), "model.0.weight");
         assert_eq!(std::path::Path::new("dir/ünï cödé.st").shown().to_string(), "dir/ünï cödé.st");
+        // Two names never print alike: a backslash is escaped, a byte that is not UTF-8 too.
+        assert_eq!("new\nline".shown().to_string(), "new\\nline");
+        assert_eq!("new\\nline".shown().to_string(), "new\\\\nline");
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(std::ffi::OsStr::from_bytes(b"bad\xff.png").shown().to_string(), "bad\\xff.png");
+        assert_eq!("bad\u{fffd}.png".shown().to_string(), "bad\u{fffd}.png");
     }
 
     #[test]

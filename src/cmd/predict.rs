@@ -21,7 +21,7 @@ use crate::networks;
 use crate::outputs::Plan;
 use crate::terminal::{print, Shown};
 use crate::weights::Weights;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -75,6 +75,12 @@ pub fn run(spec: &PredictSpec) -> Result<()> {
     // The weights first: a bad file is reported before any image is read. Each network is
     // told from its tensor names and runs on the CPU, with one libtorch thread: one image at
     // a time, a second thread would only wait (and spin) for the first.
+    if spec.format == PredictFormat::Json {
+        // A JSON string holds text: a name that is not UTF-8 would print as another name.
+        if let Some(name) = spec.weights.iter().chain(&spec.images).find(|p| p.to_str().is_none()) {
+            bail!("--format json: the name {} is not UTF-8, so a JSON line cannot hold it exactly; rename the file, or leave out --format json", name.shown());
+        }
+    }
     let cpu = device::Flags { device: Some("cpu".into()), threads: Some(1) };
     let mut nets = Vec::new();
     for path in &spec.weights {

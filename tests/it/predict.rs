@@ -225,6 +225,37 @@ fn bad_images_are_refused_naming_the_file() {
     );
 }
 
+/// Names print so that two files never look alike: a backslash and a byte that is not UTF-8
+/// escaped in the table; a JSON line, which holds text, refuses a name that is not UTF-8
+/// rather than print another name.
+#[test]
+fn names_print_as_no_other_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let seven = png(real().test.image(0));
+    let slash = tmp.path().join("new\\nline.png");
+    let newline = tmp.path().join("new\nline.png");
+    let bytes = tmp.path().join(std::ffi::OsStr::from_bytes(b"bad\xff.png"));
+    let replaced = tmp.path().join("bad\u{fffd}.png");
+    for f in [&slash, &newline, &bytes, &replaced] {
+        std::fs::write(f, &seven).unwrap();
+    }
+    let weights = convnet_fixture();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = output_with_patience(common::nnmnist().arg("predict").args(args).arg("--weights").arg(&weights).env("NO_COLOR", "1"));
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (code, stdout, stderr) = run(&[slash.as_os_str(), newline.as_os_str(), bytes.as_os_str(), replaced.as_os_str()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let dir = tmp.path().display();
+    for shown in ["new\\\\nline.png:", "new\\nline.png:", "bad\\xff.png:", "bad\u{fffd}.png:"] {
+        assert_eq!(stdout.lines().filter(|l| l.starts_with(&format!("{dir}/{shown}"))).count(), 1, "{shown} once in:\n{stdout}");
+    }
+    let (code, stdout, stderr) = run(&[replaced.as_os_str(), bytes.as_os_str(), "--format".as_ref(), "json".as_ref()]);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""));
+    assert_eq!(stderr, format!("error: --format json: the name {dir}/bad\\xff.png is not UTF-8, so a JSON line cannot hold it exactly; rename the file, or leave out --format json\n"));
+}
+
 #[test]
 fn bad_weights_and_usage_are_refused_before_any_image() {
     let tmp = tempfile::tempdir().unwrap();
