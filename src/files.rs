@@ -189,7 +189,16 @@ impl SaveTarget {
                 "another nnmnist run{} is saving to it; wait for it to end or choose another file",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             )),
-            LockError::Io(e) => cannot(format!("cannot create its lock file {} ({e})", lock_path.shown())),
+            LockError::Io(e) => {
+                match e.kind() {
+                    // Said by its kind alone ("permission denied"): the error tempfile gives
+                    // names the lock's temporary file, which the user never sees.
+                    kind @ (std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem) => {
+                        cannot(format!("directory {} is not writable: its lock file {} cannot be made there ({})", dir.shown(), lock_path.shown(), std::io::Error::from(kind)))
+                    }
+                    _ => cannot(format!("cannot create its lock file {} ({e})", lock_path.shown())),
+                }
+            }
             LockError::NotOurs(why) => cannot(format!("{} {why}; remove it if no nnmnist run uses it", lock_path.shown())),
         })?;
         let saving = SaveTarget { named: path.to_path_buf(), target, lock_path, lock: Some(lock) };

@@ -158,6 +158,34 @@ fn save_into_an_unwritable_place() {
     refused(&["convnet", "--device", "cpu", "--epochs", "1", "--save", s(tmp.path())], &[s(tmp.path()), "it is a directory"]);
 }
 
+/// A directory its user cannot write in is refused by name, before any data is read, and
+/// nothing is left in it. Root writes anywhere, so where the tests run as root the command
+/// runs as nobody, through util-linux's setpriv: that needs the binary and its libtorch
+/// reachable by nobody, which scripts/test checks before it runs this test.
+#[test]
+#[ignore = "needs a user whom a directory's mode binds: scripts/test runs it as that user, or as nobody through setpriv where the tests run as root"]
+fn save_into_a_directory_its_user_cannot_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let target = ro.join("x.safetensors");
+    let mut cmd = if rustix::process::geteuid().is_root() {
+        let mut c = common::command("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(common::bin()).env_remove("RUST_LOG").env_remove("NNMNIST_DATA_DIR");
+        c
+    } else {
+        common::nnmnist()
+    };
+    let out = output_with_patience(cmd.args(["mlp", "--epochs", "1", "--save", s(&target)]).env("NO_COLOR", "1"));
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        (Some(1), format!("error: cannot save to {}: directory {} is not writable: its lock file {}/.x.safetensors.lock cannot be made there (permission denied)\n", target.display(), ro.display(), ro.display()))
+    );
+    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
+}
+
 /// A directory that cannot be reached is not "missing": behind a symbolic-link loop, or
 /// past PATH_MAX.
 #[test]
