@@ -9,37 +9,35 @@
 //!
 //! A refused request gets a 4xx status and `{"error": ...}` ([`ApiError`]); any other path is
 //! 404, any other method 405. Bodies are read up to [`MAX_BODY`] bytes each, at most
-//! [`BODY_BUDGET`] bytes of them at once (a request past it waits for its turn before its
-//! body is read: a 503 after [`BODY_TIMEOUT`]), each within [`BODY_TIMEOUT`] (else a 408). The networks run on tokio's blocking
+//! [`BODY_BUDGET`] bytes of them held at once (counted as they arrive: a piece past it waits,
+//! a 503 when the time is up), each within [`BODY_TIMEOUT`] (else a 408). The networks run on tokio's blocking
 //! threads, at most as many at once as the machine has cores.
 use super::error::ApiError;
 use super::networks::{Reading, Served};
 use super::pytorch::{parity, PyTorch};
 use crate::data::{Split, PIXELS};
 use anyhow::Result;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::body::Body;
+use http_body_util::BodyExt;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The largest body `POST /api/predict` reads: 16 MiB (a phone's photo fits; the image's
 /// size in pixels is checked again, from its header, before it is decoded).
 pub const MAX_BODY: usize = 16 << 20;
 
-/// The most body bytes read at once, over every request: 64 MiB, four bodies of the largest
-/// size. A request takes its share (its `Content-Length`, or [`MAX_BODY`] without one)
-/// before its body is read.
+/// The most body bytes read and held at once, over every request: 64 MiB, four bodies of
+/// the largest size. Each piece of a body takes its bytes from it once it has arrived.
 pub const BODY_BUDGET: usize = 4 * MAX_BODY;
 
-/// How long a body may take to arrive once its turn has come (16 MiB at 1 MB/s), and how
-/// long a request waits for that turn.
+/// How long a body may take to arrive, waits for the budget included (16 MiB at 1 MB/s).
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What every request handler shares.
@@ -52,7 +50,7 @@ pub struct App {
     models: Vec<u8>,
     /// Requests computing at once (the networks, the PNG decoding) at most: the cores.
     busy: Semaphore,
-    /// The bodies being read, in KiB, out of [`BODY_BUDGET`].
+    /// The bytes of the bodies being read and held, out of [`BODY_BUDGET`].
     reading: Semaphore,
 }
 
@@ -100,7 +98,7 @@ impl App {
             max_body_bytes: MAX_BODY,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(App { models: serde_json::to_vec(&models)?, networks, pytorch, test, busy: Semaphore::new(cores), reading: Semaphore::new(BODY_BUDGET >> 10) })
+        Ok(App { models: serde_json::to_vec(&models)?, networks, pytorch, test, busy: Semaphore::new(cores), reading: Semaphore::new(BODY_BUDGET) })
     }
 }
 
@@ -116,7 +114,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/mnist/{n}", get(test_image))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
 
@@ -152,24 +149,15 @@ async fn test_image(State(app): State<Arc<App>>, Path(n): Path<String>) -> Resul
 }
 
 async fn predict(State(app): State<Arc<App>>, request: Request) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<usize>().ok());
-    let share = declared.unwrap_or(MAX_BODY).clamp(1, MAX_BODY).div_ceil(1 << 10) as u32;
-    let turn = tokio::time::timeout(BODY_TIMEOUT, app.reading.acquire_many(share)).await.map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("busy: other requests' bodies ({} MiB at most at once) took the last {} s; try again", BODY_BUDGET >> 20, BODY_TIMEOUT.as_secs()))
-    })?;
-    let _reading = turn.map_err(internal)?;
-    let body = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, &())).await.map_err(|_| {
-        ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()))
-    })?;
-    let body = body.map_err(|e: BytesRejection| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(e.status(), format!("the body is larger than {MAX_BODY} bytes ({} MiB), the limit of POST /api/predict", MAX_BODY >> 20)),
-        status => ApiError::new(status, format!("cannot read the body: {e}")),
-    })?;
+    // A body over the limit is read up to it before the 413 (within the budget), not refused
+    // from its Content-Length: a client that sends its whole body before it reads the answer
+    // would find the connection closed under it, and never see why.
+    let (parts, body) = request.into_parts();
+    let (body, _reading) = read_within_budget(&app, body).await?;
     if body.is_empty() {
         return Err(ApiError::bad("the body is empty: send an image (PNG, JPEG, PNM) or JSON {\"pixels\": [784 numbers 0-255]}"));
     }
-    let is_json = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    let is_json = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
     let _permit = app.busy.acquire().await.map_err(internal)?;
     let worker = app.clone();
     let (answer, timing) = tokio::task::spawn_blocking(move || read_body(&worker, &body, is_json)).await.map_err(internal)??;
@@ -178,6 +166,54 @@ async fn predict(State(app): State<Arc<App>>, request: Request) -> Result<Respon
         response.headers_mut().insert("server-timing", value);
     }
     Ok(response)
+}
+
+/// 413, for a body over [`MAX_BODY`].
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY} bytes ({} MiB), the limit of POST /api/predict", MAX_BODY >> 20))
+}
+
+/// A request's body, read as it arrives: each piece takes its bytes from [`BODY_BUDGET`]
+/// once it has come, so a client that sends nothing holds nothing; the whole within
+/// [`BODY_TIMEOUT`]: a 408 where the client was slow, a 503 where the budget was (other
+/// bodies held it). The permit holds the body's buffer (its capacity) until it is dropped.
+async fn read_within_budget(app: &App, mut body: Body) -> Result<(Vec<u8>, Option<SemaphorePermit<'_>>), ApiError> {
+    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+    let mut bytes = Vec::new();
+    let mut held: Option<SemaphorePermit> = None;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()))),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ApiError::bad(format!("cannot read the body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers carry no body bytes.
+        let Ok(data) = frame.into_data() else { continue };
+        let needed = bytes.len() + data.len();
+        if needed > MAX_BODY {
+            return Err(too_large());
+        }
+        // The budget counts what is allocated: the buffer grows (doubling, up to the limit)
+        // only by what the budget grants it.
+        let grow = if needed > bytes.capacity() { needed.max(2 * bytes.capacity()).min(MAX_BODY) - bytes.capacity() } else { 0 };
+        let permit = match tokio::time::timeout_at(deadline, app.reading.acquire_many(grow as u32)).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("busy: other requests' bodies ({} MiB at most at once) held the server for {} s; try again", BODY_BUDGET >> 20, BODY_TIMEOUT.as_secs()),
+                ))
+            }
+            Ok(permit) => permit.map_err(internal)?,
+        };
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        bytes.reserve_exact(bytes.capacity() + grow - bytes.len());
+        bytes.extend_from_slice(&data);
+    }
+    Ok((bytes, held))
 }
 
 /// Where a request's time went, as a `Server-Timing` header (which browsers' developer

@@ -14,9 +14,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// The most connections open at once. Each holds at most hyper's read buffer (about 400 KB,
-/// for headers; a body is read by the API within its own budget): 200 MB for all.
+/// The most connections open at once. Each holds at most its read buffer
+/// ([`READ_BUFFER`]) and one piece of a body read from it, waiting for the body budget:
+/// 64 MiB for all, beside the budget itself.
 pub const MAX_CONNECTIONS: usize = 512;
+
+/// A connection's read buffer at most: 64 KiB (hyper's default is about 400 KB), which the
+/// request line and headers must fit in (else a 431) and each piece of a body is read into.
+pub const READ_BUFFER: usize = 64 << 10;
 
 /// How long a request's headers may take to arrive, and how long an idle kept-alive
 /// connection stays open.
@@ -44,6 +49,7 @@ pub async fn serve(listener: TcpListener, router: Router) -> Result<()> {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(READ_BUFFER)
                 .serve_connection(TokioIo::new(stream), service);
             // A connection's end, clean or not (a client gone, a timeout), is the client's.
             let _ = connection.await;

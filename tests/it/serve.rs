@@ -417,6 +417,39 @@ fn bodies_read_at_once_stay_within_their_budget() {
     assert_eq!(call("POST", &predict, Some("image/png"), &test_png(0)).0, 200);
 }
 
+/// A client that sends a request's headers and then nothing holds none of the body budget:
+/// with four such clients each declaring a body of the largest size (together the whole
+/// budget), and each request's body already asked for (hyper's `100 Continue`), another's
+/// request is answered at once, while theirs are still waiting.
+#[test]
+fn clients_that_send_only_headers_hold_no_budget() {
+    use std::io::Write;
+    let server = Server::with_fixtures(&[]);
+    let size = nnmnist::serve::api::MAX_BODY;
+    let holders: Vec<std::net::TcpStream> = (0..nnmnist::serve::api::BODY_BUDGET / size)
+        .map(|_| {
+            let mut c = server.connect(Duration::from_secs(60));
+            c.write_all(format!("POST /api/predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {size}\r\n\r\n").as_bytes()).unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(c.read(&mut byte).expect("the server asks for the body"), 1, "closed after {:?}", String::from_utf8_lossy(&head));
+                head.push(byte[0]);
+            }
+            assert_eq!(String::from_utf8_lossy(&head), "HTTP/1.1 100 Continue\r\n\r\n");
+            c
+        })
+        .collect();
+    let (status, answer) = call("POST", &format!("{}/api/predict", server.url), Some("image/png"), &test_png(0));
+    assert_eq!(status, 200, "{answer}");
+    for mut c in holders {
+        c.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let got = c.read(&mut byte);
+        assert!(matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "a client that sent only headers was answered first ({got:?})");
+    }
+}
+
 /// `--pytorch`: the same weights in PyTorch, on the same inputs: the convnet's logits equal
 /// to the bit on the CPU, the MLP's z within 1e-12 (float64 sums in another order), the same
 /// digits.
