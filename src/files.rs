@@ -438,6 +438,8 @@ impl Appended {
         let f = opened.map_err(|e| {
             if e.raw_os_error() == Some(libc::ENXIO) {
                 anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.shown())
+            } else if created && matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem) {
+                anyhow!("cannot open metrics file {} for appending: directory {} is not writable ({})", path.shown(), parent_dir(&real).shown(), std::io::Error::from(e.kind()))
             } else {
                 what(e)
             }

@@ -170,18 +170,27 @@ fn save_into_a_directory_its_user_cannot_write() {
     let ro = tmp.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let target = ro.join("x.safetensors");
-    let mut cmd = if rustix::process::geteuid().is_root() {
-        let mut c = common::command("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(common::bin()).env_remove("RUST_LOG").env_remove("NNMNIST_DATA_DIR");
-        c
-    } else {
-        common::nnmnist()
+    let run = |args: &[&str]| {
+        let mut cmd = if rustix::process::geteuid().is_root() {
+            let mut c = common::command("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(common::bin()).env_remove("RUST_LOG").env_remove("NNMNIST_DATA_DIR");
+            c
+        } else {
+            common::nnmnist()
+        };
+        let out = output_with_patience(cmd.args(args).env("NO_COLOR", "1"));
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let out = output_with_patience(cmd.args(["mlp", "--epochs", "1", "--save", s(&target)]).env("NO_COLOR", "1"));
+    let target = ro.join("x.safetensors");
     assert_eq!(
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        run(&["mlp", "--epochs", "1", "--save", s(&target)]),
         (Some(1), format!("error: cannot save to {}: directory {} is not writable: its lock file {}/.x.safetensors.lock cannot be made there (permission denied)\n", target.display(), ro.display(), ro.display()))
+    );
+    // The metrics log, made there as `>>` would make it, likewise.
+    let log = ro.join("m.jsonl");
+    assert_eq!(
+        run(&["mlp", "--epochs", "1", "--metrics", s(&log)]),
+        (Some(1), format!("error: cannot open metrics file {} for appending: directory {} is not writable (permission denied)\n", log.display(), ro.display()))
     );
     assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
 }
