@@ -38,12 +38,29 @@ pub fn decode<R: BufRead + Seek>(mut reader: R) -> Result<DynamicImage> {
         ImageFormat::Pnm => "PNM",
         other => bail!("a {} image; nnmnist reads PNG, JPEG and PNM (PGM, PPM)", other.extensions_str().first().unwrap_or(&"?").to_uppercase()),
     };
+    let damaged = |e: &dyn std::fmt::Display| anyhow!("{name} data that cannot be decoded ({})", e.to_string().trim_end());
+    if format == ImageFormat::Jpeg {
+        // Read once, and decoded by zune-jpeg alone (see [`jpeg`]).
+        reader.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+        let mut bytes = Vec::with_capacity(length as usize);
+        reader.read_to_end(&mut bytes).map_err(unreadable)?;
+        return jpeg(&bytes, &damaged);
+    }
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     image_reader.limits(limits);
-    let damaged = |e: &dyn std::fmt::Display| anyhow!("{name} data that cannot be decoded ({})", e.to_string().trim_end());
     let mut decoder = image_reader.into_decoder().map_err(|e| damaged(&e))?;
     let (width, height) = decoder.dimensions();
+    check_size(name, least_bytes(format, magic, width as u64, height as u64, decoder.color_type().channel_count() as u64), width, height, length)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| damaged(&e))?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Refuses a `width` x `height` image from its header alone: over [`MAX_PIXELS`], no pixel
+/// at all, or more than a file of `length` bytes can hold (`least`, from [`least_bytes`]).
+fn check_size(name: &str, least: (u64, &str), width: u32, height: u32, length: u64) -> Result<()> {
     let pixels = width as u64 * height as u64;
     if pixels > MAX_PIXELS {
         bail!("{width}x{height} pixels, over the limit of {MAX_PIXELS} ({} megapixels): scale it down first", MAX_PIXELS / 1_000_000);
@@ -51,22 +68,11 @@ pub fn decode<R: BufRead + Seek>(mut reader: R) -> Result<DynamicImage> {
     if pixels == 0 {
         bail!("{width}x{height} pixels: no pixel at all");
     }
-    let (least, why) = least_bytes(format, magic, width as u64, height as u64, decoder.color_type().channel_count() as u64);
+    let (least, why) = least;
     if length < least {
         bail!("{name} data that ends early: {width}x{height} pixels need at least {least} bytes ({why}), the file has {length}");
     }
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = if format == ImageFormat::Jpeg {
-        drop(decoder);
-        reader.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-        let mut bytes = Vec::with_capacity(length as usize);
-        reader.read_to_end(&mut bytes).map_err(unreadable)?;
-        jpeg(&bytes, width, height).map_err(|e| damaged(&e))?
-    } else {
-        DynamicImage::from_decoder(decoder).map_err(|e| damaged(&e))?
-    };
-    image.apply_orientation(orientation);
-    Ok(image)
+    Ok(())
 }
 
 /// The fewest bytes a file of `format` can hold a `width` x `height` image in, and why. A
@@ -84,26 +90,34 @@ fn least_bytes(format: ImageFormat, magic: [u8; 2], width: u64, height: u64, cha
     }
 }
 
-/// A JPEG's pixels, decoded by zune-jpeg (the decoder the `image` crate uses) in its strict
-/// mode: data that ends before the last block, or a damaged stream, is an error where the
-/// lenient mode (`image`'s) fills the rest with grey. Its colours as `image` gives them:
-/// grey stays grey, YCbCr and CMYK become RGB.
-fn jpeg(bytes: &[u8], width: u32, height: u32) -> Result<DynamicImage, String> {
-    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(width as usize).set_max_height(height as usize);
+/// A JPEG, decoded by zune-jpeg (the decoder the `image` crate uses) in its strict mode:
+/// data that ends before the last block, or a damaged stream, is an error where the lenient
+/// mode (`image`'s) fills the rest with grey. Its size is checked from the header as every
+/// format's is, its EXIF orientation read as `image` reads it, and its colours given as
+/// `image` gives them: grey stays grey, YCbCr and CMYK become RGB.
+fn jpeg(bytes: &[u8], damaged: &dyn Fn(&dyn std::fmt::Display) -> anyhow::Error) -> Result<DynamicImage> {
+    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(usize::MAX).set_max_height(usize::MAX);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder.decode_headers().map_err(|e| e.to_string())?;
+    decoder.decode_headers().map_err(|e| damaged(&e))?;
+    let (width, height) = decoder.dimensions().ok_or_else(|| damaged(&"no frame header"))?;
+    // JPEG writes each dimension in 16 bits.
+    let (width, height) = (width as u32, height as u32);
+    check_size("JPEG", least_bytes(ImageFormat::Jpeg, [0; 2], width as u64, height as u64, 1), width, height, bytes.len() as u64)?;
+    let orientation = decoder.exif().and_then(|exif| Orientation::from_exif_chunk(exif)).unwrap_or(Orientation::NoTransforms);
     let out = match decoder.input_colorspace() {
         Some(space @ (ColorSpace::RGB | ColorSpace::RGBA | ColorSpace::Luma | ColorSpace::LumaA)) => space,
         _ => ColorSpace::RGB,
     };
     decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
-    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    let pixels = decoder.decode().map_err(|e| damaged(&e))?;
     let got = pixels.len();
-    let short = || format!("the decoder gave {got} bytes for {width}x{height} pixels");
-    match out {
-        ColorSpace::Luma => GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8).ok_or_else(short),
-        ColorSpace::LumaA => GrayAlphaImage::from_raw(width, height, pixels).map(DynamicImage::ImageLumaA8).ok_or_else(short),
-        ColorSpace::RGBA => RgbaImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8).ok_or_else(short),
-        _ => RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8).ok_or_else(short),
-    }
+    let image = match out {
+        ColorSpace::Luma => GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8),
+        ColorSpace::LumaA => GrayAlphaImage::from_raw(width, height, pixels).map(DynamicImage::ImageLumaA8),
+        ColorSpace::RGBA => RgbaImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8),
+        _ => RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8),
+    };
+    let mut image = image.ok_or_else(|| damaged(&format!("the decoder gave {got} bytes for {width}x{height} pixels")))?;
+    image.apply_orientation(orientation);
+    Ok(image)
 }
