@@ -193,7 +193,7 @@ impl SaveTarget {
                 match e.kind() {
                     // Said by its kind alone ("permission denied"): the error tempfile gives
                     // names the lock's temporary file, which the user never sees.
-                    kind @ (std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem) => {
+                    kind if refused_writing(kind) => {
                         cannot(format!("directory {} is not writable: its lock file {} cannot be made there ({})", dir.shown(), lock_path.shown(), std::io::Error::from(kind)))
                     }
                     _ => cannot(format!("cannot create its lock file {} ({e})", lock_path.shown())),
@@ -438,7 +438,7 @@ impl Appended {
         let f = opened.map_err(|e| {
             if e.raw_os_error() == Some(libc::ENXIO) {
                 anyhow!("metrics file {} is a FIFO with no reader: nnmnist would wait forever; start its reader first", path.shown())
-            } else if created && matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem) {
+            } else if created && refused_writing(e.kind()) {
                 anyhow!("cannot open metrics file {} for appending: directory {} is not writable ({})", path.shown(), parent_dir(&real).shown(), std::io::Error::from(e.kind()))
             } else {
                 what(e)
@@ -558,6 +558,12 @@ fn follow_links(path: &Path) -> Result<PathBuf> {
         }
     }
     bail!("cannot save to {}: too many levels of symbolic links", path.shown())
+}
+
+/// Whether a file could not be made for want of the right to write where it goes: the
+/// directory's permissions, or a read-only file system.
+fn refused_writing(kind: std::io::ErrorKind) -> bool {
+    matches!(kind, std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

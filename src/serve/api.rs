@@ -10,8 +10,8 @@
 //! A refused request gets a 4xx status and `{"error": ...}` ([`ApiError`]); any other path is
 //! 404, any other method 405. Bodies are read up to [`MAX_BODY`] bytes each, at most
 //! [`BODY_BUDGET`] bytes of them held at once (counted as they arrive: a piece past it waits,
-//! a 503 when the time is up), each within [`BODY_TIMEOUT`] (else a 408). The networks run on tokio's blocking
-//! threads, at most as many at once as the machine has cores.
+//! a 503 when the time is up), each within [`BODY_TIMEOUT`] (else a 408). The networks run
+//! on tokio's blocking threads, at most as many at once as the machine has cores.
 use super::error::ApiError;
 use super::networks::{Reading, Served};
 use super::pytorch::{parity, PyTorch};
